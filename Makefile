@@ -1,0 +1,53 @@
+# The project's runner. Quick start (README): `make main` runs the main job, `make test` runs every test.
+# Both create .venv and install what they need first (idempotent: a stamp file records the install).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mac-installed
+# CPU wheel of torch that lies on local disk here; GPU users: `make setup TORCH_PIN=` keeps whatever torch you have.
+TORCH_PIN ?= torch==2.13.0
+export MUJOCO_GL ?= egl
+
+.PHONY: setup main test docs readme pair export clean-nbs check help
+
+help:
+	@echo "make main   - the main job (see README)"
+	@echo "make test   - every test: notebooks (nbdev_test) + pytest"
+	@echo "make docs   - render the notebooks to docs/ (nbdev_docs when quarto exists, else static HTML)"
+	@echo "make export - nbdev_export + nbdev_clean + jupytext pairs + README (run after editing notebooks)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py settings.ini
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), f"mac needs Python >= 3.10, found {sys.version.split()[0]}: set PYTHON=/path/to/python3.10+"'
+	@echo "==> creating $(VENV) and installing mac[dev] (first run only; a few minutes)"
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(if $(TORCH_PIN),$(BIN)/python -m pip install -q '$(TORCH_PIN)')
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip check
+	@touch $(STAMP)
+
+main: setup
+	@echo "==> main job: train a conditional flow on the chapter-1 toy, write results/flow_toy/"
+	$(BIN)/mac_flow_demo --out results/flow_toy --seed 0
+
+test: setup
+	@echo "==> every test: each notebook through nbdev_test, then tests/ (pytest)"
+	$(BIN)/python -m pytest tests -v
+
+docs: setup
+	$(BIN)/python tools/render_docs.py
+
+readme: setup
+	$(BIN)/python tools/make_readme.py
+
+pair: setup
+	$(BIN)/python tools/pair.py --write
+
+export: setup
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+	$(BIN)/python tools/pair.py --write
+	$(BIN)/python tools/make_readme.py

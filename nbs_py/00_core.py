@@ -1,0 +1,247 @@
+# %% [markdown]
+# # Core
+# > Device and seeding helpers, the MLP that every MAC network is made of, the EMA target update, and run provenance.
+
+# %%
+#| default_exp core
+
+# %%
+#| export
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+# %%
+#| hide
+from fastcore.test import test_eq, test_close, test_fail
+
+
+# %% [markdown]
+# ## In the paper
+#
+# > We follow the setup of the work by Park et al. (2025c;b), using 4-layer MLPs with layer normalization
+# > (Ba et al., 2016) for all neural networks (the policy, critic, dynamics model, and reward model). (Appendix A.1)
+#
+# > Update the value function … with target network $\bar V$ … (Eq. 3, Eq. 10)
+#
+# Every network in MAC (flow policy $v_\theta$, one-step policy $\pi_\omega$, dynamics $p_\psi$, reward $r_\psi$,
+# value $V_\varphi$, critic $Q_\varphi$) is the same MLP with different inputs and outputs, and only the value
+# function has a slow-moving target copy $\bar V$. The official code pins down what "4-layer MLP with layer
+# normalization" means (`official-code-facts.md` §2):
+#
+# | piece | official code | here |
+# |---|---|---|
+# | hidden layer | Dense → GELU → LayerNorm (LN *after* the activation) | `Linear → GELU(approximate='tanh') → LayerNorm(eps=1e-6)` |
+# | depth | 4 hidden layers + a plain Dense output | `hidden=(512,)*4` + `Linear` |
+# | GELU | `nn.gelu` (JAX default: tanh approximation) | `approximate='tanh'` |
+# | init | Xavier-uniform on *every* Dense, zero biases | `nn.init.xavier_uniform_`, `zeros_` |
+# | target | EMA with τ = 0.005 | `ema_update_(target, online, tau)` |
+#
+# Symbols used throughout the notebooks: B batch, S observation size, n chunk length, d action size,
+# H rollout steps, N samples for rejection sampling, F flow (Euler) steps.
+
+# %% [markdown]
+# ## Devices and seeds
+#
+# Every tensor path in `mac` takes a device. One helper picks it: CUDA when present, the CPU otherwise, and a
+# clear error when a user asks for a GPU that is not there.
+
+# %%
+#| export
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    "The device to use: `None`/'auto' picks CUDA when available, else CPU; anything else is checked."
+    if device is None or str(device) == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try: dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:<index>'") from e
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available here: use --device cpu (or 'auto')")
+    return dev
+
+
+# %%
+test_eq(get_device('cpu'), torch.device('cpu'))
+test_eq(get_device().type, 'cuda' if torch.cuda.is_available() else 'cpu')
+test_fail(lambda: get_device('tpu'), contains="unknown device 'tpu'")
+if not torch.cuda.is_available(): test_fail(lambda: get_device('cuda'), contains='CUDA is not available')
+
+
+# %% [markdown]
+# Seeds are set at entry points (notebooks, CLIs), never inside library functions: those take a
+# `torch.Generator` or the noise itself, so a check can pin their randomness.
+
+# %%
+#| export
+def seed_everything(seed: int) -> torch.Generator:
+    "Seed Python, NumPy and torch (all devices); return a CPU `torch.Generator` seeded the same way."
+    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+# %%
+g = seed_everything(0); a = torch.randn(3, generator=g), torch.rand(2)
+g = seed_everything(0); b = torch.randn(3, generator=g), torch.rand(2)
+test_eq(a[0], b[0]); test_eq(a[1], b[1])
+
+
+# %% [markdown]
+# ## The MLP
+#
+# Each hidden layer is $h \mapsto \mathrm{LN}(\mathrm{GELU}(W h + b))$; the output layer is a plain affine map.
+# Putting LayerNorm after the activation means every hidden representation has zero mean and unit variance
+# across its features (before LN's learnable scale and shift, which start at 1 and 0). Xavier-uniform draws
+# $W_{ij} \sim U(-a, a)$ with $a = \sqrt{6/(\text{fan\_in}+\text{fan\_out})}$.
+
+# %%
+#| export
+class MLP(nn.Sequential):
+    "MAC's MLP: `len(hidden)` × (Linear → GELU(tanh) → LayerNorm), then a plain Linear; Xavier-uniform, zero bias."
+    def __init__(self, in_dim: int, out_dim: int, hidden: tuple[int, ...] = (512, 512, 512, 512), layer_norm: bool = True):
+        layers, d = [], in_dim
+        for h in hidden:
+            layers += [nn.Linear(d, h), nn.GELU(approximate='tanh')] + ([nn.LayerNorm(h, eps=1e-6)] if layer_norm else [])
+            d = h
+        super().__init__(*layers, nn.Linear(d, out_dim))
+        for m in self.modules():
+            if isinstance(m, nn.Linear): nn.init.xavier_uniform_(m.weight); nn.init.zeros_(m.bias)
+
+
+# %% [markdown]
+# Checks: the layer order is exactly the official one, the output has the right shape on any batch shape,
+# initialisation follows Xavier's bound, and the first hidden representation is normalised (what LN-after-GELU implies).
+
+# %%
+net = MLP(7, 3, hidden=(32, 32, 32, 32))
+kinds = [type(m).__name__ for m in net]
+test_eq(kinds, ['Linear', 'GELU', 'LayerNorm'] * 4 + ['Linear'])
+test_eq(net[1].approximate, 'tanh'); test_eq(net[2].eps, 1e-6)
+test_eq(net(torch.randn(5, 7)).shape, (5, 3))
+test_eq(net(torch.randn(2, 4, 7)).shape, (2, 4, 3))
+lin = [m for m in net if isinstance(m, nn.Linear)]
+assert all((m.bias == 0).all() for m in lin)
+for m in lin:
+    bound = (6 / (m.in_features + m.out_features)) ** 0.5
+    assert m.weight.abs().max() <= bound and m.weight.abs().max() > 0.9 * bound
+h = nn.Sequential(*list(net)[:3])(torch.randn(64, 7))  # after the first Linear → GELU → LayerNorm
+test_close(h.mean(-1), torch.zeros(64), eps=1e-5); test_close(h.var(-1, unbiased=False), torch.ones(64), eps=1e-3)
+
+
+# %% [markdown]
+# ## The EMA target update
+#
+# The target value network trails the online one: $\bar\varphi \leftarrow \tau \varphi + (1-\tau)\bar\varphi$ with
+# $\tau = 0.005$, i.e. a `lerp` of each target parameter towards its online twin. (Which online weights, pre- or
+# post-update, is the agent's business: chapter 8.)
+
+# %%
+#| export
+@torch.no_grad()
+def ema_update_(target: nn.Module, online: nn.Module, tau: float = 0.005) -> None:
+    "In place: every target parameter ← τ·online + (1 − τ)·target."
+    for p_t, p_o in zip(target.parameters(), online.parameters(), strict=True): p_t.lerp_(p_o, tau)
+
+
+# %%
+online, target = MLP(3, 1, hidden=(4,)), MLP(3, 1, hidden=(4,))
+expected = [0.1 * po + 0.9 * pt for po, pt in zip(online.parameters(), target.parameters())]
+ema_update_(target, online, tau=0.1)
+for e, pt in zip(expected, target.parameters()): test_close(pt.detach(), e.detach(), eps=1e-7)
+ema_update_(target, online, tau=1.0)
+assert all(torch.equal(pt, po) for po, pt in zip(online.parameters(), target.parameters()))
+test_fail(lambda: ema_update_(MLP(3, 1, hidden=(4, 4)), online), contains='')  # different architectures
+
+
+# %% [markdown]
+# ## Provenance and atomic writes
+#
+# Every number this project reports comes with a record of how it was made: commit, command, seed, machine,
+# wall time and versions. Files are written atomically (a temporary file in the same folder, then a rename),
+# so an interrupted run never leaves a half-written file that looks valid.
+
+# %%
+#| export
+def atomic_write(path: str | Path, write_fn) -> Path:
+    "Call `write_fn(tmp_path)` then rename the temporary file onto `path`: readers see the old file or the whole new one."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
+    try: write_fn(Path(tmp)); os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp): os.unlink(tmp)
+    return path
+
+def write_json(path: str | Path, obj) -> Path:
+    "Atomically write `obj` as indented JSON."
+    return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str) + '\n'))
+
+
+# %%
+with tempfile.TemporaryDirectory() as d:
+    f = write_json(Path(d) / 'sub' / 'a.json', {'x': 1})
+    test_eq(json.loads(f.read_text()), {'x': 1})
+    def boom(p): p.write_text('half'); raise OSError('disk full')
+    test_fail(lambda: atomic_write(f, boom), contains='disk full')
+    test_eq(json.loads(f.read_text()), {'x': 1})        # the old file survives an interrupted write
+    test_eq(sorted(os.listdir(Path(d) / 'sub')), ['a.json'])  # and no temporary file is left behind
+
+
+# %%
+#| export
+def _git(*args):
+    try: return subprocess.run(['git', *args], capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError): return None
+
+def _version(pkg):
+    try: return metadata.version(pkg)
+    except metadata.PackageNotFoundError: return None
+
+def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) -> dict:
+    "A record of how a result was made: commit, command, seed, machine, wall time, versions (+ anything in `extra`)."
+    dev = torch.device(device) if device is not None else None
+    return dict(
+        commit=_git('rev-parse', 'HEAD'), dirty=bool(_git('status', '--porcelain', '--untracked-files=no')),
+        command=command if command is not None else ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        seed=seed, wall_time_s=None if wall_time_s is None else round(float(wall_time_s), 2),
+        finished_at=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+        machine=dict(host=platform.node(), platform=platform.platform(), processor=platform.machine(),
+                     cpus=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                     load_avg=[round(x, 2) for x in os.getloadavg()] if hasattr(os, 'getloadavg') else None,
+                     device=str(dev) if dev else None,
+                     gpu=torch.cuda.get_device_name(dev) if dev is not None and dev.type == 'cuda' else None),
+        versions={'python': platform.python_version(), **{p: _version(p) for p in
+                  ('mac', 'torch', 'numpy', 'ogbench', 'mujoco', 'gymnasium')}},
+        **extra)
+
+
+# %%
+p = provenance(seed=3, wall_time_s=1.234, device='cpu', command='demo', steps=10)
+test_eq((p['seed'], p['wall_time_s'], p['command'], p['steps']), (3, 1.23, 'demo', 10))
+test_eq(p['versions']['torch'].split('+')[0], torch.__version__.split('+')[0])
+assert {'commit', 'dirty', 'machine', 'versions', 'finished_at'} <= set(p)
+
+# %% [markdown]
+# ## Implementation details
+#
+# 1. LayerNorm uses `eps=1e-6` (Flax's default) rather than PyTorch's 1e-5, to match the official networks.
+# 2. GELU uses the tanh approximation, JAX's default, which the official code inherits.
+# 3. Every linear layer, the output layer included, is Xavier-uniform with zero bias: the official code has no
+#    small final-layer initialisation.
+# 4. `ema_update_` takes whichever online weights it is given; the official code passes the *pre-update* weights
+#    (a one-step lag), and chapter 8 reproduces that.
+
+# %%
+#| hide
+import nbdev; nbdev.nbdev_export()

@@ -1,0 +1,51 @@
+"""Repository hygiene that notebooks cannot check: jupytext pairs, the generated README, the docs command, config."""
+import configparser
+import subprocess
+import sys
+
+import make_readme
+import pair
+import render_docs
+from conftest import ROOT
+
+
+def test_jupytext_pairs_in_sync():
+    assert pair.main(['--check']) == 0, 'nbs_py/ is out of sync with nbs/: run `make pair`'
+
+
+def test_readme_generated_from_index():
+    assert make_readme.main(['--check']) == 0, 'README.md is stale: run `make readme`'
+
+
+def test_readme_quick_start_is_two_commands():
+    text = (ROOT / 'README.md').read_text()
+    block = text.split('## Quick start', 1)[1].split('```bash', 1)[1].split('```', 1)[0]
+    cmds = [l.split('#')[0].strip() for l in block.strip().splitlines() if l.split('#')[0].strip()]
+    assert cmds == ['make main', 'make test'], cmds
+    ci = (ROOT / '.ci' / 'run').read_text()
+    assert '\nmake test' in ci, '.ci/run must call the README test command literally'
+
+
+def test_docs_render_static(tmp_path):
+    written = render_docs.render_static(tmp_path)
+    names = {p.name for p in written}
+    assert 'index.html' in names and {'00_core.html', '01_flow_matching.html'} <= names
+    index = (tmp_path / 'index.html').read_text()
+    assert index.index('00_core.html') < index.index('01_flow_matching.html')  # chapters linked in reading order
+    assert '#| export' not in (tmp_path / '01_flow_matching.html').read_text()  # nbdev directives stripped
+
+
+def test_settings_ini():
+    cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT / 'settings.ini')
+    d = cfg['DEFAULT']
+    assert (d['lib_path'], d['nbs_path'], d['doc_path'], d['recursive']) == ('mac', 'nbs', 'docs', 'True')
+    assert set(d['tst_flags'].split()) == {'slow', 'notest'}
+
+
+def test_console_scripts_installed():
+    cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT / 'settings.ini')
+    for entry in cfg['DEFAULT']['console_scripts'].split():
+        name = entry.split('=')[0]
+        r = subprocess.run([str(ROOT / '.venv' / 'bin' / name) if (ROOT / '.venv').exists() else name, '--help'],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and 'usage' in r.stdout, (name, r.stderr)
