@@ -64,7 +64,8 @@ def atomic_write(path: str | Path, write_fn) -> Path:
     "Call `write_fn(tmp_path)` then rename the temporary file onto `path`: readers see the old file or the whole new one."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
-    try: write_fn(Path(tmp)); os.replace(tmp, path)
+    umask = os.umask(0); os.umask(umask)
+    try: write_fn(Path(tmp)); os.chmod(tmp, 0o666 & ~umask); os.replace(tmp, path)  # mkstemp's 0600 → usual perms
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
     return path

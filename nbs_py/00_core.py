@@ -178,7 +178,8 @@ def atomic_write(path: str | Path, write_fn) -> Path:
     "Call `write_fn(tmp_path)` then rename the temporary file onto `path`: readers see the old file or the whole new one."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
-    try: write_fn(Path(tmp)); os.replace(tmp, path)
+    umask = os.umask(0); os.umask(umask)
+    try: write_fn(Path(tmp)); os.chmod(tmp, 0o666 & ~umask); os.replace(tmp, path)  # mkstemp's 0600 → usual perms
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
     return path
@@ -192,6 +193,7 @@ def write_json(path: str | Path, obj) -> Path:
 with tempfile.TemporaryDirectory() as d:
     f = write_json(Path(d) / 'sub' / 'a.json', {'x': 1})
     test_eq(json.loads(f.read_text()), {'x': 1})
+    test_eq(f.stat().st_mode & 0o777, 0o666 & ~(lambda m: (os.umask(m), m)[1])(os.umask(0)))  # ordinary permissions
     def boom(p): p.write_text('half'); raise OSError('disk full')
     test_fail(lambda: atomic_write(f, boom), contains='disk full')
     test_eq(json.loads(f.read_text()), {'x': 1})        # the old file survives an interrupted write

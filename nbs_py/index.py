@@ -34,6 +34,15 @@
 # Euler steps, mode coverage as CSV, and a provenance record). When the MAC agent lands, `make main` will train
 # and evaluate MAC on OGBench instead.
 #
+# **Data.** OGBench's datasets download from a university server; `mac` can make the same datasets locally with
+# OGBench's own scripted oracles and recipe, in OGBench's file format, so `ogbench.make_env_and_datasets` loads
+# them unchanged (and a downloaded file works the same way):
+#
+# ```bash
+# .venv/bin/mac_data --env cube-single --episodes 1000 --workers 2   # ~/.ogbench/data/cube-single-play-v0{,-val}.npz
+# .venv/bin/mac_data --validate ~/.ogbench/data/cube-single-play-v0.npz
+# ```
+#
 # Other commands: `make docs` renders the notebooks into `docs/` (`nbdev_docs` where Quarto is installed,
 # static HTML otherwise); `make export` runs `nbdev_export`, `nbdev_clean`, refreshes the jupytext pairs in
 # `nbs_py/` and regenerates this README from `nbs/index.ipynb`. GPU users: `make setup TORCH_PIN=` keeps the
@@ -53,6 +62,7 @@
 # |---|---|---|
 # | `00_core` | `mac.core` | device and seeding helpers, the MLP every MAC network uses, EMA target update, provenance |
 # | `01_flow_matching` | `mac.flow` | flow matching derived; velocity field, loss, Euler sampler; why Gaussians average modes |
+# | `02_data` | `mac.data` | OGBench datasets generated locally with OGBench's oracles, loaded by OGBench, normalised; chunk batches |
 #
 # Each notebook imports only from earlier ones. The design follows `nbdev`: edit a notebook, run `make export`,
 # and `make test`.

@@ -1,0 +1,825 @@
+# %% [markdown]
+# # OGBench data without downloads
+# > Generate OGBench's manipulation datasets locally with its own scripted oracles, load them through OGBench's API, normalise them, and sample action-chunk batches.
+
+# %%
+#| default_exp data
+
+# %%
+#| export
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+import multiprocessing as mp
+
+os.environ.setdefault('MUJOCO_GL', 'egl')  # headless rendering; must be set before mujoco is imported
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mac.core import atomic_write, get_device, provenance, write_json
+
+# %%
+#| hide
+from fastcore.test import test_eq, test_close, test_fail
+import tempfile, json, warnings
+warnings.filterwarnings('ignore', category=UserWarning, module='gymnasium')
+
+# %% [markdown]
+# ## In the paper
+#
+# > We evaluate MAC on … reward-based tasks from OGBench … `cube-single`, `cube-double`, `scene`, `puzzle-3x3`,
+# > `puzzle-4x4` … each with five tasks (Section 5, Table 2).
+#
+# > we denote $\mathbf a_t \in \mathcal A^n$ to be the action chunk $a_{t:t+n}$, and $\mathbf r_t$ to be the sum of
+# > discounted rewards for $n$ steps $\sum_{i=0}^{n-1}\gamma^i r_{t+i}$ … trajectory chunks are uniformly sampled
+# > from the offline dataset. (Section 4.2, Eqs. 5-6)
+#
+# OGBench's datasets download from a university server at run time. Machines without internet cannot reach it,
+# but OGBench ships the scripted oracles that produced those datasets, and its generation recipe is public. So
+# this chapter makes the same datasets locally, in OGBench's file format, and loads them with OGBench's own
+# loader: a downloaded file and a generated one are interchangeable.
+#
+# | symbol | meaning | code |
+# |---|---|---|
+# | $s_t \in \mathbb R^S$ | observation (normalised) | `observations`, (B, S) |
+# | $\mathbf a_t = a_{t:t+n}$ | action chunk, flattened time-major | `actions`, (B, n·d) |
+# | $\mathbf r_t = \sum_{i<n}\gamma^i r_{t+i}$ | chunk reward | `rewards`, (B,) |
+# | $s_{t+n}$ | observation n steps later | `next_observations`, (B, S) |
+# | K | number of sub-goals of the task | `REWARD_K` |
+
+# %% [markdown]
+# ## OGBench's manipulation environments
+#
+# A UR5e arm with a Robotiq gripper on a table (MuJoCo). `cube-*` move one to eight cubes to target poses;
+# `scene` combines a cube, two buttons (which lock the drawer and window), a drawer and a window; `puzzle-*` are
+# Lights-Out puzzles of buttons. Observations hold the arm's proprioception and the objects' states (S = 28 for
+# cube-single, 40 for scene, 55 for puzzle-3x3); actions are 5-D (end-effector x, y, z, yaw and gripper), in $[-1, 1]$.
+
+# %%
+#| export
+ENVS = ('cube-single', 'cube-double', 'cube-triple', 'cube-quadruple', 'cube-octuple',
+        'scene', 'puzzle-3x3', 'puzzle-4x4', 'puzzle-4x5', 'puzzle-4x6')  # OGBench manipulation envs
+KINDS = ('play', 'noisy')  # dataset types: scripted plan oracles, or Markov oracles with noise
+REWARD_K = {'cube-single': 1, 'cube-double': 2, 'cube-triple': 3, 'cube-quadruple': 4, 'cube-octuple': 8, 'scene': 5,
+            'puzzle-3x3': 9, 'puzzle-4x4': 16, 'puzzle-4x5': 20, 'puzzle-4x6': 24}  # sub-goals per task
+DEFAULT_DATASET_DIR = '~/.ogbench/data'  # OGBench's default
+
+class DatasetError(ValueError):
+    "A dataset name, file or setting that cannot be used; the message says what is wrong and how to fix it."
+
+
+# %% [markdown]
+# Names follow OGBench: the environment `cube-single-v0`, its dataset `cube-single-play-v0` (files
+# `cube-single-play-v0.npz` and `cube-single-play-v0-val.npz`), and the single-task versions
+# `cube-single-play-singletask-task2-v0` (the same files, with rewards relabelled for task 2). One parser accepts
+# any of these forms, or the bare `cube-single`, and says what it supports when a name is wrong.
+
+# %%
+#| export
+@dataclass(frozen=True)
+class DatasetName:
+    env: str                # e.g. 'cube-single'
+    kind: str = 'play'      # 'play' or 'noisy'
+    task: int | None = None # single-task id (1-5), None for the goal-conditioned dataset
+    singletask: bool = False
+
+    @property
+    def dataset(self): return f'{self.env}-{self.kind}-v0'          # the files' stem
+    @property
+    def env_id(self): return f'{self.env}-v0'                       # the environment that made the data
+    @property
+    def full(self):                                                 # what ogbench.make_env_and_datasets takes
+        if not self.singletask: return self.dataset
+        return f'{self.env}-{self.kind}-singletask' + (f'-task{self.task}' if self.task else '') + '-v0'
+
+def parse_name(name: str) -> DatasetName:
+    "Parse 'cube-single', 'cube-single-v0', 'cube-single-play-v0' or 'cube-single-play-singletask-task2-v0'."
+    rest = name[:-3] if name.endswith('-v0') else name
+    env = next((e for e in sorted(ENVS, key=len, reverse=True) if rest == e or rest.startswith(e + '-')), None)
+    if env is None:
+        raise DatasetError(f'unknown environment in {name!r}: supported are {", ".join(ENVS)} '
+                           f'(e.g. cube-single-play-singletask-task2-v0)')
+    parts = [p for p in rest[len(env):].split('-') if p]
+    kind = parts.pop(0) if parts and parts[0] in KINDS else 'play'
+    singletask = bool(parts) and parts[0] == 'singletask'
+    task = None
+    if singletask and len(parts) == 2 and parts[1].startswith('task') and parts[1][4:].isdigit(): task = int(parts[1][4:])
+    elif parts and not (singletask and len(parts) == 1):
+        raise DatasetError(f'cannot parse {name!r}: expected <env>[-play|-noisy][-singletask[-taskK]][-v0], '
+                           f'e.g. {env}-play-singletask-task2-v0')
+    if task is not None and not 1 <= task <= 5: raise DatasetError(f'{name!r}: OGBench tasks are task1 … task5')
+    return DatasetName(env, kind, task, singletask)
+
+
+# %%
+test_eq(parse_name('cube-single'), DatasetName('cube-single'))
+test_eq(parse_name('cube-double-noisy-v0'), DatasetName('cube-double', 'noisy'))
+n = parse_name('puzzle-4x4-play-singletask-task4-v0')
+test_eq((n.env, n.task, n.dataset, n.full), ('puzzle-4x4', 4, 'puzzle-4x4-play-v0', 'puzzle-4x4-play-singletask-task4-v0'))
+test_eq(parse_name('scene-play-singletask-v0').full, 'scene-play-singletask-v0')
+test_fail(lambda: parse_name('cube-sextuple'), contains='supported are cube-single, cube-double')
+test_fail(lambda: parse_name('cube-single-play-singletask-task9-v0'), contains='task1 … task5')
+test_fail(lambda: parse_name('cube-single-expert-v0'), contains='cannot parse')
+
+# %% [markdown]
+# A frame of each of the paper's five environments, rendered headless (MuJoCo with `MUJOCO_GL=egl`; where no GL
+# is available the notebook says so and goes on).
+
+# %%
+import gymnasium, ogbench  # noqa: F401  (importing ogbench registers its environments)
+import matplotlib.pyplot as plt
+frames = {}
+try:
+    for e in ('cube-single', 'cube-double', 'scene', 'puzzle-3x3', 'puzzle-4x4'):
+        env = gymnasium.make(f'{e}-v0', render_mode='rgb_array', width=160, height=160)
+        env.reset(seed=0); frames[e] = env.render(); env.close()
+except Exception as err: print(f'no headless rendering here ({type(err).__name__}: {err}); skipping the frames')
+if frames:
+    fig, axs = plt.subplots(1, len(frames), figsize=(2 * len(frames), 2.2), dpi=80)
+    for ax, (e, im) in zip(axs, frames.items()): ax.imshow(im); ax.set_title(e, fontsize=9); ax.axis('off')
+    fig.suptitle("The paper's five reward-based OGBench environments"); plt.show()
+
+
+# %% [markdown]
+# ## Generating datasets with OGBench's oracles
+#
+# OGBench's recipe for the *play* datasets (its `generate_manipspace.py`), which we follow:
+#
+# 1. Make the environment with `terminate_at_goal=False, mode='data_collection', max_episode_steps=1001`, so every
+#    episode has 1001 steps.
+# 2. Drive it with the *plan* oracles (`ogbench.manipspace.oracles.plan`): cube, button, drawer, window, each with
+#    noise 0.1 and noise smoothing 0.5; puzzle buttons are pressed with the gripper always closed.
+# 3. Whenever the current oracle is done, pick a new target with `env.unwrapped.set_new_target`; cube envs pass a
+#    stacking probability drawn once per episode: single 0, double U(0, 0.25), triple U(0.05, 0.35),
+#    quadruple U(0.1, 0.5), octuple U(0, 0.35).
+# 4. Clip actions to [−1, 1]; record the observation *before* the step, the action, `terminals` (1 on the
+#    episode's last step) and the previous physics state `info['prev_qpos']`, `info['prev_qvel']` (and
+#    `prev_button_states` for puzzle and scene), so row t describes $s_t$.
+# 5. `scene` only: discard and redo an episode whose cube leaves the visible area (y ≥ 0.29, or y ≤ −0.3 outside the drawer's height).
+# 6. Add 10% more episodes as the `-val` split; store float32 arrays, bool terminals, int64 button states.
+#
+# *Noisy* datasets use the Markov (closed-loop) oracles with per-episode Gaussian noise level ξ ~ U(0, noise)
+# (scaled by (1, 1, 1, 3, 10) per action dimension), a minimum action norm of 0.4, and random actions with
+# probability `p_random_action` (OGBench: 0.1).
+
+# %%
+#| export
+def _p_stack(env: str, rng: np.random.Generator) -> float:
+    "Per-episode probability that a new cube target is a stack (OGBench's recipe)."
+    lo, hi = {'cube-single': (0, 0), 'cube-double': (0, 0.25), 'cube-triple': (0.05, 0.35),
+              'cube-quadruple': (0.1, 0.5), 'cube-octuple': (0, 0.35)}.get(env, (0.5, 0.5))
+    return float(rng.uniform(lo, hi))
+
+def _make_oracles(env, name: str, kind: str, noise: float, noise_smoothing: float, min_norm: float):
+    "OGBench's scripted oracles for one environment, keyed by the task type they solve."
+    from ogbench.manipspace.oracles.markov.button_markov import ButtonMarkovOracle
+    from ogbench.manipspace.oracles.markov.cube_markov import CubeMarkovOracle
+    from ogbench.manipspace.oracles.markov.drawer_markov import DrawerMarkovOracle
+    from ogbench.manipspace.oracles.markov.window_markov import WindowMarkovOracle
+    from ogbench.manipspace.oracles.plan.button_plan import ButtonPlanOracle
+    from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
+    from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
+    from ogbench.manipspace.oracles.plan.window_plan import WindowPlanOracle
+    plan = dict(noise=noise, noise_smoothing=noise_smoothing)
+    mk = dict(min_norm=min_norm)
+    if name.startswith('cube'):
+        return {'cube': CubeMarkovOracle(env=env, **mk) if kind == 'noisy' else CubePlanOracle(env=env, **plan)}
+    if name.startswith('puzzle'):
+        return {'button': ButtonMarkovOracle(env=env, gripper_always_closed=True, **mk) if kind == 'noisy'
+                else ButtonPlanOracle(env=env, gripper_always_closed=True, **plan)}
+    if kind == 'noisy':
+        return {'cube': CubeMarkovOracle(env=env, max_step=100, **mk), 'button': ButtonMarkovOracle(env=env, **mk),
+                'drawer': DrawerMarkovOracle(env=env, **mk), 'window': WindowMarkovOracle(env=env, **mk)}
+    return {'cube': CubePlanOracle(env=env, **plan), 'button': ButtonPlanOracle(env=env, **plan),
+            'drawer': DrawerPlanOracle(env=env, **plan), 'window': WindowPlanOracle(env=env, **plan)}
+
+def _healthy(env: str, qpos: np.ndarray) -> bool:
+    "Scene's health check: the cube (qpos 14:17) stays visible unless it is inside the drawer."
+    if env != 'scene': return True
+    xyz = qpos[:, 14:17]
+    far_right = (xyz[:, 1] >= 0.29).any()
+    far_left = ((xyz[:, 1] <= -0.3) & ((xyz[:, 2] < 0.06) | (xyz[:, 2] > 0.08))).any()
+    return not (far_right or far_left)
+
+
+# %% [markdown]
+# **Determinism.** Each episode gets its own seed stream, derived from `(seed, episode index)`: it seeds the
+# environment's reset, the global NumPy generator the oracles draw from, and our own choices (stacking probability,
+# noise level, random actions). An episode is therefore the same whichever worker makes it and whatever ran
+# before it, so the same seed and episode count give the same file for any number of workers.
+
+# %%
+#| export
+@dataclass(frozen=True)
+class GenConfig:
+    env: str                      # OGBench env name, e.g. 'cube-single'
+    kind: str = 'play'            # 'play' (plan oracles) or 'noisy' (Markov oracles + noise)
+    seed: int = 0
+    max_episode_steps: int = 1001 # OGBench's recipe
+    noise: float = 0.1            # oracle action noise (play) / max Gaussian noise level ξ (noisy)
+    noise_smoothing: float = 0.5  # plan oracles' noise smoothing
+    min_norm: float = 0.4         # Markov oracles' minimum action norm
+    p_random_action: float = 0.0  # probability of a uniformly random action (OGBench's noisy sets: 0.1)
+
+_WORKER = {}
+
+def _env_and_oracles(cfg: GenConfig):
+    "One environment and its oracles per process, made on first use."
+    if _WORKER.get('cfg') != cfg:
+        import warnings; warnings.filterwarnings('ignore', category=UserWarning, module='gymnasium')  # float32 Box notices
+        import gymnasium, ogbench  # noqa: F401
+        env = gymnasium.make(f'{cfg.env}-v0', terminate_at_goal=False,
+                             mode='data_collection', max_episode_steps=cfg.max_episode_steps)
+        _WORKER.update(cfg=cfg, env=env, oracles=_make_oracles(env, cfg.env, cfg.kind, cfg.noise, cfg.noise_smoothing, cfg.min_norm))
+    return _WORKER['env'], _WORKER['oracles']
+
+
+# %%
+#| export
+def collect_episode(cfg: GenConfig, index: int) -> dict[str, np.ndarray]:
+    "Episode number `index` of the dataset `cfg` describes: one (healthy) oracle episode as arrays."
+    env, oracles = _env_and_oracles(cfg)
+    ss = np.random.SeedSequence([cfg.seed, index])
+    saved = np.random.get_state()  # the oracles draw from NumPy's global generator: seed it, then restore it
+    try:
+        for attempt_ss in ss.spawn(100):  # scene redoes unhealthy episodes; each attempt has its own stream
+            env_seed, np_seed, own_seed = attempt_ss.generate_state(3)
+            np.random.seed(np_seed); rng = np.random.default_rng(own_seed)
+            ep = _run_episode(env, oracles, cfg, rng, int(env_seed))
+            if _healthy(cfg.env, ep['qpos']): return ep
+    finally: np.random.set_state(saved)
+    raise RuntimeError(f'{cfg.env}: 100 unhealthy episodes in a row for episode {index}; is the environment broken?')
+
+def _run_episode(env, oracles, cfg: GenConfig, rng, env_seed: int) -> dict[str, np.ndarray]:
+    ob, info = env.reset(seed=env_seed)
+    p_stack = _p_stack(cfg.env, rng)
+    xi = rng.uniform(0, cfg.noise) if cfg.kind == 'noisy' else 0.0
+    agent = oracles[info['privileged/target_task']]; agent.reset(ob, info)
+    rec = {k: [] for k in ('observations', 'actions', 'terminals', 'qpos', 'qvel', 'button_states')}
+    done = False
+    while not done:
+        if rng.random() < cfg.p_random_action: action = rng.uniform(-1, 1, size=env.action_space.shape)
+        else:
+            action = np.asarray(agent.select_action(ob, info), dtype=np.float64)
+            if cfg.kind == 'noisy': action = action + rng.normal(0, [xi, xi, xi, 3 * xi, 10 * xi])
+        action = np.clip(action, -1, 1)
+        next_ob, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+        if agent.done:  # a new target whenever the oracle has finished its task
+            kw = {'p_stack': p_stack} if cfg.env.startswith('cube') else {}
+            agent_ob, agent_info = env.unwrapped.set_new_target(**kw)
+            agent = oracles[agent_info['privileged/target_task']]; agent.reset(agent_ob, agent_info)
+        rec['observations'].append(ob); rec['actions'].append(action); rec['terminals'].append(done)
+        rec['qpos'].append(info['prev_qpos']); rec['qvel'].append(info['prev_qvel'])
+        if 'prev_button_states' in info: rec['button_states'].append(info['prev_button_states'])
+        ob = next_ob
+    return _as_arrays(rec)
+
+def _as_arrays(rec):
+    "OGBench's dtypes: float32 everywhere, bool terminals, int64 button states; empty keys dropped."
+    types = {'terminals': bool, 'button_states': np.int64}
+    return {k: np.asarray(v, dtype=types.get(k, np.float32)) for k, v in rec.items() if len(v)}
+
+
+# %%
+cfg = GenConfig('cube-single', max_episode_steps=120)
+t0 = time.time(); ep = collect_episode(cfg, 0); dt = time.time() - t0
+print({k: (v.shape, v.dtype.name) for k, v in ep.items()}, f'{len(ep["actions"]) / dt:.0f} steps/s (incl. env creation)')
+test_eq(ep['terminals'].sum(), 1); assert ep['terminals'][-1]
+test_eq(len(ep['observations']), 120)
+assert np.abs(ep['actions']).max() <= 1
+ep_again = collect_episode(cfg, 0)
+assert all(np.array_equal(ep[k], ep_again[k]) for k in ep)   # same (seed, index) → the same episode
+assert not np.array_equal(collect_episode(cfg, 1)['actions'], ep['actions'])
+
+# %% [markdown]
+# `qpos` row t is the physics state of observation t (OGBench stores `prev_qpos`): cube-single's observation holds
+# the cube's position as (xyz − (0.425, 0, 0)) · 10 at indices 19:22, and the cube's xyz is `qpos[14:17]`; they agree
+# row by row (with `qpos` of the *next* state they would not).
+
+# %%
+cube_in_obs = ep['observations'][:, 19:22] / 10 + np.array([0.425, 0, 0])
+test_close(cube_in_obs, ep['qpos'][:, 14:17], eps=1e-5)
+assert np.abs(cube_in_obs[:-1] - ep['qpos'][1:, 14:17]).max() > 1e-3  # the cube moves, so a one-row shift would show
+
+
+# %% [markdown]
+# ### Whole datasets: workers, atomic files, skip-if-valid
+#
+# `generate_dataset` makes `episodes` training episodes and `episodes // 10` validation episodes (OGBench's split),
+# in worker processes, merged in episode order. Files are written atomically (temporary file, then rename), so an
+# interrupted run leaves either no file or a complete one, and a sidecar `<dataset>.json` records how they were
+# made. An existing valid pair made with the same settings is kept; different settings are an error unless `force`.
+
+# %%
+#| export
+def dataset_paths(name: str, dataset_dir=DEFAULT_DATASET_DIR) -> tuple[Path, Path]:
+    "The train and validation files OGBench reads for a dataset name."
+    stem = parse_name(name).dataset
+    d = Path(os.path.expanduser(str(dataset_dir)))
+    return d / f'{stem}.npz', d / f'{stem}-val.npz'
+
+def _save_npz(path: Path, arrays: dict):
+    def write(tmp):
+        with open(tmp, 'wb') as f: np.savez_compressed(f, **arrays)
+    atomic_write(path, write)
+
+def _merge(episodes: list[dict]) -> dict:
+    return {k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}
+
+
+# %%
+#| export
+def _episodes(cfg: GenConfig, indices, workers: int, progress: bool, desc: str, arrivals: list | None = None):
+    "Collect the episodes `indices` in order, in `workers` processes (1: in this process); log arrival times if asked."
+    bar = tqdm(total=len(indices), desc=desc, unit='ep', disable=not progress, mininterval=1, dynamic_ncols=True)
+    out, steps, t0 = [], 0, time.time()
+    def _take(ep):
+        nonlocal steps
+        out.append(ep); steps += len(ep['actions']); bar.update(1)
+        if arrivals is not None: arrivals.append(time.perf_counter())
+        bar.set_postfix_str(f'{steps / max(time.time() - t0, 1e-9):.0f} steps/s')
+    if workers <= 1:
+        for i in indices: _take(collect_episode(cfg, i))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn')) as pool:
+            for ep in pool.map(collect_episode, [cfg] * len(indices), indices, chunksize=1): _take(ep)
+    bar.close()
+    return out
+
+
+# %%
+#| export
+def generate_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, seed: int = 0, workers: int = 1,
+                     force: bool = False, progress: bool = True, **gen_kw) -> tuple[Path, Path]:
+    "Write `<dataset>.npz` (`episodes` episodes) and `<dataset>-val.npz` (episodes // 10) with OGBench's oracles."
+    spec = parse_name(name)
+    if episodes < 1: raise DatasetError(f'episodes must be >= 1, got {episodes}')
+    if spec.kind == 'noisy': gen_kw = {'noise': 0.2, 'p_random_action': 0.1} | gen_kw
+    cfg = GenConfig(spec.env, spec.kind, seed, **gen_kw)
+    train, val = dataset_paths(name, dataset_dir)
+    record = dict(generator='mac.data.generate_dataset', dataset=spec.dataset, episodes=episodes,
+                  val_episodes=max(episodes // 10, 1), **{k: v for k, v in vars(cfg).items() if k != 'env'})
+    side = train.with_suffix('.json')
+    if train.exists() and val.exists() and not force:
+        old = _read_json(side)
+        same = old is not None and all(old.get(k) == v for k, v in record.items())
+        if same and _is_valid(train) and _is_valid(val):
+            if progress: print(f'{train.name} and {val.name} exist, are valid and were made with these settings: skipping')
+            return train, val
+        raise DatasetError(f'{train} already exists but was made with other settings ({side.name}: {old}) or is invalid; '
+                           f'pass force=True (CLI: --force) to replace it, or choose another --dataset-dir')
+    t0 = time.time()
+    eps = _episodes(cfg, range(episodes + record['val_episodes']), workers, progress, f'{spec.dataset} ({workers} worker{"s" * (workers > 1)})')
+    _save_npz(val, _merge(eps[episodes:]))  # val first: train (the file a loader looks for first) lands last
+    _save_npz(train, _merge(eps[:episodes]))
+    steps = sum(len(e['actions']) for e in eps)
+    write_json(side, provenance(wall_time_s=time.time() - t0, workers=workers, steps=steps, **record))
+    return train, val
+
+def _read_json(p):
+    import json
+    try: return json.loads(Path(p).read_text())
+    except (OSError, ValueError): return None
+
+
+# %% [markdown]
+# ### The validator
+#
+# Checks that a file is what OGBench's loader and our sampler expect, and names the file and the problem otherwise.
+
+# %%
+#| export
+REQUIRED = {'observations': np.float32, 'actions': np.float32, 'terminals': np.bool_, 'qpos': np.float32, 'qvel': np.float32}
+
+def validate_dataset(path, action_dim: int = 5) -> dict:
+    "Check keys, dtypes, shapes, episode boundaries and finiteness of an OGBench .npz file; return a summary."
+    path = Path(path)
+    if not path.exists(): raise DatasetError(f'{path}: no such file')
+    try:
+        with np.load(path) as f: data = {k: f[k] for k in f.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise DatasetError(f'{path}: not a readable .npz file (truncated or corrupt?): {e}. Delete it and generate it again.') from e
+    def bad(msg): raise DatasetError(f'{path}: {msg}')
+    missing = [k for k in REQUIRED if k not in data]
+    if missing: bad(f'missing keys {missing} (has {sorted(data)})')
+    N = len(data['terminals'])
+    for k, v in data.items():
+        if len(v) != N: bad(f'{k!r} has {len(v)} rows but terminals has {N}')
+        if k in REQUIRED and v.dtype != REQUIRED[k]: bad(f'{k!r} has dtype {v.dtype}, expected {np.dtype(REQUIRED[k])}')
+        if k == 'button_states' and v.dtype != np.int64: bad(f"'button_states' has dtype {v.dtype}, expected int64")
+        if v.dtype.kind == 'f' and not np.isfinite(v).all(): bad(f'{k!r} has {int((~np.isfinite(v)).sum())} non-finite values')
+    if N == 0: bad('is empty')
+    if data['observations'].ndim != 2: bad(f"observations should be (N, S), got {data['observations'].shape}")
+    if data['actions'].shape[1:] != (action_dim,): bad(f"actions should be (N, {action_dim}), got {data['actions'].shape}")
+    if np.abs(data['actions']).max() > 1: bad('actions outside [-1, 1]')
+    if not data['terminals'][-1]: bad('the last step is not a terminal: the file ends mid-episode')
+    ends = np.flatnonzero(data['terminals']); lengths = np.diff(np.concatenate([[-1], ends]))
+    if lengths.min() < 2: bad(f'episode of length {lengths.min()} at row {ends[lengths.argmin()]}: consecutive terminals')
+    return dict(transitions=N, episodes=len(ends), episode_length=(int(lengths.min()), int(lengths.max())),
+                obs_dim=data['observations'].shape[1], keys=sorted(data))
+
+def _is_valid(path) -> bool:
+    try: validate_dataset(path); return True
+    except DatasetError: return False
+
+
+# %% [markdown]
+# Generate a tiny dataset (3 + 1 episodes of 150 steps) into a temporary folder, validate it, and check that
+# workers do not change the bytes.
+
+# %%
+tmp = Path(tempfile.mkdtemp())
+t0 = time.time()
+train_path, val_path = generate_dataset('cube-single', 3, tmp, seed=0, max_episode_steps=150, progress=False)
+print(f'{time.time() - t0:.1f}s', validate_dataset(train_path), validate_dataset(val_path)['episodes'])
+test_eq(validate_dataset(train_path)['episodes'], 3); test_eq(validate_dataset(val_path)['episodes'], 1)
+side = json.loads(train_path.with_suffix('.json').read_text())
+test_eq((side['seed'], side['episodes'], side['kind']), (0, 3, 'play'))
+mtime = train_path.stat().st_mtime_ns
+generate_dataset('cube-single', 3, tmp, seed=0, max_episode_steps=150, progress=False)  # valid + same settings: skipped
+test_eq(train_path.stat().st_mtime_ns, mtime)
+test_fail(lambda: generate_dataset('cube-single', 5, tmp, seed=0, max_episode_steps=150, progress=False), contains='--force')
+test_eq(train_path.stat().st_mtime_ns, mtime)  # and nothing already written was lost
+
+# %% [markdown]
+# The validator on broken files: each message names the file and the problem.
+
+# %%
+with np.load(train_path) as f: good = {k: f[k] for k in f.files}
+def broken(**change):
+    p = tmp / 'broken.npz'; d = {**good, **change}; d = {k: v for k, v in d.items() if v is not None}
+    with open(p, 'wb') as f: np.savez(f, **d)
+    return p
+test_fail(lambda: validate_dataset(broken(qvel=None)), contains="missing keys ['qvel']")
+test_fail(lambda: validate_dataset(broken(terminals=good['terminals'].astype(np.float32))), contains="'terminals' has dtype float32")
+test_fail(lambda: validate_dataset(broken(terminals=np.r_[good['terminals'][:-1], False])), contains='ends mid-episode')
+nan_obs = good['observations'].copy(); nan_obs[3, 2] = np.nan
+test_fail(lambda: validate_dataset(broken(observations=nan_obs)), contains="'observations' has 1 non-finite")
+(tmp / 'trunc.npz').write_bytes(train_path.read_bytes()[:1000])
+test_fail(lambda: validate_dataset(tmp / 'trunc.npz'), contains='truncated or corrupt')
+
+
+# %% [markdown]
+# ## Loading through OGBench, single-task rewards, normalisation
+#
+# With the files in place, `ogbench.make_env_and_datasets(name, dataset_dir=..., compact_dataset=True)` loads them
+# and finds nothing to download. For a single-task name it **relabels rewards** for that task: OGBench counts the
+# task's sub-goals satisfied by the *current* state $s_t$ (cube within 4 cm of its target, a button in its target
+# state, drawer or window within 4 cm) and sets $r_t = \#\text{satisfied} - K$, so $r_t \in \{-K, \dots, 0\}$ and 0
+# means solved. K per environment: cube-single 1, cube-double 2 (one per cube), scene 5 (1 cube + 2 buttons +
+# drawer + window), puzzle-3x3 9 and puzzle-4x4 16 (one per button). It also adds `masks` = 0 where the task is
+# solved; the official MAC code ignores them (no termination in the data) and so do we by default.
+#
+# The compact format marks the last *two* rows of each episode as `terminals` and adds `valids` = 0 on the last
+# row (it has no next observation); `valids` is what we use to find episode boundaries.
+
+# %%
+#| export
+def load_ogbench(name: str, dataset_dir=DEFAULT_DATASET_DIR, **env_kw):
+    "(env, train, val) from `ogbench.make_env_and_datasets(..., compact_dataset=True)`, failing clearly if files are missing."
+    spec = parse_name(name)
+    train, val = dataset_paths(name, dataset_dir)
+    for p in (train, val):
+        if not p.exists():
+            raise DatasetError(f'{p} not found. Make it with: mac_data --env {spec.env}{" --kind noisy" if spec.kind == "noisy" else ""} '
+                               f'--episodes 1000 --dataset-dir {dataset_dir}  (or download it with ogbench)')
+        validate_dataset(p)
+    import ogbench
+    return ogbench.make_env_and_datasets(spec.full, dataset_dir=os.path.expanduser(str(dataset_dir)), compact_dataset=True, **env_kw)
+
+
+# %%
+env, train, val = load_ogbench('cube-single-play-singletask-task2-v0', tmp)
+print({k: v.shape for k, v in train.items()})
+test_eq(train['observations'].shape, (450, 28)); test_eq(train['valids'].sum(), 450 - 3)
+assert set(np.unique(train['rewards'])) <= {-1.0, 0.0}
+test_fail(lambda: load_ogbench('cube-double-play-v0', tmp), contains='mac_data --env cube-double')
+
+
+# %% [markdown]
+# **Normalisation.** The official code scales each observation dimension to roughly $[-1, 1]$ with the min and max
+# of the *validation* split: $\tilde x = (x - \frac{\max + \min}2) / (\frac{\max - \min}2 + 10^{-3})$ (the $10^{-3}$
+# keeps constant dimensions finite). Dynamics, values and rollouts all live in this space, so the statistics travel
+# with everything that needs them later (checkpoints, evaluation).
+
+# %%
+#| export
+@dataclass
+class ObsNormalizer:
+    "Min-max scaling to ~[-1, 1] per dimension: (x − centre) / half_range."
+    centre: torch.Tensor     # (S,)
+    half_range: torch.Tensor # (S,)
+
+    @classmethod
+    def from_data(cls, obs, eps: float = 1e-3, device=None):
+        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=get_device(device) if device else None)
+        lo, hi = x.min(0).values, x.max(0).values
+        return cls((hi + lo) / 2, (hi - lo) / 2 + eps)
+
+    def __call__(self, x): return (x - self.centre.to(x.device)) / self.half_range.to(x.device)
+    def unnormalize(self, x): return x * self.half_range.to(x.device) + self.centre.to(x.device)
+    def state_dict(self): return {'centre': self.centre.cpu(), 'half_range': self.half_range.cpu()}
+    @classmethod
+    def from_state_dict(cls, d, device=None): return cls(d['centre'].to(get_device(device)), d['half_range'].to(get_device(device)))
+
+
+# %%
+norm = ObsNormalizer.from_data(val['observations'])
+x = norm(torch.as_tensor(val['observations']))
+assert x.min() >= -1 and x.max() <= 1 and x.max() > 0.99  # on the validation split itself: within [-1, 1]
+test_close(norm.unnormalize(x), torch.as_tensor(val['observations']), eps=1e-4)
+test_close(ObsNormalizer.from_data(np.array([[0., 5.], [2., 5.]]))(torch.tensor([[1., 5.]])), torch.tensor([[0., 0.]]))
+
+
+# %% [markdown]
+# ## Action-chunk batches
+#
+# A chunk starting at t needs $a_t, \dots, a_{t+n-1}$ and the state $s_{t+n}$, all inside one episode. With the
+# episode spanning rows $[a, b]$ ($b$ = its last row), the valid starts are $t \in [a, b - n]$. A batch draws starts
+# uniformly and gathers with vectorised indexing: `obs[t]`, `actions[t + arange(n)]` flattened time-major to
+# (B, n·d), and the chunk reward $\mathbf r_t = \sum_{i<n} \gamma^i r_{t+i}$.
+#
+# **Sum or mean.** The paper defines $\mathbf r_t$ as the discounted *sum*; the official code takes the *mean*
+# (`np.mean`), i.e. the sum divided by n. Every value and Q then scales by 1/n: the argmax over chunks (rejection
+# sampling) is unchanged, but loss magnitudes, and their balance against the model and BC losses in the official
+# code's single summed loss, change. We follow the paper (`reward_agg='sum'`); `'mean'` reproduces the code.
+
+# %%
+#| export
+def episode_bounds(valids) -> tuple[np.ndarray, np.ndarray]:
+    "First and last row of each episode, from a compact dataset's `valids` (0 on each episode's last row)."
+    last = np.flatnonzero(np.asarray(valids) == 0)
+    if len(last) == 0 or last[-1] != len(valids) - 1:
+        raise DatasetError('valids must be 0 on the last row of every episode (is this a compact dataset?)')
+    return np.r_[0, last[:-1] + 1], last
+
+def chunk_starts(first, last, span: int) -> np.ndarray:
+    "Every t with t + span ≤ last row of t's episode, i.e. rows t … t+span inside one episode."
+    starts = [np.arange(a, b - span + 1) for a, b in zip(first, last) if b - a >= span]
+    if not starts: raise DatasetError(f'no valid chunk: every episode is shorter than {span + 1} steps (longest: {int((last - first).max()) + 1})')
+    return np.concatenate(starts)
+
+
+# %%
+f_, l_ = episode_bounds(np.array([1, 1, 1, 0, 1, 1, 0]))
+test_eq((f_, l_), (np.array([0, 4]), np.array([3, 6])))
+test_eq(chunk_starts(f_, l_, 2), np.array([0, 1, 4]))   # rows t..t+2 inside one episode
+test_fail(lambda: chunk_starts(f_, l_, 4), contains='every episode is shorter than 5 steps')
+test_fail(lambda: episode_bounds(np.array([1, 0, 1])), contains='compact dataset')
+
+
+# %%
+#| export
+class ChunkDataset:
+    "A dataset on a device that samples action-chunk batches (and consecutive windows) with vectorised gathers."
+    def __init__(self, observations, actions, valids, rewards=None, masks=None, n: int = 10, gamma: float = 0.999,
+                 reward_agg: str = 'sum', device=None, action_clip: float = 1 - 1e-5, normalizer: ObsNormalizer | None = None):
+        if reward_agg not in ('sum', 'mean'): raise ValueError(f"reward_agg must be 'sum' (paper) or 'mean' (official code), got {reward_agg!r}")
+        if n < 1: raise ValueError(f'chunk length n must be >= 1, got {n}')
+        dev = get_device(device); t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=dev)
+        self.n, self.device, self.normalizer = n, dev, normalizer
+        obs = t(observations)
+        self.obs = normalizer(obs) if normalizer is not None else obs         # (N, S)
+        self.actions = t(actions).clamp(-action_clip, action_clip)          # (N, d)
+        self.rewards = t(rewards) if rewards is not None else torch.zeros(len(obs), device=dev)
+        self.masks = t(masks) if masks is not None else torch.ones(len(obs), device=dev)
+        self.first, self.last = episode_bounds(valids)
+        self.starts = torch.as_tensor(chunk_starts(self.first, self.last, n), device=dev)
+        w = gamma ** torch.arange(n, dtype=torch.float32, device=dev)
+        self.reward_weights = w / n if reward_agg == 'mean' else w          # (n,)
+        self._offsets = torch.arange(n, device=dev)
+
+    @classmethod
+    def from_ogbench(cls, dataset: dict, normalizer: ObsNormalizer | None = None, **kw):
+        "From a compact OGBench dataset dict (as `load_ogbench` returns)."
+        return cls(dataset['observations'], dataset['actions'], dataset['valids'], dataset.get('rewards'), dataset.get('masks'),
+                   normalizer=normalizer, **kw)
+
+    @property
+    def obs_dim(self): return self.obs.shape[1]
+    @property
+    def action_dim(self): return self.actions.shape[1]
+
+    def sample(self, B: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        "B chunks: observations (B,S), actions (B,n·d), rewards (B,), next_observations (B,S), masks (B,)."
+        t = self.starts[torch.randint(len(self.starts), (B,), device=self.device, generator=generator)]  # (B,)
+        rows = t[:, None] + self._offsets                                                            # (B, n)
+        return dict(observations=self.obs[t], actions=self.actions[rows].reshape(B, -1),
+                    rewards=self.rewards[rows] @ self.reward_weights, next_observations=self.obs[t + self.n],
+                    masks=torch.ones(B, device=self.device))
+
+
+# %% [markdown]
+# `masks` are all ones, as in the official code (single-task data has no termination). Checks against a
+# hand-built dataset whose observations encode (episode, step): every chunk stays in one episode, its actions are
+# consecutive and time-major, its reward is the discounted sum, and $s_{t+n}$ is n steps later.
+
+# %%
+lengths = [7, 12, 5]
+ep_id = np.concatenate([np.full(L, e) for e, L in enumerate(lengths)]); step = np.concatenate([np.arange(L) for L in lengths])
+obs = np.stack([ep_id, step], 1).astype(np.float32)
+acts = np.stack([ep_id, step, step * 0.01, -step * 0.01, ep_id * 0.1], 1).astype(np.float32) * 0.01
+valids = np.concatenate([np.r_[np.ones(L - 1), 0] for L in lengths])
+rew = (step * 0.1 - 1).astype(np.float32)
+toy = ChunkDataset(obs, acts, valids, rew, n=3, gamma=0.9, action_clip=10)
+b = toy.sample(500, generator=torch.Generator().manual_seed(0))
+test_eq(b['actions'].shape, (500, 3 * 5))
+s0, s_n = b['observations'], b['next_observations']
+test_eq(s_n[:, 0], s0[:, 0]); test_eq(s_n[:, 1], s0[:, 1] + 3)                 # same episode, n steps later
+a = b['actions'].reshape(500, 3, 5)
+test_close(a[:, :, 1], (s0[:, 1:2] + torch.arange(3)) * 0.01, eps=1e-6)               # consecutive, time-major actions
+test_close(b['rewards'], sum(0.9 ** i * ((s0[:, 1] + i) * 0.1 - 1) for i in range(3)), eps=1e-5)
+test_eq(set(toy.starts.tolist()), set(np.flatnonzero((step <= np.repeat(np.array(lengths) - 1, lengths) - 3))))
+toy_mean = ChunkDataset(obs, acts, valids, rew, n=3, gamma=0.9, reward_agg='mean', action_clip=10)
+test_close(toy_mean.sample(64, torch.Generator().manual_seed(0))['rewards'] * 3, toy.sample(64, torch.Generator().manual_seed(0))['rewards'], eps=1e-5)
+test_fail(lambda: ChunkDataset(obs, acts, valids, n=12), contains='every episode is shorter than 13 steps')
+test_fail(lambda: ChunkDataset(obs, acts, valids, reward_agg='max'), contains="'sum' (paper) or 'mean'")
+test_close(ChunkDataset(obs, acts * 1e3, valids, n=2).actions.abs().max().item(), 1 - 1e-5, eps=1e-7)  # actions clipped to ±(1 − 1e-5)
+
+
+# %% [markdown]
+# ## Consecutive windows
+#
+# The model-error study (chapter 5) needs L successive chunks of *one* trajectory: states
+# $s_t, s_{t+n}, \dots, s_{t+Ln}$ and chunks $\mathbf a_t, \mathbf a_{t+n}, \dots$. The official code gathers the
+# rows time-major, (n·L, B), and then reshapes them as (B, L, n) without a transpose, which interleaves time and
+# batch: its "trajectories" mix different episodes (`official-code-facts.md` §1.5). Ours gathers (B, L, n) index
+# rows directly.
+
+# %%
+#| export
+def sample_windows(data: ChunkDataset, B: int, L: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    "B windows of L consecutive chunks of one episode: observations (L+1, B, S) at t + k·n, actions (L, B, n·d)."
+    n = data.n
+    starts = torch.as_tensor(chunk_starts(data.first, data.last, n * L), device=data.device)
+    t = starts[torch.randint(len(starts), (B,), device=data.device, generator=generator)]                      # (B,)
+    rows = t[:, None, None] + n * torch.arange(L, device=data.device)[None, :, None] + data._offsets            # (B, L, n)
+    obs_rows = t[None, :] + n * torch.arange(L + 1, device=data.device)[:, None]                               # (L+1, B)
+    return dict(observations=data.obs[obs_rows], actions=data.actions[rows].reshape(B, L, -1).transpose(0, 1))
+
+
+# %%
+w = sample_windows(toy, 200, 3, generator=torch.Generator().manual_seed(1))  # n = 3, L = 3: 10 states of one episode
+test_eq(w['observations'].shape, (4, 200, 2)); test_eq(w['actions'].shape, (3, 200, 15))
+test_eq(w['observations'][:, :, 0], w['observations'][:1, :, 0].expand(4, -1))                 # one episode per window
+test_eq(w['observations'][:, :, 1], w['observations'][0, :, 1] + 3 * torch.arange(4)[:, None])  # steps t, t+n, t+2n, t+3n
+wa = w['actions'].reshape(3, 200, 3, 5)
+test_close(wa[:, :, :, 1] * 100, w['observations'][0, :, 1][None, :, None] + torch.arange(9.).reshape(3, 1, 3), eps=1e-4)
+test_eq(set(w['observations'][0, :, 0].long().tolist()), {1})  # only episode 1 (12 steps) is long enough for 3·3 + 1 states
+
+# %% [markdown]
+# ## A look at a generated dataset
+#
+# Ten 1001-step episodes of cube-single (plus one validation episode) take ~20 s, so this notebook uses four
+# episodes, loaded as `cube-single-play-singletask-task2-v0`: where the cube goes, the reward histogram (task 2's
+# single cube is at its target for part of the play data), and a batch of chunks from the sampler.
+
+# %%
+tmp2 = Path(tempfile.mkdtemp())
+t0 = time.time()
+generate_dataset('cube-single', 4, tmp2, seed=0, progress=False)
+print(f'4 + 1 episodes of 1001 steps in {time.time() - t0:.1f}s')
+env, train, val = load_ogbench('cube-single-play-singletask-task2-v0', tmp2)
+data = ChunkDataset.from_ogbench(train, ObsNormalizer.from_data(val['observations']), n=10)
+batch = data.sample(256, generator=torch.Generator().manual_seed(0))
+print({k: tuple(v.shape) for k, v in batch.items()})
+test_eq(batch['actions'].shape, (256, 50))
+
+# %%
+qpos = np.load(tmp2 / 'cube-single-play-v0.npz')['qpos']
+fig, axs = plt.subplots(1, 3, figsize=(11, 3.2), dpi=80)
+ends = np.flatnonzero(np.load(tmp2 / 'cube-single-play-v0.npz')['terminals'])
+for a, b_ in zip(np.r_[0, ends[:-1] + 1], ends + 1): axs[0].plot(qpos[a:b_, 14], qpos[a:b_, 15], lw=0.8)
+axs[0].set(title='Cube xy over four play episodes', xlabel='x (m)', ylabel='y (m)', aspect='equal')
+axs[1].hist(train['rewards'], bins=[-1.5, -0.5, 0.5], rwidth=0.6)
+axs[1].set(title='Task-2 rewards: mostly unsolved (−1)', xlabel='reward r_t = #satisfied − K (K = 1)', ylabel='steps', xticks=[-1, 0])
+axs[2].hist(batch['rewards'].cpu(), bins=30)
+axs[2].set(title='Chunk rewards Σγⁱr (n = 10)', xlabel='chunk reward', ylabel='chunks', yscale='log')
+plt.tight_layout(); plt.show()
+
+
+# %% [markdown]
+# ## The command line
+#
+# `mac_data --env cube-single --episodes 1000 --workers 2 --seed 0` writes the dataset into OGBench's default
+# folder (`~/.ogbench/data`, or `--dataset-dir`); `mac_data --validate FILE` checks a file.
+
+# %%
+#| export
+def data_cli(argv=None):
+    "Command line: generate OGBench manipulation datasets with OGBench's oracles, or validate a file."
+    ap = argparse.ArgumentParser(prog='mac_data', description='Generate an OGBench manipulation dataset locally with '
+                                 "OGBench's scripted oracles (same recipe and file format as the downloads), or validate a file.")
+    ap.add_argument('--env', help=f'environment or dataset name, e.g. cube-single or scene-play-v0 (supported: {", ".join(ENVS)})')
+    ap.add_argument('--kind', choices=KINDS, default=None, help="dataset type (default: from the name, else 'play')")
+    ap.add_argument('--episodes', type=int, default=1000, help='training episodes of 1001 steps (val split: 10%% more; default 1000)')
+    ap.add_argument('--workers', type=int, default=1, help='worker processes (the file does not depend on it)')
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--dataset-dir', default=DEFAULT_DATASET_DIR, help=f'where OGBench looks for datasets (default {DEFAULT_DATASET_DIR})')
+    ap.add_argument('--max-episode-steps', type=int, default=1001, help="episode length (OGBench's recipe: 1001)")
+    ap.add_argument('--force', action='store_true', help='replace existing files made with other settings')
+    ap.add_argument('--validate', metavar='FILE', nargs='+', help='validate these .npz files instead of generating')
+    a = ap.parse_args(argv)
+    if a.validate:
+        ok = True
+        for f in a.validate:
+            try: print(f'{f}: OK {validate_dataset(f)}')
+            except DatasetError as e: print(f'INVALID {e}', file=sys.stderr); ok = False
+        return 0 if ok else 1
+    if not a.env: ap.error('--env is required (e.g. --env cube-single), or pass --validate FILE')
+    if a.episodes < 1: ap.error(f'--episodes must be >= 1, got {a.episodes}')
+    if a.workers < 1: ap.error(f'--workers must be >= 1, got {a.workers}')
+    try:
+        spec = parse_name(a.env); name = f'{spec.env}-{a.kind or spec.kind}-v0'
+        train, val = generate_dataset(name, a.episodes, a.dataset_dir, a.seed, a.workers, a.force,
+                                      max_episode_steps=a.max_episode_steps)
+    except DatasetError as e: ap.exit(2, f'mac_data: error: {e}\n')
+    for p in (train, val): print(f'{p}: {validate_dataset(p)}')
+    return 0
+
+
+# %% [markdown]
+# ## Speed
+#
+# `mac_data_bench` prints the figures the issue asks for: oracle env steps per second in one process (and per CPU
+# second), W workers against one, and the time to gather a 256-chunk batch (n = 10) on the CPU. Results are in
+# the closing note of the issue and in `results/data_bench/`.
+
+# %%
+#| export
+def bench_data(env: str = 'cube-single', episodes: int = 6, workers: int = 2, max_episode_steps: int = 1001, seed: int = 0) -> dict:
+    "Measure generation throughput (1 and `workers` processes, `episodes` each), file size and chunk-batch latency."
+    import tempfile, resource
+    out = {}
+    cfg = GenConfig(parse_name(env).env, seed=seed, max_episode_steps=max_episode_steps)
+    collect_episode(cfg, 10_000)  # build the env outside the timing
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    eps = [collect_episode(cfg, i) for i in range(episodes)]
+    r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    steps = sum(len(e['actions']) for e in eps)
+    out['one_process_steps_per_s'] = steps / (t1 - t0)
+    out['steps_per_cpu_s'] = steps / ((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime))
+    for w in sorted({1, workers}):  # steady state: from the w-th arrival on, so process start-up is not counted
+        t0, arrivals = time.perf_counter(), []
+        eps = _episodes(cfg, range(episodes * w), w, False, '', arrivals)
+        out[f'{w}_workers_steps_per_s'] = sum(len(e['actions']) for e in eps[w:]) / (arrivals[-1] - arrivals[w - 1])
+        out[f'{w}_workers_wall_s_incl_startup'] = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as d:
+        tr, _ = generate_dataset(env, episodes, Path(d), seed, progress=False, max_episode_steps=max_episode_steps)
+        out['mb_per_100k_transitions'] = tr.stat().st_size / 1e6 / (episodes * max_episode_steps / 1e5)
+    data = ChunkDataset(np.random.randn(100_000, 28), np.random.uniform(-1, 1, (100_000, 5)), np.r_[np.ones(99_999), 0], n=10, device='cpu')
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50): data.sample(256, g)
+    ts = []
+    for _ in range(500): t0 = time.perf_counter(); data.sample(256, g); ts.append(time.perf_counter() - t0)
+    out['batch_256_ms_median'] = 1e3 * float(np.median(ts))
+    out['load_avg'] = os.getloadavg()
+    return out
+
+def bench_data_cli(argv=None):
+    "Command line: `mac_data_bench [--env cube-single] [--episodes 6] [--workers 2] [--out results/data_bench]`."
+    ap = argparse.ArgumentParser(prog='mac_data_bench', description='Benchmark dataset generation and chunk batches.')
+    ap.add_argument('--env', default='cube-single'); ap.add_argument('--episodes', type=int, default=6, help='1001-step episodes per worker')
+    ap.add_argument('--workers', type=int, default=2); ap.add_argument('--out', default=None, help='also write figures + provenance here')
+    a = ap.parse_args(argv)
+    t0 = time.time()
+    res = bench_data(a.env, a.episodes, a.workers)
+    w = a.workers
+    res[f'scaling_{w}_workers_vs_1'] = res[f'{w}_workers_steps_per_s'] / res['1_workers_steps_per_s']
+    for k, v in res.items(): print(f'{k:36s} {v if isinstance(v, tuple) else round(v, 3)}')
+    if a.out: write_json(Path(a.out) / 'bench.json', {'figures': res, 'provenance': provenance(wall_time_s=time.time() - t0, env=a.env)})
+    return 0
+
+
+# %% [markdown]
+# ## Implementation details
+#
+# 1. Generation follows OGBench's `generate_manipspace.py` recipe (oracles, noise 0.1 / smoothing 0.5, 1001-step
+#    episodes, per-env stacking probabilities, scene's health check, 10% validation episodes, dtypes). Seeding
+#    differs: OGBench seeds nothing per episode; we derive every episode's randomness from `(seed, index)` so files do
+#    not depend on the number of workers. The same seed therefore does not reproduce OGBench's *downloaded* files
+#    byte for byte; the distribution of episodes is the same.
+# 2. Noisy datasets default to OGBench's published settings for them (noise 0.2, `p_random_action` 0.1); play
+#    datasets to noise 0.1.
+# 3. Valid chunk starts are all t with rows t … t+n in one episode. The official code additionally drops the last
+#    two windows of each episode (a side effect of the compact format's doubled terminals, facts §1.3); with
+#    1001-step episodes that is 0.2% of the starts.
+# 4. Chunk rewards are the paper's discounted sum by default; `reward_agg='mean'` gives the official code's mean.
+# 5. Masks are all ones (the official code ignores OGBench's success masks for single-task data).
+# 6. Observations are min-max normalised with the validation split's statistics, as the official code; actions
+#    are clipped to ±(1 − 1e-5).
+# 7. Consecutive windows are gathered per trajectory, fixing the official `sample_consecutive` reshape bug.
+
+# %%
+#| hide
+import nbdev; nbdev.nbdev_export()
