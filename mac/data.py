@@ -368,11 +368,16 @@ class ChunkDataset:
                     masks=torch.ones(B, device=self.device))
 
 # %% ../nbs/02_data.ipynb #513546a5
-def sample_windows(data: ChunkDataset, B: int, L: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    "B windows of L consecutive chunks of one episode: observations (L+1, B, S) at t + k·n, actions (L, B, n·d)."
+def sample_windows(data: ChunkDataset, B: int, L: int, generator: torch.Generator | None = None, t=None) -> dict[str, torch.Tensor]:
+    "B windows of L consecutive chunks of one episode: observations (L+1, B, S) at t + k·n, actions (L, B, n·d); starts `t` optional."
     n = data.n
-    starts = torch.as_tensor(chunk_starts(data.first, data.last, n * L), device=data.device)
-    t = starts[torch.randint(len(starts), (B,), device=data.device, generator=generator)]                      # (B,)
+    if t is None:
+        starts = torch.as_tensor(chunk_starts(data.first, data.last, n * L), device=data.device)
+        t = starts[torch.randint(len(starts), (B,), device=data.device, generator=generator)]                  # (B,)
+    else:  # given starts (e.g. the same trajectories for several n): each window must fit in its episode
+        t = torch.as_tensor(t, device=data.device)
+        last = data.last[np.searchsorted(data.last, t.cpu().numpy())]
+        if (t.cpu().numpy() + n * L > last).any(): raise DatasetError(f'a window of {L} chunks of {n} steps does not fit in its episode for some starts')
     rows = t[:, None, None] + n * torch.arange(L, device=data.device)[None, :, None] + data._offsets            # (B, L, n)
     obs_rows = t[None, :] + n * torch.arange(L + 1, device=data.device)[:, None]                               # (L+1, B)
     return dict(observations=data.obs[obs_rows], actions=data.actions[rows].reshape(B, L, -1).transpose(0, 1))

@@ -658,11 +658,16 @@ test_close(ChunkDataset(obs, acts * 1e3, valids, n=2).actions.abs().max().item()
 
 # %%
 #| export
-def sample_windows(data: ChunkDataset, B: int, L: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    "B windows of L consecutive chunks of one episode: observations (L+1, B, S) at t + k·n, actions (L, B, n·d)."
+def sample_windows(data: ChunkDataset, B: int, L: int, generator: torch.Generator | None = None, t=None) -> dict[str, torch.Tensor]:
+    "B windows of L consecutive chunks of one episode: observations (L+1, B, S) at t + k·n, actions (L, B, n·d); starts `t` optional."
     n = data.n
-    starts = torch.as_tensor(chunk_starts(data.first, data.last, n * L), device=data.device)
-    t = starts[torch.randint(len(starts), (B,), device=data.device, generator=generator)]                      # (B,)
+    if t is None:
+        starts = torch.as_tensor(chunk_starts(data.first, data.last, n * L), device=data.device)
+        t = starts[torch.randint(len(starts), (B,), device=data.device, generator=generator)]                  # (B,)
+    else:  # given starts (e.g. the same trajectories for several n): each window must fit in its episode
+        t = torch.as_tensor(t, device=data.device)
+        last = data.last[np.searchsorted(data.last, t.cpu().numpy())]
+        if (t.cpu().numpy() + n * L > last).any(): raise DatasetError(f'a window of {L} chunks of {n} steps does not fit in its episode for some starts')
     rows = t[:, None, None] + n * torch.arange(L, device=data.device)[None, :, None] + data._offsets            # (B, L, n)
     obs_rows = t[None, :] + n * torch.arange(L + 1, device=data.device)[:, None]                               # (L+1, B)
     return dict(observations=data.obs[obs_rows], actions=data.actions[rows].reshape(B, L, -1).transpose(0, 1))
@@ -676,6 +681,9 @@ test_eq(w['observations'][:, :, 1], w['observations'][0, :, 1] + 3 * torch.arang
 wa = w['actions'].reshape(3, 200, 3, 5)
 test_close(wa[:, :, :, 1] * 100, w['observations'][0, :, 1][None, :, None] + torch.arange(9.).reshape(3, 1, 3), eps=1e-4)
 test_eq(set(w['observations'][0, :, 0].long().tolist()), {1})  # only episode 1 (12 steps) is long enough for 3·3 + 1 states
+w2 = sample_windows(toy, 2, 3, t=torch.tensor([7, 9]))                        # given starts: episode 1, steps 0 and 2
+test_eq(w2['observations'][:, :, 1], torch.tensor([[0., 2.], [3., 5.], [6., 8.], [9., 11.]]))
+test_fail(lambda: sample_windows(toy, 1, 3, t=torch.tensor([10])), contains='does not fit')
 
 # %% [markdown]
 # ## A look at a generated dataset

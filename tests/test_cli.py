@@ -36,3 +36,29 @@ def test_flow_demo_rejects_unavailable_device(tmp_path):
     if not torch.cuda.is_available():
         r = _run('mac_flow_demo', '--out', str(tmp_path / 'x'), '--steps', '5', '--device', bad)
         assert r.returncode == 2 and 'CUDA is not available' in r.stderr
+
+
+def test_policy_demo_smoke(tmp_path):
+    r = _run('mac_policy_demo', '--out', str(tmp_path / 'pol'), '--episodes', '1', '--steps', '20', '--hidden', '32',
+             '--dataset-dir', str(tmp_path / 'data'), '--device', 'cpu', timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / 'pol' / 'metrics.csv')))
+    assert [row['policy'] for row in rows] == ['flow', 'Gaussian']
+    assert all(float(row['nearest_of_32_rms']) <= float(row['mean_rms']) for row in rows)
+    prov = json.loads((tmp_path / 'pol' / 'provenance.json').read_text())
+    assert prov['steps'] == 20 and prov['hidden'] == '32x4' and prov['env'] == 'cube-single-play-v0'
+    r = _run('mac_policy_demo', '--steps', '0')
+    assert r.returncode == 2 and '--steps must be >= 1' in r.stderr
+
+
+def test_model_error_smoke_and_bad_input(tmp_path):
+    r = _run('mac_model_error', '--out', str(tmp_path / 'me'), '--env', 'cube-single', '--episodes', '1', '--ns', '1,2',
+             '--steps', '10', '--hidden', '16', '--horizon', '10', '--n-traj', '4', '--dataset-dir', str(tmp_path / 'data'),
+             '--device', 'cpu', timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / 'me' / 'model_error.csv')))
+    assert {int(row['n']) for row in rows} == {1, 2} and max(int(row['env_step']) for row in rows) == 10
+    r = _run('mac_model_error', '--ns', '1,3', '--horizon', '10', '--dataset-dir', str(tmp_path / 'data'), '--episodes', '1')
+    assert r.returncode == 2 and 'multiple of every chunk length' in r.stderr
+    r = _run('mac_model_error', '--ns', 'one')
+    assert r.returncode == 2 and 'comma-separated integers' in r.stderr
