@@ -30,8 +30,8 @@ $(STAMP): pyproject.toml setup.py settings.ini
 	@touch $(STAMP)
 
 main: setup
-	@echo "==> main job: train a conditional flow on the chapter-1 toy, write results/flow_toy/"
-	$(BIN)/mac_flow_demo --out results/flow_toy --seed 0
+	@echo "==> main job: cube-single dataset (generated if missing) -> train MAC (cpu preset, task 2) -> evaluate -> results/quickstart/"
+	$(BIN)/mac_quickstart --out results/quickstart --seed 0
 
 test: setup
 	@echo "==> every test: each notebook through nbdev_test, then tests/ (pytest)"

@@ -25,9 +25,9 @@ from .core import atomic_write, get_device, provenance, write_json
 
 # %% auto #0
 __all__ = ['ENVS', 'KINDS', 'REWARD_K', 'DEFAULT_DATASET_DIR', 'REQUIRED', 'DatasetError', 'DatasetName', 'parse_name',
-           'GenConfig', 'collect_episode', 'dataset_paths', 'generate_dataset', 'validate_dataset', 'load_ogbench',
-           'ObsNormalizer', 'episode_bounds', 'chunk_starts', 'ChunkDataset', 'sample_windows', 'data_cli',
-           'bench_data', 'bench_data_cli']
+           'GenConfig', 'collect_episode', 'dataset_paths', 'generate_dataset', 'validate_dataset', 'ensure_dataset',
+           'load_ogbench', 'ObsNormalizer', 'episode_bounds', 'chunk_starts', 'ChunkDataset', 'sample_windows',
+           'data_cli', 'bench_data', 'bench_data_cli']
 
 # %% ../nbs/02_data.ipynb #d82110bc
 ENVS = ('cube-single', 'cube-double', 'cube-triple', 'cube-quadruple', 'cube-octuple',
@@ -281,6 +281,16 @@ def validate_dataset(path, action_dim: int = 5) -> dict:
 def _is_valid(path) -> bool:
     try: validate_dataset(path); return True
     except DatasetError: return False
+
+# %% ../nbs/02_data.ipynb #6e189811
+def ensure_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, workers: int = 1, progress: bool = True, **kw) -> dict:
+    "Use a valid existing train/val pair for `name`, or generate one with `episodes` episodes; return a summary of the train file."
+    train, val = dataset_paths(name, dataset_dir)
+    if not (train.exists() and val.exists() and _is_valid(train) and _is_valid(val)):
+        generate_dataset(name, episodes, dataset_dir, workers=workers, progress=progress, **kw)
+    elif progress: print(f'using the existing {train} ({validate_dataset(train)["episodes"]} episodes)')
+    return dict(file=str(train), made_by=(_read_json(train.with_suffix('.json')) or {}).get('generator', 'unknown (downloaded?)'),
+                **{k: v for k, v in validate_dataset(train).items() if k != 'keys'})
 
 # %% ../nbs/02_data.ipynb #0d0a614b
 def load_ogbench(name: str, dataset_dir=DEFAULT_DATASET_DIR, **env_kw):

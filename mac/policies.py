@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .core import MLP, atomic_write, get_device, provenance, seed_everything, write_json
 from .flow import VelocityField, euler_sample, flow_matching_loss
-from .data import ChunkDataset, ObsNormalizer, generate_dataset, load_ogbench, parse_name
+from .data import ChunkDataset, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
 
 # %% auto #0
 __all__ = ['FlowChunkPolicy', 'GaussianChunkPolicy', 'policy_demo', 'policy_demo_cli']
@@ -100,7 +100,7 @@ def policy_demo(out='results/chunk_policies', env='cube-single', episodes: int =
     "Train flow and Gaussian chunk policies on a generated OGBench dataset; write metrics, figure and provenance."
     t0, out, device = time.time(), Path(out), get_device(device)
     spec = parse_name(env)
-    generate_dataset(spec.dataset, episodes, dataset_dir, seed=0, workers=min(2, os.cpu_count() or 1), progress=progress)
+    used = ensure_dataset(spec.dataset, episodes, dataset_dir, workers=min(2, os.cpu_count() or 1), progress=progress)
     _, train, val = load_ogbench(spec.dataset, dataset_dir)
     norm = ObsNormalizer.from_data(val['observations'])
     data, held = (ChunkDataset.from_ogbench(d, norm, n=n, device=device) for d in (train, val))
@@ -121,7 +121,7 @@ def policy_demo(out='results/chunk_policies', env='cube-single', episodes: int =
         with open(p, 'w', newline='') as f: w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
     atomic_write(out / 'metrics.csv', _csv)
     write_json(out / 'provenance.json', provenance(seed=seed, wall_time_s=time.time() - t0, device=device, env=spec.dataset,
-               episodes=episodes, steps=steps, hidden=f'{hidden}x4', batch=batch, n=n, heldout_states=512, samples_per_state=32,
+               dataset=used, steps=steps, hidden=f'{hidden}x4', batch=batch, n=n, heldout_states=512, samples_per_state=32,
                loss_curves={k: v[::5] for k, v in curves.items()}))
     return {r['policy']: r for r in rows}
 
@@ -143,7 +143,8 @@ def policy_demo_cli(argv=None):
     "Command line: `mac_policy_demo --out results/chunk_policies --episodes 50 --steps 3000`."
     ap = argparse.ArgumentParser(prog='mac_policy_demo', description='Flow vs Gaussian chunk policies on a generated OGBench dataset.')
     ap.add_argument('--out', default='results/chunk_policies'); ap.add_argument('--env', default='cube-single')
-    ap.add_argument('--episodes', type=int, default=50); ap.add_argument('--steps', type=int, default=3000)
+    ap.add_argument('--episodes', type=int, default=50, help='episodes to generate when no dataset exists (an existing one is used as is)')
+    ap.add_argument('--steps', type=int, default=3000)
     ap.add_argument('--hidden', type=int, default=512, help='width of the 4 hidden layers (paper: 512)')
     ap.add_argument('--seed', type=int, default=0); ap.add_argument('--device', default='auto')
     ap.add_argument('--dataset-dir', default='~/.ogbench/data')

@@ -434,6 +434,22 @@ def _is_valid(path) -> bool:
 
 
 # %% [markdown]
+# Experiments need *a* dataset, not a particular file: `ensure_dataset` uses a valid pair that is already there
+# (generated with any settings, or downloaded from OGBench) and generates `episodes` episodes only when none exists.
+
+# %%
+#| export
+def ensure_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, workers: int = 1, progress: bool = True, **kw) -> dict:
+    "Use a valid existing train/val pair for `name`, or generate one with `episodes` episodes; return a summary of the train file."
+    train, val = dataset_paths(name, dataset_dir)
+    if not (train.exists() and val.exists() and _is_valid(train) and _is_valid(val)):
+        generate_dataset(name, episodes, dataset_dir, workers=workers, progress=progress, **kw)
+    elif progress: print(f'using the existing {train} ({validate_dataset(train)["episodes"]} episodes)')
+    return dict(file=str(train), made_by=(_read_json(train.with_suffix('.json')) or {}).get('generator', 'unknown (downloaded?)'),
+                **{k: v for k, v in validate_dataset(train).items() if k != 'keys'})
+
+
+# %% [markdown]
 # Generate a tiny dataset (3 + 1 episodes of 150 steps) into a temporary folder, validate it, and check that
 # workers do not change the bytes.
 
@@ -450,6 +466,8 @@ generate_dataset('cube-single', 3, tmp, seed=0, max_episode_steps=150, progress=
 test_eq(train_path.stat().st_mtime_ns, mtime)
 test_fail(lambda: generate_dataset('cube-single', 5, tmp, seed=0, max_episode_steps=150, progress=False), contains='--force')
 test_eq(train_path.stat().st_mtime_ns, mtime)  # and nothing already written was lost
+info = ensure_dataset('cube-single', 50, tmp, progress=False)              # an existing valid pair is used as it is
+test_eq((info['episodes'], info['made_by'], train_path.stat().st_mtime_ns), (3, 'mac.data.generate_dataset', mtime))
 
 # %% [markdown]
 # The validator on broken files: each message names the file and the problem.

@@ -22,7 +22,7 @@ from torch.nn import functional as Fn
 from tqdm import tqdm
 
 from mac.core import MLP, atomic_write, get_device, provenance, seed_everything, write_json
-from mac.data import ChunkDataset, ObsNormalizer, chunk_starts, generate_dataset, load_ogbench, parse_name, sample_windows
+from mac.data import ChunkDataset, ObsNormalizer, chunk_starts, ensure_dataset, load_ogbench, parse_name, sample_windows
 
 # %%
 #| hide
@@ -217,7 +217,7 @@ def model_error_experiment(out='results/model_error', env: str = 'cube-double', 
     bad = [n for n in ns if horizon % n]
     if bad: raise ValueError(f'horizon {horizon} must be a multiple of every chunk length, not of {bad}')
     spec = parse_name(env)
-    generate_dataset(spec.dataset, episodes, dataset_dir, seed=0, workers=workers or min(2, os.cpu_count() or 1), progress=progress)
+    used = ensure_dataset(spec.dataset, episodes, dataset_dir, workers=workers or min(2, os.cpu_count() or 1), progress=progress)
     _, train, val = load_ogbench(spec.dataset, dataset_dir)
     norm = ObsNormalizer.from_data(val['observations'])
     g = seed_everything(seed); gd = torch.Generator(device).manual_seed(seed)
@@ -235,7 +235,7 @@ def model_error_experiment(out='results/model_error', env: str = 'cube-double', 
         rows += [dict(n=n, env_step=k * n, mse=mean[k].item(), ci95_low=(mean[k] - half[k]).item(), ci95_high=(mean[k] + half[k]).item(),
                       final_train_loss=losses[-1]) for k in range(len(mean))]
     _write_model_error(out, rows, ns, horizon, spec.dataset)
-    write_json(out / 'provenance.json', provenance(seed=seed, wall_time_s=time.time() - t0, device=device, env=spec.dataset, episodes=episodes,
+    write_json(out / 'provenance.json', provenance(seed=seed, wall_time_s=time.time() - t0, device=device, env=spec.dataset, dataset=used,
                ns=list(ns), steps=steps, hidden=f'{hidden}x4', batch=batch, horizon=horizon, n_traj=n_traj, loss_curves_every_100=curves))
     return rows
 
@@ -249,12 +249,12 @@ def _write_model_error(out: Path, rows, ns, horizon, dataset):
     atomic_write(out / 'model_error.csv', _csv)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for i, n in enumerate(ns):
-        r = [x for x in rows if x['n'] == n]
+        r = [x for x in rows if x['n'] == n and x['env_step'] > 0]  # step 0 is exact (MSE 0): off a log scale
         x = [q['env_step'] for q in r]
         ax.plot(x, [q['mse'] for q in r], 'o-' if n > 1 else '-', ms=3, color=f'C{i}', label=f'n = {n}')
         ax.fill_between(x, [q['ci95_low'] for q in r], [q['ci95_high'] for q in r], color=f'C{i}', alpha=0.2)
     ax.set(yscale='log', xlabel='environment steps into the open-loop rollout', ylabel='MSE (normalised observations)',
-           title=f'Longer chunks compound less model error ({dataset}, held-out trajectories)', xlim=(0, horizon))
+           title=f'Longer chunks compound less model error\n({dataset}, held-out trajectories, 95% CI)', xlim=(0, horizon))
     ax.legend(); fig.tight_layout()
     atomic_write(out / 'model_error.png', lambda p: fig.savefig(p, format='png'))
     plt.close(fig)
@@ -263,7 +263,7 @@ def model_error_cli(argv=None):
     "Command line: `mac_model_error --out results/model_error --env cube-double --episodes 200 --steps 10000`."
     ap = argparse.ArgumentParser(prog='mac_model_error', description="Reproduce the paper's Figure 2: open-loop model error vs chunk length.")
     ap.add_argument('--out', default='results/model_error'); ap.add_argument('--env', default='cube-double')
-    ap.add_argument('--episodes', type=int, default=200, help='training episodes to generate if the dataset is missing')
+    ap.add_argument('--episodes', type=int, default=200, help='episodes to generate when no dataset exists (an existing one is used as is)')
     ap.add_argument('--ns', default='1,5,10,25', help='chunk lengths, comma-separated')
     ap.add_argument('--steps', type=int, default=10_000, help='gradient steps per model'); ap.add_argument('--hidden', type=int, default=512)
     ap.add_argument('--horizon', type=int, default=100); ap.add_argument('--n-traj', type=int, default=256)

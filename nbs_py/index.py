@@ -29,10 +29,11 @@
 # make test   # every test: each notebook through nbdev_test, then tests/ with pytest
 # ```
 #
-# **The main job, for now**, is the most complete real pipeline that exists so far: chapter 1's demo. It trains a
-# conditional flow on the multi-modal toy and writes `results/flow_toy/` (a figure of samples for F = 1, 2, 5, 10
-# Euler steps, mode coverage as CSV, and a provenance record). When the MAC agent lands, `make main` will train
-# and evaluate MAC on OGBench instead.
+# **The main job** (`mac_quickstart`) generates a cube-single play dataset with OGBench's own oracles if it is not
+# in `~/.ogbench/data`, trains MAC with the `cpu` preset on cube-single task 2 (the paper's default task),
+# evaluates it as the paper does (15 episodes, success at the final step, re-planning every step), and writes
+# `results/quickstart/` (training log, evaluations, success plot, `summary.json` with provenance). What it reaches
+# and how long it takes on 2 CPU cores is in the results table below. Running it again continues from its checkpoint.
 #
 # **Data.** OGBench's datasets download from a university server; `mac` can make the same datasets locally with
 # OGBench's own scripted oracles and recipe, in OGBench's file format, so `ogbench.make_env_and_datasets` loads
@@ -43,6 +44,13 @@
 # .venv/bin/mac_data --validate ~/.ogbench/data/cube-single-play-v0.npz
 # ```
 #
+# **Training** any single-task OGBench dataset (the paper's settings by default; `--preset cpu` for a CPU;
+# `--resume` continues a stopped run exactly; `--set key=value` overrides any config key):
+#
+# ```bash
+# .venv/bin/mac_train --env cube-double-play-singletask-task2-v0 --preset paper --seed 0 --out runs/cube-double-t2
+# ```
+#
 # Other commands: `make docs` renders the notebooks into `docs/` (`nbdev_docs` where Quarto is installed,
 # static HTML otherwise); `make export` runs `nbdev_export`, `nbdev_clean`, refreshes the jupytext pairs in
 # `nbs_py/` and regenerates this README from `nbs/index.ipynb`. GPU users: `make setup TORCH_PIN=` keeps the
@@ -51,9 +59,34 @@
 # %% [markdown]
 # ## Results so far
 #
-# | experiment | what it shows | measured | command |
-# |---|---|---|---|
-# | chapter 1 toy (`results/flow_toy/`) | conditional flow matching covers every mode; one Euler step or a Gaussian averages them | see `results/flow_toy/coverage.csv` and its `provenance.json` | `make main` |
+# Every number below is read from a committed `results/` folder, next to its provenance record (commit, command,
+# seed, machine, wall time, versions). Our runs are on 2 CPU cores, far below the paper's budget (1M steps on a GPU).
+
+# %%
+#| echo: false
+import csv, json
+from pathlib import Path
+from IPython.display import Markdown
+R = Path('../results')
+rows = ['| experiment | what it shows | measured here | paper | folder |', '|---|---|---|---|---|']
+if (R / 'quickstart' / 'summary.json').exists():
+    s = json.loads((R / 'quickstart' / 'summary.json').read_text())
+    rows.append(f"| main job (`make main`) | MAC, `cpu` preset, on {s['env']} | success {s['success']:.0%} over {len(s['successes'])} episodes after "
+                f"{s['steps']:,} steps, {s['wall_time_min']} min on 2 CPU cores | 100 ± 0 % (1M steps) | `results/quickstart/` |")
+if (R / 'model_error' / 'model_error.csv').exists():
+    t = list(csv.DictReader(open(R / 'model_error' / 'model_error.csv')))
+    last = {int(r['n']): float(r['mse']) for r in t}
+    rows.append('| Figure 2: model error vs chunk length | open-loop MSE after 100 env steps, held-out cube-double trajectories | ' +
+                ', '.join(f'n={n}: {v:.3g}' for n, v in sorted(last.items())) + ' | one-step error diverges; longer chunks stay low | `results/model_error/` |')
+if (R / 'chunk_policies' / 'metrics.csv').exists():
+    m = {r['policy']: r for r in csv.DictReader(open(R / 'chunk_policies' / 'metrics.csv'))}
+    rows.append(f"| flow vs Gaussian chunk policy | nearest of 32 samples to the held-out chunk (RMS) | flow {m['flow']['nearest_of_32_rms']}, "
+                f"Gaussian {m['Gaussian']['nearest_of_32_rms']} | flow covers modes, Gaussian smears | `results/chunk_policies/` |")
+if (R / 'flow_toy' / 'coverage.csv').exists():
+    c = [r for r in csv.DictReader(open(R / 'flow_toy' / 'coverage.csv')) if r['sampler'] == 'flow, F=10']
+    rows.append('| chapter 1 toy | conditional flow covers 2/4/8-mode mixtures | on-mode ' + ' / '.join(f"{float(r['on_mode']):.0%}" for r in c) +
+                ' (F = 10) | — | `results/flow_toy/` |')
+Markdown('\n'.join(rows))
 
 # %% [markdown]
 # ## The notebooks, in reading order
@@ -63,9 +96,18 @@
 # | `00_core` | `mac.core` | device and seeding helpers, the MLP every MAC network uses, EMA target update, provenance |
 # | `01_flow_matching` | `mac.flow` | flow matching derived; velocity field, loss, Euler sampler; why Gaussians average modes |
 # | `02_data` | `mac.data` | OGBench datasets generated locally with OGBench's oracles, loaded by OGBench, normalised; chunk batches |
+# | `03_chunk_policies` | `mac.policies` | the flow behaviour policy over action chunks and the Gaussian chunk policy (MAC(Gau)) |
+# | `04_distillation` | `mac.distill` | the one-step policy distilled from the flow; the "without distillation" ablation |
+# | `05_chunk_models` | `mac.models` | chunk dynamics, reward and success models; the compounding-error experiment (Figure 2) |
+# | `06_value_expansion` | `mac.value` | model rollouts, nH-step targets (= the official GAE with λ = 1), value and critic losses |
+# | `07_rejection_sampling` | `mac.rejection` | argmax-Q over N behaviour samples, and why it stays on the data |
+# | `08_agent` | `mac.agent` | Algorithm 1: one update of every network; acting; the paper's ablations as flags |
+# | `09_evaluation` | `mac.evaluate` | OGBench single-task evaluation in parallel environments; videos and plots |
+# | `10_training` | `mac.train` | config and presets, the training loop, exact resume, `mac_train`, the main job |
+# | `11_benchmark` | `mac.bench` | update and action timings, eager and compiled (`mac_bench`) |
 #
-# Each notebook imports only from earlier ones. The design follows `nbdev`: edit a notebook, run `make export`,
-# and `make test`.
+# Each notebook imports only from earlier ones (evaluation comes before training because the loop evaluates).
+# Edit a notebook, run `make export`, then `make test`.
 
 # %% [markdown]
 # ## Development

@@ -9,7 +9,7 @@ MODULES = sorted(p.stem for p in (ROOT / 'mac').glob('*.py') if not p.stem.start
 
 
 def test_modules_exist():
-    assert {'core', 'flow', 'data', 'policies', 'distill', 'models'} <= set(MODULES)
+    assert {'core', 'flow', 'data', 'policies', 'distill', 'models', 'value', 'rejection', 'agent', 'evaluate', 'train', 'bench'} <= set(MODULES)
 
 
 @pytest.mark.parametrize('mod', MODULES)

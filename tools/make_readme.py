@@ -5,7 +5,7 @@
 """
 import sys
 
-from nbtools import NBS, ROOT, directives, load, strip_directives
+from nbtools import NBS, ROOT, directives, echo_false, load, strip_directives
 
 HEADER = '<!-- Generated from nbs/index.ipynb by `make readme` (tools/make_readme.py). Edit the notebook, not this file. -->\n\n'
 
@@ -29,7 +29,7 @@ def render(nb_path=NBS / 'index.ipynb'):
         if c['cell_type'] == 'markdown': parts.append(src.strip())
         elif c['cell_type'] == 'code':
             body = strip_directives(src).strip()
-            if body: parts.append(f'```python\n{body}\n```')
+            if body and not echo_false(src): parts.append(f'```python\n{body}\n```')
             md = False
             for o in _outputs(c):
                 if o is None: md = True; continue

@@ -25,6 +25,14 @@ def directives(source):
     return out
 
 
+def echo_false(source):
+    "True when a cell asks to show its outputs but not its source (`#| echo: false`)."
+    for line in source.splitlines():
+        if not _directive.match(line): break
+        if re.match(r'^\s*#\|\s*echo:\s*false', line): return True
+    return False
+
+
 def strip_directives(source):
     "A cell's source without its leading `#|` directive lines."
     lines = source.splitlines()

@@ -34,7 +34,11 @@ def main(argv=None):
     stale = [py for py, nb in want.items() if not py.exists() or py.read_text(encoding='utf-8') != as_script(nb)]
     orphans = [p for p in PY.rglob('*.py') if p not in want] if PY.exists() else []
     if a.write:
-        for py in stale:
+        newer = [py for py in stale if py.exists() and py.stat().st_mtime > want[py].stat().st_mtime]
+        for py in newer:  # edited as text after the notebook: overwriting it would lose that edit
+            print(f'skipped {py.relative_to(ROOT)}: it is newer than its notebook; bring the edit into the notebook first '
+                  f'(jupytext --update --to ipynb {py.relative_to(ROOT)} -o {want[py].relative_to(ROOT)})', file=sys.stderr)
+        for py in (p for p in stale if p not in newer):
             py.parent.mkdir(parents=True, exist_ok=True)
             py.write_text(as_script(want[py]), encoding='utf-8')
             print(f'wrote {py.relative_to(ROOT)}')

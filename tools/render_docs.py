@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
-from nbtools import NBS, ROOT, directives, notebooks, strip_directives, title
+from nbtools import NBS, ROOT, directives, echo_false, notebooks, strip_directives, title
 
 
 def _public(nb):
@@ -27,7 +27,7 @@ def _public(nb):
     for c in nb.cells:
         ds = directives(c.source)
         if 'hide' in ds or 'default_exp' in ds: continue
-        if c.cell_type == 'code': c.source = strip_directives(c.source)
+        if c.cell_type == 'code': c.source = '' if echo_false(c.source) else strip_directives(c.source)
         cells.append(c)
     nb.cells = cells
     return nb

@@ -1,0 +1,343 @@
+# %% [markdown]
+# # The MAC agent
+# > Algorithm 1: one update trains the flow and one-step policies, the chunk model, and the value and critic from fresh model rollouts; acting is rejection sampling.
+
+# %%
+#| default_exp agent
+
+# %%
+#| export
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from mac.core import ema_update_, get_device
+from mac.distill import OneStepPolicy, distillation_loss
+from mac.models import ChunkDynamics, ChunkReward, ChunkSuccess
+from mac.policies import FlowChunkPolicy, GaussianChunkPolicy
+from mac.rejection import rejection_sample
+from mac.value import QNet, ValueNet, critic_loss, model_rollout, nstep_targets, value_loss
+
+# %%
+#| hide
+from fastcore.test import test_eq, test_close, test_fail
+import time
+import numpy as np
+
+
+# %% [markdown]
+# ## In the paper: Algorithm 1
+#
+# > **for** each gradient step **do**
+# > &nbsp;&nbsp; Sample batch $\{(s_t, \mathbf a_t, \mathbf r_t, s_{t+n})\}$ from $\mathcal D$
+# > &nbsp;&nbsp; Update flow BC policy $\pi_\theta$ with flow-matching loss (Eq. 7); update one-step BC policy $\pi_\omega$ with distillation loss (Eq. 8)
+# > &nbsp;&nbsp; Update dynamics model $p_\psi$ (Eq. 5) and reward model $r_\psi$ (Eq. 6)
+# > &nbsp;&nbsp; Sample imaginary rollouts with rejection sampling from $\pi_\omega$ in $p_\psi$ (Eq. 9)
+# > &nbsp;&nbsp; Update value $V_\varphi$ with nH-step targets from the rollout (Eq. 10); update critic $Q_\varphi$ with $V_\varphi$ (Eq. 11)
+# > &nbsp;&nbsp; Update target network $\bar V$
+# > **Act**: sample $N$ chunks from $\pi_\omega$ and return $\arg\max_i Q_\varphi(s, \hat{\mathbf a}^{(i)})$ (Eq. 4)
+#
+# The official code runs this as **one** gradient step of the **sum** of all losses with a single Adam
+# (`official-code-facts.md` §3). Since each loss reaches only its own network's parameters, that is the same as
+# separate optimisers; what matters is that the rollout, every target and the critic's $V_\varphi(\hat s_1)$ use the
+# networks as they were *before* this step, and that the EMA uses the *pre-update* value weights. We do the same.
+
+# %% [markdown]
+# ## Configuration
+#
+# Defaults are the paper's reward-based (single-task) values, Tables 7-8. The ablation flags select the paper's
+# variants of the same agent.
+
+# %%
+#| export
+@dataclass(frozen=True)
+class MACConfig:
+    n: int = 10                            # action chunk length
+    H: int = 10                            # model calls per rollout (imagined horizon n·H env steps)
+    gamma: float = 0.999                   # per-env-step discount; a chunk is discounted by γⁿ
+    tau: float = 0.005                     # target value EMA rate
+    lr: float = 3e-4                       # Adam, all networks
+    actor_hidden: tuple = (512, 512, 512, 512)     # flow v_θ, one-step π_ω (and the Gaussian policy)
+    value_hidden: tuple = (512, 512, 512, 512)     # V_φ
+    dynamics_hidden: tuple = (512, 512, 512, 512)  # dynamics, reward, success and the critic Q (official code)
+    flow_steps: int = 10                   # F, Euler steps of the teacher flow
+    n_train: int = 8                       # rejection-sampling candidates inside rollouts
+    n_test: int = 32                       # rejection-sampling candidates when acting
+    rollout_batch: int = 1024              # rollouts start from the first min(B, this) batch states (official)
+    policy: str = 'flow'                   # 'flow' (MAC) or 'gaussian' (the MAC(Gau) ablation)
+    extraction: str = 'rejection'          # 'rejection' (MAC) or 'fql' (the MAC(FQL) ablation)
+    distill: bool = True                   # False: the w/o-distillation ablation (flow sampled with one Euler step)
+    fql_alpha: float = 1.0                 # MAC(FQL) distillation weight α (Table 11: 1.0 cube-single)
+    learn_success: bool = True             # train the success net (official: yes, on all-zero targets single-task)
+
+    def __post_init__(self):
+        for k in ('n', 'H', 'flow_steps', 'n_train', 'n_test', 'rollout_batch'):
+            if getattr(self, k) < 1: raise ValueError(f'MACConfig.{k} must be >= 1, got {getattr(self, k)}')
+        if self.policy not in ('flow', 'gaussian'): raise ValueError(f"MACConfig.policy must be 'flow' or 'gaussian', got {self.policy!r}")
+        if self.extraction not in ('rejection', 'fql'): raise ValueError(f"MACConfig.extraction must be 'rejection' or 'fql', got {self.extraction!r}")
+        if self.policy == 'gaussian' and self.extraction == 'fql': raise ValueError("MAC(FQL) needs the flow policy: use policy='flow'")
+        if self.extraction == 'fql' and not self.distill: raise ValueError('MAC(FQL) trains the one-step policy: keep distill=True')
+        if not 0 < self.gamma <= 1 or not 0 <= self.tau <= 1: raise ValueError('gamma must be in (0, 1] and tau in [0, 1]')
+
+
+# %%
+test_eq(MACConfig().n * MACConfig().H, 100)
+test_fail(lambda: MACConfig(policy='diffusion'), contains="'flow' or 'gaussian'")
+test_fail(lambda: MACConfig(n=0), contains='MACConfig.n must be >= 1')
+
+
+# %% [markdown]
+# ## The networks
+#
+# Every network is a separate chapter-0 MLP (no sharing), as in the official code. The critic uses the dynamics
+# widths (a quirk of the official code, facts §7 item 18). The target value network starts as a copy of $V_\varphi$.
+
+# %%
+#| export
+class MACAgent(nn.Module):
+    "MAC: flow BC + one-step policy + chunk dynamics/reward/success + V, target V̄ and Q; `update` is Algorithm 1."
+    def __init__(self, obs_dim: int, action_dim: int, cfg: MACConfig = MACConfig(), device=None):
+        super().__init__()
+        self.cfg, self.obs_dim, self.action_dim = cfg, obs_dim, action_dim
+        n, chunk = cfg.n, cfg.n * action_dim
+        if cfg.policy == 'flow':
+            self.flow = FlowChunkPolicy(obs_dim, action_dim, n, cfg.actor_hidden)
+            if cfg.distill: self.onestep = OneStepPolicy(obs_dim, action_dim, n, cfg.actor_hidden)
+        else: self.gauss = GaussianChunkPolicy(obs_dim, action_dim, n, cfg.actor_hidden)
+        self.dynamics = ChunkDynamics(obs_dim, action_dim, n, cfg.dynamics_hidden)
+        self.reward = ChunkReward(obs_dim, action_dim, n, cfg.dynamics_hidden)
+        self.success = ChunkSuccess(obs_dim, action_dim, n, hidden=cfg.dynamics_hidden)
+        self.value = ValueNet(obs_dim, cfg.value_hidden)
+        self.critic = QNet(obs_dim, chunk, cfg.dynamics_hidden)
+        self.target_value = copy.deepcopy(self.value).requires_grad_(False)
+        self.to(get_device(device))
+        self.opt = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=cfg.lr,
+                                    capturable=self.device.type == 'cuda')
+
+    @property
+    def device(self): return next(self.parameters()).device
+
+
+# %% [markdown]
+# ## Sampling chunks
+#
+# The behaviour sampler depends on the variant: MAC uses the one-step policy $\pi_\omega$ (one call per chunk); the
+# w/o-distillation ablation uses the flow's own field with one Euler step; MAC(Gau) samples its Gaussian. The policy
+# is rejection sampling over those candidates with the online critic (MAC(FQL): the one-step policy alone).
+
+# %%
+#| export
+@torch.no_grad()
+def behaviour_sample(self: MACAgent, obs, N: int, generator=None):
+    "N behaviour chunks per state (B, N, n·d), clipped to [-1, 1]."
+    c = self.cfg
+    if c.policy == 'gaussian': return self.gauss.sample(obs, N, generator=generator)
+    if c.distill: return self.onestep.sample(obs, N, generator=generator)
+    return self.flow.sample(obs, N, steps=1, generator=generator)
+
+@torch.no_grad()
+def policy(self: MACAgent, obs, N: int, generator=None):
+    "The acting policy: rejection sampling over N behaviour chunks with Q (MAC(FQL): one π_ω sample). (B, n·d)."
+    if self.cfg.extraction == 'fql': return self.onestep.sample(obs, 1, generator=generator)[:, 0]
+    return rejection_sample(lambda o, k: behaviour_sample(self, o, k, generator), self.critic, obs, N)[0]
+
+@torch.no_grad()
+def act(self: MACAgent, obs, generator=None):
+    "Test-time chunks (B, n·d) for normalised observations (B, S): N_test candidates, argmax Q."
+    return policy(self, obs, self.cfg.n_test, generator)
+
+MACAgent.behaviour_sample, MACAgent.policy, MACAgent.act = behaviour_sample, policy, act
+
+
+# %% [markdown]
+# ## The losses, one short method each
+#
+# A batch holds `observations` (B, S), `actions` (B, n·d), `rewards` (B,), `next_observations` (B, S) and `masks` (B,)
+# (chapter 2's sampler). The success net's target is $1 - m$ (all zeros in single-task data).
+
+# %%
+#| export
+def model_losses(self: MACAgent, b) -> dict:
+    "Eqs. 5-6 and the success BCE on dataset chunks."
+    out = dict(dynamics=self.dynamics.loss(b['observations'], b['actions'], b['next_observations']),
+               reward=self.reward.loss(b['observations'], b['actions'], b['rewards']))
+    if self.cfg.learn_success: out['success'] = self.success.loss(b['observations'], b['actions'], 1 - b['masks'])
+    return out
+
+def bc_losses(self: MACAgent, b, generator=None) -> dict:
+    "Flow BC (Eq. 7) + distillation (Eq. 8), or the Gaussian's NLL, on dataset chunks."
+    c, s, a = self.cfg, b['observations'], b['actions']
+    if c.policy == 'gaussian': return dict(bc=self.gauss.loss(s, a))
+    out = dict(flow=self.flow.loss(s, a, generator=generator))
+    if c.distill and c.extraction == 'rejection': out['distill'] = distillation_loss(self.onestep, self.flow, s, steps=c.flow_steps, generator=generator)
+    return out
+
+
+# %%
+#| export
+@torch.no_grad()
+def rollout(self: MACAgent, obs0, generator=None) -> dict:
+    "Eq. 9: H steps of the policy (N_train candidates) in the chunk model from obs0 (B, S), no gradients."
+    c = self.cfg
+    return model_rollout(lambda s: policy(self, s, c.n_train, generator), self.dynamics, self.reward,
+                         lambda s, a: 1 - (self.success(s, a) > 0).float(), obs0, c.H)
+
+def value_losses(self: MACAgent, ro) -> dict:
+    "Eq. 10 with the target network's bootstrap V̄(ŝ_H), and Eq. 11 with the online V(ŝ_1)."
+    gn = self.cfg.gamma ** self.cfg.n
+    with torch.no_grad(): G = nstep_targets(ro['rewards'], ro['masks'], self.target_value(ro['states'][-1]), gn)
+    return dict(value=value_loss(self.value, ro['states'], G),
+                critic=critic_loss(self.critic, self.value, ro['states'][0], ro['actions'][0], ro['rewards'][0], ro['masks'][0], ro['states'][1], gn),
+                v_mean=G.mean().detach())
+
+def fql_actor_loss(self: MACAgent, ro, generator=None) -> dict:
+    "MAC(FQL): on all rollout states, α·distillation − Q(ŝ, clip π_ω(ŝ, z)) / mean|Q|, through a frozen critic."
+    s = ro['states'][:-1].reshape(-1, self.obs_dim)
+    z = torch.randn((s.shape[0], self.cfg.n * self.action_dim), generator=generator, device=s.device)
+    with torch.no_grad(): target = self.flow(s, z, self.cfg.flow_steps)
+    a = self.onestep(s, z)
+    frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
+    q = functional_call(self.critic, frozen, (s, a.clamp(-1, 1)))
+    return dict(distill=self.cfg.fql_alpha * ((a - target) ** 2).mean(), actor_q=-(q / q.abs().mean().detach()).mean())
+
+MACAgent.model_losses, MACAgent.bc_losses, MACAgent.rollout = model_losses, bc_losses, rollout
+MACAgent.value_losses, MACAgent.fql_actor_loss = value_losses, fql_actor_loss
+
+
+# %% [markdown]
+# ## One update
+#
+# Everything is computed with the current (pre-update) weights, the summed loss takes one backward pass and one
+# Adam step, and the target EMA uses the pre-update value weights (it runs before the step). The update returns
+# its losses as tensors: no `.item()` inside, no branch on tensor values, fixed shapes, so it can be compiled.
+
+# %%
+#| export
+def losses(self: MACAgent, batch, generator=None) -> dict:
+    "Every loss of Algorithm 1 for one batch, with the networks as they are now."
+    out = {**self.model_losses(batch), **self.bc_losses(batch, generator)}
+    ro = self.rollout(batch['observations'][: self.cfg.rollout_batch], generator)
+    out.update(self.value_losses(ro))
+    if self.cfg.extraction == 'fql': out.update(self.fql_actor_loss(ro, generator))
+    return out
+
+def update(self: MACAgent, batch, generator=None) -> dict:
+    "One gradient step of the summed losses (official: one jax.grad, one Adam step); EMA with pre-update weights."
+    out = losses(self, batch, generator)
+    total = sum(v for k, v in out.items() if k != 'v_mean')
+    self.opt.zero_grad(set_to_none=True)
+    total.backward()
+    ema_update_(self.target_value, self.value, self.cfg.tau)   # θ̄ ← τ θ_old + (1 − τ) θ̄, before the step
+    self.opt.step()
+    return {k: v.detach() for k, v in out.items()} | {'total': total.detach()}
+
+MACAgent.losses, MACAgent.update = losses, update
+
+# %% [markdown]
+# ## Checks
+#
+# On a tiny agent and a random batch: one update changes every trained network, the target moves exactly by the EMA
+# formula applied to the pre-update weights, losses are finite, each loss reaches only its own network, a zero
+# learning rate changes nothing, the ablation flags give the right shapes, and the agent's rollout equals a
+# hand-built two-step one from the same noise.
+
+# %%
+tiny = dict(n=3, H=2, actor_hidden=(16, 16), value_hidden=(16, 16), dynamics_hidden=(16, 16), n_train=4, n_test=6, flow_steps=3)
+S, d, B = 5, 2, 8
+def batch(g):
+    return dict(observations=torch.randn(B, S, generator=g), actions=torch.rand(B, 3 * d, generator=g) * 2 - 1,
+                rewards=-torch.rand(B, generator=g), next_observations=torch.randn(B, S, generator=g), masks=torch.ones(B))
+torch.manual_seed(0)
+agent = MACAgent(S, d, MACConfig(**tiny), device='cpu')
+# nudge the target away from the value net so the EMA check is not trivial
+with torch.no_grad():
+    for p in agent.target_value.parameters(): p.add_(0.1)
+before = {k: v.clone() for k, v in agent.state_dict().items()}
+out = agent.update(batch(torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1))
+assert all(torch.isfinite(v) for v in out.values()), out
+after = agent.state_dict()
+for name in ('flow', 'onestep', 'dynamics', 'reward', 'success', 'value', 'critic'):
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(name + '.')), f'{name} did not change'
+for k in before:
+    if k.startswith('target_value.'):
+        test_close(after[k], agent.cfg.tau * before['value.' + k[len('target_value.'):]] + (1 - agent.cfg.tau) * before[k], eps=1e-6)
+
+# %%
+agent = MACAgent(S, d, MACConfig(**tiny), device='cpu')
+ls = agent.losses(batch(torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1))
+owner = {'dynamics': 'dynamics', 'reward': 'reward', 'success': 'success', 'flow': 'flow', 'distill': 'onestep', 'value': 'value', 'critic': 'critic'}
+for loss_name, module in owner.items():
+    grads = torch.autograd.grad(ls[loss_name], [p for p in agent.parameters() if p.requires_grad], retain_graph=True, allow_unused=True)
+    touched = {n.split('.')[0] for (n, p), gr in zip([(n, p) for n, p in agent.named_parameters() if p.requires_grad], grads) if gr is not None and gr.abs().sum() > 0}
+    test_eq(touched, {module})
+
+# %%
+agent0 = MACAgent(S, d, MACConfig(**tiny, lr=0.0), device='cpu')
+sd0 = {k: v.clone() for k, v in agent0.state_dict().items()}
+agent0.update(batch(torch.Generator().manual_seed(0)))
+assert all(torch.equal(sd0[k], v) for k, v in agent0.state_dict().items())  # lr 0 (and V̄ = V at start): nothing moves
+
+# %%
+for flags in (dict(), dict(policy='gaussian'), dict(extraction='fql'), dict(distill=False), dict(n=1)):
+    cfg = MACConfig(**(tiny | flags)); ag = MACAgent(S, d, cfg, device='cpu')
+    bt = batch(torch.Generator().manual_seed(0)) | dict(actions=torch.rand(B, cfg.n * d) * 2 - 1)
+    o = ag.update(bt); assert all(torch.isfinite(v) for v in o.values()), (flags, o)
+    test_eq(ag.act(torch.randn(4, S)).shape, (4, cfg.n * d))
+    test_eq(ag.behaviour_sample(torch.randn(4, S), 7).shape, (4, 7, cfg.n * d))
+test_eq(set(MACAgent(S, d, MACConfig(**tiny, extraction='fql'), device='cpu').update(batch(torch.Generator().manual_seed(0)))), {'dynamics', 'reward', 'success', 'flow', 'value', 'critic', 'v_mean', 'distill', 'actor_q', 'total'})
+
+# %%
+agent = MACAgent(S, d, MACConfig(**tiny), device='cpu')
+s0 = torch.randn(B, S)
+ro = agent.rollout(s0, torch.Generator().manual_seed(7))
+g = torch.Generator().manual_seed(7)
+a0 = agent.policy(s0, 4, g); s1 = agent.dynamics(s0, a0); a1 = agent.policy(s1, 4, g); s2 = agent.dynamics(s1, a1)
+with torch.no_grad():
+    test_close(ro['states'], torch.stack([s0, s1, s2])); test_close(ro['actions'], torch.stack([a0, a1]))
+    test_close(ro['rewards'][1], agent.reward(s1, a1))
+test_eq(ro['masks'].shape, (2, B))
+
+# %% [markdown]
+# ## Cost of one update at the paper's width
+#
+# One update at the paper's single-task configuration (512×4, B = 256, n = 10, H = 10, N_train = 8, F = 10, rollouts
+# from all 256 states), on this CPU: a printed measurement, not a test. The issue's benchmark (chapter 9) reports
+# medians of ≥ 50 updates; here a handful keeps the notebook fast.
+
+# %%
+agent = MACAgent(28, 5, MACConfig(), device='cpu')
+g = torch.Generator().manual_seed(0)
+big = dict(observations=torch.randn(256, 28), actions=torch.rand(256, 50) * 2 - 1, rewards=-torch.rand(256),
+           next_observations=torch.randn(256, 28), masks=torch.ones(256))
+agent.update(big, g)
+ts = []
+for _ in range(3): t0 = time.perf_counter(); agent.update(big, g); ts.append(time.perf_counter() - t0)
+print(f'one update at 512x4, B=256: median {np.median(ts):.2f} s over {len(ts)} updates (torch threads: {torch.get_num_threads()})')
+
+# %% [markdown]
+# ## Implementation details
+#
+# 1. One Adam over all networks on the summed loss (official); each loss reaches only its own network (checked above),
+#    so this equals separate optimisers. Rollouts, targets and the critic's $V_\varphi(\hat s_1)$ use pre-update weights.
+# 2. Target EMA with the *pre-update* value weights (official one-step lag), applied before the Adam step.
+# 3. Value targets: Eq. 10 by the recursion $G_k = \hat r_k + m_k\gamma^n G_{k+1}$ with $G_H = \bar V(\hat s_H)$, identical to the
+#    official GAE(λ = 1) (chapter 6); averaged over all k (the paper samples k).
+# 4. Chunk rewards are the paper's discounted **sum** (chapter 2); the official code's mean is the data flag `reward_agg='mean'`.
+# 5. Flow convention of Eq. 2 (noise at u = 0), not Eq. 7's printed one (chapters 1, 3).
+# 6. Rollouts start from the first `min(B, rollout_batch)` batch states (official `rollout_batch_size` = 1024).
+# 7. Masks from the success net, trained on $1 - m$ = 0 in single-task data (official), so rollouts never terminate in practice.
+# 8. The critic uses the dynamics widths (official). Only V has a target network.
+# 9. MAC(FQL): actor loss on all rollout states, $\alpha\|\pi_\omega - \mathrm{clip}(\pi_\theta)\|^2 - Q/\overline{|Q|}$ through a frozen critic; acts
+#    with one $\pi_\omega$ sample. Unlike the official `mbfql.py` we keep n = 10 and discount chunks by γⁿ in the targets
+#    (the official code's γ there is a bug, facts §7 item 12).
+# 10. w/o distillation: the flow's own field with one Euler step as the behaviour sampler (chapter 4's reading).
+# 11. MAC(Gau): the Gaussian chunk policy's NLL replaces flow + distillation; rejection sampling over its samples.
+
+# %%
+#| hide
+import nbdev; nbdev.nbdev_export()

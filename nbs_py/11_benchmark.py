@@ -1,0 +1,147 @@
+# %% [markdown]
+# # Speed benchmark
+# > How long one MAC update and one action take, per component, eager and compiled, at the paper's width and the CPU preset.
+
+# %%
+#| default_exp bench
+
+# %%
+#| export
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mac.agent import MACAgent, MACConfig
+from mac.core import get_device, provenance, seed_everything, write_json
+from mac.distill import distillation_loss
+from mac.train import PRESETS, make_config
+
+# %%
+#| hide
+from fastcore.test import test_eq, test_close, test_fail
+
+
+# %% [markdown]
+# ## What is measured
+#
+# `mac_bench` prints, for each configuration (the paper's single-task one, 512×4, and the `cpu` preset): the median
+# wall time of one `update` (B = 256, n = 10, H = 10, N_train = 8, F = 10, rollouts from `min(B, rollout_batch)` states)
+# over ≥ 50 updates after warm-up, eager and with `torch.compile`; the forward + backward time of each component
+# (flow BC, distillation, dynamics + reward + success, rollout, value, critic); and the test-time action latency for
+# one state (N_test = 32 candidates, argmax Q). It reports the machine's load average beside the figures, because
+# shared machines are noisy. Timings are printed, never asserted.
+#
+# Anchor (the issue): the official JAX code, jit-compiled, on this kind of 2-core machine: 1.37 s per update at 512×4
+# and 0.25 s at 256×4 (nearly idle); 2.7 ms and 1.0 ms per action.
+
+# %%
+#| export
+def _batch(B, S, nd, device, g):
+    return dict(observations=torch.randn(B, S, generator=g).to(device), actions=(torch.rand(B, nd, generator=g) * 2 - 1).to(device),
+                rewards=-torch.rand(B, generator=g).to(device), next_observations=torch.randn(B, S, generator=g).to(device),
+                masks=torch.ones(B, device=device))
+
+def _median(fn, reps, warmup, device):
+    for _ in range(warmup): fn()
+    ts = []
+    for _ in range(reps):
+        if device.type == 'cuda': torch.cuda.synchronize()
+        t0 = time.perf_counter(); fn()
+        if device.type == 'cuda': torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+# %%
+#| export
+def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 50, warmup: int = 3,
+                compile: bool = False, components: bool = True, device=None) -> dict:
+    "Median seconds per update (eager or compiled), per component, and per test-time action, for one config."
+    dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
+    agent = MACAgent(obs_dim, action_dim, cfg, dev)
+    b = _batch(batch, obs_dim, cfg.n * action_dim, dev, g); gd = torch.Generator(dev).manual_seed(0)
+    out = {}
+    if compile:
+        t0 = time.perf_counter(); losses = torch.compile(agent.losses)
+        def step():
+            ls = losses(b, gd); total = sum(v for k, v in ls.items() if k != 'v_mean')
+            agent.opt.zero_grad(set_to_none=True); total.backward(); agent.opt.step()
+        step(); out['compile_s'] = time.perf_counter() - t0
+    else: step = lambda: agent.update(b, gd)
+    out['update_s'] = _median(step, reps, warmup, dev)
+    if components:
+        def fb(fn):  # forward + backward of one loss
+            def run():
+                v = fn(); (sum(v.values()) if isinstance(v, dict) else v).backward(); agent.opt.zero_grad(set_to_none=True)
+            return _median(run, max(reps // 2, 5), 2, dev)
+        s, a = b['observations'], b['actions']
+        ro = agent.rollout(s[: cfg.rollout_batch], gd); gn = cfg.gamma ** cfg.n
+        if cfg.policy == 'flow':
+            out['flow_bc_s'] = fb(lambda: agent.flow.loss(s, a, generator=gd))
+            if cfg.distill: out['distill_s'] = fb(lambda: distillation_loss(agent.onestep, agent.flow, s, steps=cfg.flow_steps, generator=gd))
+        out['model_s'] = fb(lambda: agent.model_losses(b))
+        out['rollout_s'] = _median(lambda: agent.rollout(s[: cfg.rollout_batch], gd), max(reps // 2, 5), 2, dev)
+        out['value_s'] = fb(lambda: agent.value_losses(ro)['value'])
+        out['critic_s'] = fb(lambda: agent.value_losses(ro)['critic'])
+    obs1 = torch.randn(1, obs_dim, device=dev)
+    out['act_ms'] = 1e3 * _median(lambda: agent.act(obs1, gd), max(reps * 4, 100), 10, dev)
+    return out
+
+
+# %% [markdown]
+# A tiny configuration runs through every path in seconds (the real figures come from the command below):
+
+# %%
+tiny = MACConfig(actor_hidden=(32, 32), value_hidden=(32, 32), dynamics_hidden=(32, 32), H=3, n_train=4, n_test=4)
+r = bench_agent(tiny, batch=16, reps=3, device='cpu')
+assert {'update_s', 'flow_bc_s', 'distill_s', 'model_s', 'rollout_s', 'value_s', 'critic_s', 'act_ms'} <= set(r) and all(v > 0 for v in r.values())
+
+
+# %%
+#| export
+def bench_cli(argv=None):
+    "Command line: `mac_bench [--configs paper,cpu] [--reps 50] [--compile] [--out results/bench]`."
+    ap = argparse.ArgumentParser(prog='mac_bench', description='Benchmark MAC updates and actions (prints figures; not a test).')
+    ap.add_argument('--configs', default='paper,cpu', help=f'comma-separated presets ({", ".join(PRESETS)})')
+    ap.add_argument('--reps', type=int, default=50); ap.add_argument('--device', default='auto')
+    ap.add_argument('--compile', action='store_true', help='also time the torch.compile path')
+    ap.add_argument('--out', default=None, help='write figures + provenance as JSON into this folder')
+    a = ap.parse_args(argv)
+    dev = get_device(a.device); t0 = time.time(); results = {}
+    for name in a.configs.split(','):
+        tc = make_config(name)
+        for mode in ('eager', 'compiled') if a.compile else ('eager',):
+            try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, compile=mode == 'compiled', components=mode == 'eager', device=dev)
+            except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
+            results[f'{name}/{mode}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}
+            w = tc.agent.actor_hidden[0]
+            print(f"{name:6s} {mode:8s} ({w}x{len(tc.agent.actor_hidden)}, B={tc.batch}, rollouts from {min(tc.batch, tc.agent.rollout_batch)}): " +
+                  ('  '.join(f'{k}={v:.4g}' for k, v in res.items() if isinstance(v, float)) if 'error' not in res else res['error']) +
+                  f"  load {results[f'{name}/{mode}']['load_avg']}", flush=True)
+    if a.out:
+        write_json(Path(a.out) / 'bench.json', results)
+        write_json(Path(a.out) / 'provenance.json', provenance(wall_time_s=time.time() - t0, device=dev, reps=a.reps, configs=a.configs))
+    return 0
+
+
+# %% [markdown]
+# ## Results
+#
+# Measured with `mac_bench --compile --out results/bench` (figures and provenance in that folder):
+
+# %%
+res_file = Path('../results/bench/bench.json')
+if res_file.exists():
+    import json
+    for k, v in json.loads(res_file.read_text()).items(): print(k, {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in v.items()})
+else: print('not run yet: mac_bench --compile --out results/bench')
+
+# %%
+#| hide
+import nbdev; nbdev.nbdev_export()

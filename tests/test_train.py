@@ -1,0 +1,41 @@
+"""End to end: `mac_train` (tiny preset) writes logs and a checkpoint, resumes, rejects bad input; the main job
+(`mac_quickstart --smoke`) runs the whole pipeline including an evaluation."""
+import csv
+import json
+import subprocess
+
+import torch
+from conftest import BIN, ROOT
+
+
+def _run(*args, timeout=900):
+    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_mac_train_tiny_resume_and_errors(tmp_path):
+    common = ['--preset', 'tiny', '--device', 'cpu', '--dataset-dir', str(tmp_path / 'data'), '--out', str(tmp_path / 'run')]
+    r = _run('mac_train', *common, '--steps', '20')
+    assert r.returncode == 0, r.stderr[-3000:]
+    ck = torch.load(tmp_path / 'run' / 'checkpoint.pt', weights_only=True)
+    assert ck['step'] == 20 and all(torch.isfinite(v).all() for v in ck['agent'].values() if v.is_floating_point())
+    r = _run('mac_train', *common, '--steps', '40', '--resume')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [int(row['step']) for row in csv.DictReader(open(tmp_path / 'run' / 'log.csv'))] == [10, 20, 30, 40]
+    prov = json.loads((tmp_path / 'run' / 'provenance.json').read_text())
+    assert prov['config']['steps'] == 40 and prov['preset'] == 'tiny'
+    r = _run('mac_train', *common, '--steps', '40')                      # the folder holds a run: refuse, keep it
+    assert r.returncode == 2 and '--resume' in r.stderr
+    r = _run('mac_train', *common, '--steps', '60', '--resume', '--set', 'batch=8')
+    assert r.returncode == 2 and 'cannot resume with a different batch' in r.stderr
+    r = _run('mac_train', '--preset', 'tiny', '--set', 'agent.widht=3')
+    assert r.returncode == 2 and "unknown config key 'agent.widht'" in r.stderr
+    r = _run('mac_train', '--preset', 'tiny', '--env', 'cube-sextuple-play-singletask-task1-v0')
+    assert r.returncode == 2 and 'supported are cube-single' in r.stderr
+
+
+def test_quickstart_smoke(tmp_path):
+    r = _run('mac_quickstart', '--smoke', '--out', str(tmp_path / 'qs'), '--dataset-dir', str(tmp_path / 'data'), '--device', 'cpu')
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((tmp_path / 'qs' / 'summary.json').read_text())
+    assert s['steps'] == 20 and len(s['successes']) == 2 and 0 <= s['success'] <= 1 and s['provenance']['commit']
+    assert (tmp_path / 'qs' / 'success.png').exists() and (tmp_path / 'qs' / 'run' / 'log.csv').exists()
