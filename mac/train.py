@@ -50,9 +50,9 @@ class TrainConfig:
 
 PRESETS = {
     'paper': {},
-    'cpu': {'steps': 8_000, 'batch': 256, 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
-            'agent.dynamics_hidden': (256,) * 4, 'agent.rollout_batch': 64, 'eval_every': 2_000,
-            'log_every': 200, 'ckpt_every': 1_000, 'dataset_episodes': 100},
+    'cpu': {'steps': 11_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
+            'agent.dynamics_hidden': (256,) * 4, 'agent.rollout_batch': 64, 'eval_every': 2_750,
+            'log_every': 250, 'ckpt_every': 1_000, 'dataset_episodes': 100},
     'tiny': {'steps': 40, 'batch': 16, 'agent.actor_hidden': (32, 32), 'agent.value_hidden': (32, 32),
              'agent.dynamics_hidden': (32, 32), 'agent.n_train': 4, 'agent.n_test': 4, 'agent.H': 3, 'agent.flow_steps': 3,
              'eval_every': 0, 'eval_episodes': 0, 'log_every': 10, 'ckpt_every': 20, 'dataset_episodes': 2},

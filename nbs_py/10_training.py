@@ -66,9 +66,9 @@ class TrainConfig:
 
 PRESETS = {
     'paper': {},
-    'cpu': {'steps': 8_000, 'batch': 256, 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
-            'agent.dynamics_hidden': (256,) * 4, 'agent.rollout_batch': 64, 'eval_every': 2_000,
-            'log_every': 200, 'ckpt_every': 1_000, 'dataset_episodes': 100},
+    'cpu': {'steps': 11_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
+            'agent.dynamics_hidden': (256,) * 4, 'agent.rollout_batch': 64, 'eval_every': 2_750,
+            'log_every': 250, 'ckpt_every': 1_000, 'dataset_episodes': 100},
     'tiny': {'steps': 40, 'batch': 16, 'agent.actor_hidden': (32, 32), 'agent.value_hidden': (32, 32),
              'agent.dynamics_hidden': (32, 32), 'agent.n_train': 4, 'agent.n_test': 4, 'agent.H': 3, 'agent.flow_steps': 3,
              'eval_every': 0, 'eval_episodes': 0, 'log_every': 10, 'ckpt_every': 20, 'dataset_episodes': 2},
@@ -418,7 +418,11 @@ assert (tmp / 'qs' / 'summary.json').exists() and (tmp / 'qs' / 'success.png').e
 #    weights, is what makes a resume exact; torch's, NumPy's and Python's global states are saved as well.
 # 2. NaN/inf checks cost one host synchronisation per `log_every` steps: the update itself never synchronises.
 # 3. Evaluations use seeds `seed + step` for their episodes, so successive evaluations see different initial states.
-# 4. The `cpu` preset narrows every network to 256×4, starts rollouts from 64 of the 256 batch states, trains 8k steps
-#    on a 100-episode dataset; everything else (n, H, N, F, γ, τ, lr, batch) is the paper's. Measured on 2 cores
-#    (`bench_agent`, median of 8 updates): 0.15 s per update, against 0.34 s with rollouts from all 256 states and
-#    0.81 s at the paper's 512×4; rollouts are 50-75% of an update. README's results table says what it reaches.
+# 4. The `cpu` preset narrows every network to 256×4, starts rollouts from 64 of the 256 batch states, trains 11k steps
+#    on a 100-episode dataset, and uses the official code's *mean* chunk reward; everything else (n, H, N, F, γ, τ, lr,
+#    batch) is the paper's. Measured on 2 cores (`bench_agent`, median of 8 updates): 0.15 s per update, against 0.34 s
+#    with rollouts from all 256 states and 0.81 s at the paper's 512×4; rollouts are 50-75% of an update.
+#    Why the mean: a pilot with the paper's sum (8k steps, 18.9 min, `results/quickstart_pilot_sum/`) reached 1/15
+#    successes, and its value function had not learned anything state-dependent yet (correlation with the data's
+#    discounted returns −0.01, mean V −399): with the sum, values live around −1000 and Adam at lr 3e-4 needs
+#    over 10k steps just to reach that scale; the mean divides every value by n = 10 and leaves the argmax unchanged.
