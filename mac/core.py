@@ -5,6 +5,9 @@
 # %% ../nbs/00_core.ipynb #886dcfd7
 from __future__ import annotations
 
+import csv
+import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -21,7 +24,7 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['get_device', 'seed_everything', 'MLP', 'ema_update_', 'atomic_write', 'write_json', 'provenance']
+__all__ = ['get_device', 'seed_everything', 'MLP', 'ema_update_', 'atomic_write', 'write_json', 'write_csv', 'provenance']
 
 # %% ../nbs/00_core.ipynb #f907e748
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -74,6 +77,14 @@ def write_json(path: str | Path, obj) -> Path:
     "Atomically write `obj` as indented JSON."
     return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str) + '\n'))
 
+def write_csv(path: str | Path, rows: list[dict]) -> Path:
+    "Atomically write dict rows as CSV; the header is the union of their keys, in order of appearance."
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    def write(p):
+        with open(p, 'w', newline='') as f:
+            w = csv.DictWriter(f, fieldnames=fields, restval=''); w.writeheader(); w.writerows(rows)
+    return atomic_write(path, write)
+
 # %% ../nbs/00_core.ipynb #8bcf0113
 def _git(*args):
     try: return subprocess.run(['git', *args], capture_output=True, text=True, timeout=10).stdout.strip() or None
@@ -83,11 +94,21 @@ def _version(pkg):
     try: return metadata.version(pkg)
     except metadata.PackageNotFoundError: return None
 
+def _source_sha256() -> str:
+    "SHA-256 of the package's .py files as they are when mac.core is imported (the code a run actually loaded)."
+    h = hashlib.sha256()
+    pkg = Path(importlib.util.find_spec('mac').origin).parent  # works from the notebook and from the package
+    for f in sorted(pkg.glob('*.py')): h.update(f.name.encode()); h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+_SOURCE_SHA256 = _source_sha256()
+
 def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) -> dict:
     "A record of how a result was made: commit, command, seed, machine, wall time, versions (+ anything in `extra`)."
     dev = torch.device(device) if device is not None else None
     return dict(
         commit=_git('rev-parse', 'HEAD'), dirty=bool(_git('status', '--porcelain', '--untracked-files=no')),
+        mac_source_sha256=_SOURCE_SHA256,  # `dirty` is the tree when the record is written; this is the code the run imported
         command=command if command is not None else ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         seed=seed, wall_time_s=None if wall_time_s is None else round(float(wall_time_s), 2),
         finished_at=time.strftime('%Y-%m-%dT%H:%M:%S%z'),

@@ -21,13 +21,13 @@ import torch
 from tqdm import tqdm
 
 from .agent import MACAgent, MACConfig
-from .core import atomic_write, get_device, provenance, seed_everything, write_json
+from .core import atomic_write, get_device, provenance, seed_everything, write_csv, write_json
 from .data import ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
 from .evaluate import eval_env_name, evaluate, plot_success
 
 # %% auto #0
 __all__ = ['PRESETS', 'TrainConfig', 'make_config', 'config_to_dict', 'config_from_dict', 'save_checkpoint', 'load_checkpoint',
-           'NonFiniteLoss', 'Trainer', 'run', 'evaluate_now', 'train_cli', 'quickstart', 'quickstart_cli']
+           'NonFiniteLoss', 'Trainer', 'run', 'evaluate_now', 'train_cli', 'diagnose', 'quickstart', 'quickstart_cli']
 
 # %% ../nbs/10_training.ipynb #52e23f1a
 @dataclass(frozen=True)
@@ -161,12 +161,7 @@ def _append_csv(path: Path, row: dict | None = None, keep_until: int | None = No
     rows = list(csv.DictReader(open(path))) if path.exists() else []
     if keep_until is not None: rows = [r for r in rows if int(r['step']) <= keep_until]
     rows += [row] if row else []
-    if not rows: return
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    def write(p):
-        with open(p, 'w', newline='') as f:
-            w = csv.DictWriter(f, fieldnames=fields, restval=''); w.writeheader(); w.writerows(rows)
-    atomic_write(path, write)
+    if rows: write_csv(path, rows)
 
 def _tensorboard(run_dir):
     try:
@@ -256,6 +251,29 @@ def train_cli(argv=None):
     if res['eval']: print(f"final success: {res['eval']['success']:.0%} ({res['eval']['protocol']})")
     return 0
 
+# %% ../nbs/10_training.ipynb #8e66a15b
+def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dict:
+    "Numbers on what limits a run: behaviour vs rejection success, value vs Monte-Carlo returns, Q spread."
+    ck = load_checkpoint(Path(run_dir) / 'checkpoint.pt', device); cfg = config_from_dict(json.loads(ck['config']))
+    norm = ObsNormalizer.from_state_dict(ck['normalizer'], device)
+    out = dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}')
+    for N in (1, cfg.agent.n_test):
+        ag = MACAgent(ck['obs_dim'], ck['action_dim'], dataclasses.replace(cfg.agent, n_test=N), device); ag.load_state_dict(ck['agent'])
+        out[f'success_N{N}'] = evaluate(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
+    _, train, _ = load_ogbench(cfg.env, cfg.dataset_dir)
+    data = ChunkDataset.from_ogbench(train, norm, n=cfg.agent.n, gamma=cfg.agent.gamma, reward_agg=cfg.reward_agg, device=device)
+    rew, G = train['rewards'], np.zeros(len(train['rewards']))
+    for a, b in zip(data.first, data.last):   # discounted return of each data state, truncated at its episode's end
+        g = 0.0
+        for t in range(b, a - 1, -1): g = rew[t] + cfg.agent.gamma * g; G[t] = g
+    G = G / (cfg.agent.n if cfg.reward_agg == 'mean' else 1)
+    idx = np.random.default_rng(seed).choice(data.starts.cpu().numpy(), 2000)
+    with torch.no_grad():
+        V = ag.value(data.obs[idx]).cpu().numpy()
+        q = ag.critic(data.obs[idx[:256]], ag.behaviour_sample(data.obs[idx[:256]], 32)).cpu().numpy()
+    return out | dict(value_mean=float(V.mean()), data_return_mean=float(G[idx].mean()), value_return_corr=float(np.corrcoef(V, G[idx])[0, 1]),
+                      q_std_across_32=float(q.std(1).mean()), q_mean=float(q.mean()), data_solved_rate=float((rew == 0).mean()))
+
 # %% ../nbs/10_training.ipynb #709a935b
 def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, device=None, dataset_dir=None, progress: bool = True) -> dict:
     "The main job: dataset → train (cpu preset, cube-single task 2) → evaluate → results/quickstart/ with a summary."
@@ -268,7 +286,9 @@ def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, dev
     if (out / 'run' / 'success.png').exists(): atomic_write(out / 'success.png', lambda p: p.write_bytes((out / 'run' / 'success.png').read_bytes()))
     summary = dict(env=cfg.env, preset='tiny (smoke)' if smoke else 'cpu', steps=cfg.steps, success=res['eval']['success'],
                    successes=res['eval']['successes'], protocol=res['eval']['protocol'], ogbench=res['eval']['ogbench'],
-                   dataset=tr.dataset_info, wall_time_min=round((time.time() - t0) / 60, 1))
+                   dataset=tr.dataset_info, train_and_eval_min=round((time.time() - t0) / 60, 1))
+    if not smoke and summary['success'] < 0.5: summary['diagnosis'] = diagnose(out / 'run', device=tr.device)  # say what limits it
+    summary['wall_time_min'] = round((time.time() - t0) / 60, 1)
     write_json(out / 'summary.json', summary | {'provenance': provenance(seed=seed, wall_time_s=time.time() - t0, device=tr.device, config=config_to_dict(cfg))})
     return summary
 

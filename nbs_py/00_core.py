@@ -9,6 +9,9 @@
 #| export
 from __future__ import annotations
 
+import csv
+import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -188,6 +191,14 @@ def write_json(path: str | Path, obj) -> Path:
     "Atomically write `obj` as indented JSON."
     return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str) + '\n'))
 
+def write_csv(path: str | Path, rows: list[dict]) -> Path:
+    "Atomically write dict rows as CSV; the header is the union of their keys, in order of appearance."
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    def write(p):
+        with open(p, 'w', newline='') as f:
+            w = csv.DictWriter(f, fieldnames=fields, restval=''); w.writeheader(); w.writerows(rows)
+    return atomic_write(path, write)
+
 
 # %%
 with tempfile.TemporaryDirectory() as d:
@@ -198,6 +209,8 @@ with tempfile.TemporaryDirectory() as d:
     test_fail(lambda: atomic_write(f, boom), contains='disk full')
     test_eq(json.loads(f.read_text()), {'x': 1})        # the old file survives an interrupted write
     test_eq(sorted(os.listdir(Path(d) / 'sub')), ['a.json'])  # and no temporary file is left behind
+    c = write_csv(Path(d) / 'r.csv', [{'step': 1, 'loss': 0.5}, {'step': 2, 'success': 1.0}])
+    test_eq(c.read_text().splitlines(), ['step,loss,success', '1,0.5,', '2,,1.0'])
 
 
 # %%
@@ -210,11 +223,21 @@ def _version(pkg):
     try: return metadata.version(pkg)
     except metadata.PackageNotFoundError: return None
 
+def _source_sha256() -> str:
+    "SHA-256 of the package's .py files as they are when mac.core is imported (the code a run actually loaded)."
+    h = hashlib.sha256()
+    pkg = Path(importlib.util.find_spec('mac').origin).parent  # works from the notebook and from the package
+    for f in sorted(pkg.glob('*.py')): h.update(f.name.encode()); h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+_SOURCE_SHA256 = _source_sha256()
+
 def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) -> dict:
     "A record of how a result was made: commit, command, seed, machine, wall time, versions (+ anything in `extra`)."
     dev = torch.device(device) if device is not None else None
     return dict(
         commit=_git('rev-parse', 'HEAD'), dirty=bool(_git('status', '--porcelain', '--untracked-files=no')),
+        mac_source_sha256=_SOURCE_SHA256,  # `dirty` is the tree when the record is written; this is the code the run imported
         command=command if command is not None else ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         seed=seed, wall_time_s=None if wall_time_s is None else round(float(wall_time_s), 2),
         finished_at=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
@@ -232,7 +255,7 @@ def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) 
 p = provenance(seed=3, wall_time_s=1.234, device='cpu', command='demo', steps=10)
 test_eq((p['seed'], p['wall_time_s'], p['command'], p['steps']), (3, 1.23, 'demo', 10))
 test_eq(p['versions']['torch'].split('+')[0], torch.__version__.split('+')[0])
-assert {'commit', 'dirty', 'machine', 'versions', 'finished_at'} <= set(p)
+assert {'commit', 'dirty', 'mac_source_sha256', 'machine', 'versions', 'finished_at'} <= set(p)
 
 # %% [markdown]
 # ## Implementation details

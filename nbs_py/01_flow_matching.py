@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 import time
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from mac.core import MLP, atomic_write, get_device, provenance, seed_everything, write_json
+from mac.core import MLP, atomic_write, get_device, provenance, seed_everything, write_csv, write_json
 
 # %%
 #| hide
@@ -362,9 +361,7 @@ def flow_demo(out='results/flow_toy', steps: int = 4000, seed: int = 0, device=N
             for name, cs in cover.items() for k, (on, mass) in enumerate(cs)]
     fig = plot_toy_panels(panels, c, cover, title='Conditional flow matching on the toy: samples per number of Euler steps F')
     atomic_write(out / 'samples.png', lambda p: fig.savefig(p, bbox_inches='tight', format='png'))
-    def _csv(p):
-        with open(p, 'w', newline='') as f: w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
-    atomic_write(out / 'coverage.csv', _csv)
+    write_csv(out / 'coverage.csv', rows)
     write_json(out / 'provenance.json', provenance(seed=seed, wall_time_s=time.time() - t0, device=device,
                steps=steps, final_loss=round(losses[-500:].mean().item(), 4), n_eval=n_eval))
     return rows

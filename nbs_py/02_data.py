@@ -813,7 +813,7 @@ def bench_data(env: str = 'cube-single', episodes: int = 6, workers: int = 2, ma
     return out
 
 def bench_data_cli(argv=None):
-    "Command line: `mac_data_bench [--env cube-single] [--episodes 6] [--workers 2] [--out results/data_bench]`."
+    "Command line: `mac_data_bench [--env cube-single] [--episodes 6] [--workers 2] [--out results/data_bench]` (writes <env>.json, <env>-provenance.json)."
     ap = argparse.ArgumentParser(prog='mac_data_bench', description='Benchmark dataset generation and chunk batches.')
     ap.add_argument('--env', default='cube-single'); ap.add_argument('--episodes', type=int, default=6, help='1001-step episodes per worker')
     ap.add_argument('--workers', type=int, default=2); ap.add_argument('--out', default=None, help='also write figures + provenance here')
@@ -823,7 +823,9 @@ def bench_data_cli(argv=None):
     w = a.workers
     res[f'scaling_{w}_workers_vs_1'] = res[f'{w}_workers_steps_per_s'] / res['1_workers_steps_per_s']
     for k, v in res.items(): print(f'{k:36s} {v if isinstance(v, tuple) else round(v, 3)}')
-    if a.out: write_json(Path(a.out) / 'bench.json', {'figures': res, 'provenance': provenance(wall_time_s=time.time() - t0, env=a.env)})
+    if a.out:
+        write_json(Path(a.out) / f'{a.env}.json', res)
+        write_json(Path(a.out) / f'{a.env}-provenance.json', provenance(wall_time_s=time.time() - t0, env=a.env, episodes=a.episodes, workers=w))
     return 0
 
 

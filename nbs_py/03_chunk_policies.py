@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import time
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from mac.core import MLP, atomic_write, get_device, provenance, seed_everything, write_json
+from mac.core import MLP, atomic_write, get_device, provenance, seed_everything, write_csv, write_json
 from mac.flow import VelocityField, euler_sample, flow_matching_loss
 from mac.data import ChunkDataset, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
 
@@ -288,9 +287,7 @@ def policy_demo(out='results/chunk_policies', env='cube-single', episodes: int =
                  heldout_nll=round(v[2], 2) if len(v) > 2 else '') for k, v in metrics.items()]
     fig = _plot_paths(samples, b['actions'], n, data.action_dim)
     atomic_write(out / 'paths.png', lambda p: fig.savefig(p, bbox_inches='tight', format='png'))
-    def _csv(p):
-        with open(p, 'w', newline='') as f: w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
-    atomic_write(out / 'metrics.csv', _csv)
+    write_csv(out / 'metrics.csv', rows)
     write_json(out / 'provenance.json', provenance(seed=seed, wall_time_s=time.time() - t0, device=device, env=spec.dataset,
                dataset=used, steps=steps, hidden=f'{hidden}x4', batch=batch, n=n, heldout_states=512, samples_per_state=32,
                loss_curves={k: v[::5] for k, v in curves.items()}))

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as Fn
 from tqdm import tqdm
 
-from mac.core import MLP, atomic_write, get_device, provenance, seed_everything, write_json
+from mac.core import MLP, atomic_write, get_device, provenance, seed_everything, write_csv, write_json
 from mac.data import ChunkDataset, ObsNormalizer, chunk_starts, ensure_dataset, load_ogbench, parse_name, sample_windows
 
 # %%
@@ -244,9 +244,7 @@ def model_error_experiment(out='results/model_error', env: str = 'cube-double', 
 #| export
 def _write_model_error(out: Path, rows, ns, horizon, dataset):
     import matplotlib.pyplot as plt
-    def _csv(p):
-        with open(p, 'w', newline='') as f: w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
-    atomic_write(out / 'model_error.csv', _csv)
+    write_csv(out / 'model_error.csv', rows)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for i, n in enumerate(ns):
         r = [x for x in rows if x['n'] == n and x['env_step'] > 0]  # step 0 is exact (MSE 0): off a log scale
