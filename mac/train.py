@@ -289,7 +289,9 @@ def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, dev
                    dataset=tr.dataset_info, train_and_eval_min=round((time.time() - t0) / 60, 1))
     if not smoke and summary['success'] < 0.5: summary['diagnosis'] = diagnose(out / 'run', device=tr.device)  # say what limits it
     summary['wall_time_min'] = round((time.time() - t0) / 60, 1)
-    write_json(out / 'summary.json', summary | {'provenance': provenance(seed=seed, wall_time_s=time.time() - t0, device=tr.device, config=config_to_dict(cfg))})
+    prov = provenance(seed=seed, wall_time_s=time.time() - t0, device=tr.device, config=config_to_dict(cfg))
+    write_json(out / 'provenance.json', prov)
+    write_json(out / 'summary.json', summary | {'provenance': prov})
     return summary
 
 def quickstart_cli(argv=None):

@@ -427,7 +427,9 @@ def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, dev
                    dataset=tr.dataset_info, train_and_eval_min=round((time.time() - t0) / 60, 1))
     if not smoke and summary['success'] < 0.5: summary['diagnosis'] = diagnose(out / 'run', device=tr.device)  # say what limits it
     summary['wall_time_min'] = round((time.time() - t0) / 60, 1)
-    write_json(out / 'summary.json', summary | {'provenance': provenance(seed=seed, wall_time_s=time.time() - t0, device=tr.device, config=config_to_dict(cfg))})
+    prov = provenance(seed=seed, wall_time_s=time.time() - t0, device=tr.device, config=config_to_dict(cfg))
+    write_json(out / 'provenance.json', prov)
+    write_json(out / 'summary.json', summary | {'provenance': prov})
     return summary
 
 def quickstart_cli(argv=None):
@@ -445,7 +447,7 @@ def quickstart_cli(argv=None):
 # %%
 qs = quickstart(tmp / 'qs', smoke=True, dataset_dir=data_dir, device='cpu', progress=False)
 test_eq((qs['steps'], len(qs['successes'])), (20, 2))
-assert (tmp / 'qs' / 'summary.json').exists() and (tmp / 'qs' / 'success.png').exists()
+assert all((tmp / 'qs' / f).exists() for f in ('summary.json', 'provenance.json', 'success.png'))
 
 # %% [markdown]
 # ## Implementation details
