@@ -16,7 +16,7 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 import numpy as np
 import torch
 
-from .core import atomic_write, get_device
+from .core import atomic_write
 from .data import ObsNormalizer, parse_name
 
 # %% auto #0
@@ -70,7 +70,6 @@ def run_episodes(act_fn, env_name: str, episodes: int = 15, workers: int | None 
 def evaluate(agent, normalizer: ObsNormalizer, env_name: str, episodes: int = 15, workers: int | None = None,
              seed: int = 0, replan_every: int = 1, progress: bool = False) -> dict:
     "OGBench single-task evaluation of a MAC agent: success rate over `episodes` (final-step success)."
-    import ogbench
     from importlib import metadata
     dev = agent.device
     g = torch.Generator(dev).manual_seed(seed)

@@ -274,7 +274,7 @@ def policy_demo(out='results/chunk_policies', env='cube-single', episodes: int =
     _, train, val = load_ogbench(spec.dataset, dataset_dir)
     norm = ObsNormalizer.from_data(val['observations'])
     data, held = (ChunkDataset.from_ogbench(d, norm, n=n, device=device) for d in (train, val))
-    g = seed_everything(seed); gd = torch.Generator(device).manual_seed(seed)
+    seed_everything(seed); gd = torch.Generator(device).manual_seed(seed)
     pols = {'flow': FlowChunkPolicy(data.obs_dim, data.action_dim, n, (hidden,) * 4).to(device),
             'Gaussian': GaussianChunkPolicy(data.obs_dim, data.action_dim, n, (hidden,) * 4).to(device)}
     curves = {k: _train(p, data, steps, batch, 3e-4, gd, f'{k} BC', progress) for k, p in pols.items()}

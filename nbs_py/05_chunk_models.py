@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import time
 from pathlib import Path
@@ -220,7 +219,7 @@ def model_error_experiment(out='results/model_error', env: str = 'cube-double', 
     used = ensure_dataset(spec.dataset, episodes, dataset_dir, workers=workers or min(2, os.cpu_count() or 1), progress=progress)
     _, train, val = load_ogbench(spec.dataset, dataset_dir)
     norm = ObsNormalizer.from_data(val['observations'])
-    g = seed_everything(seed); gd = torch.Generator(device).manual_seed(seed)
+    seed_everything(seed); gd = torch.Generator(device).manual_seed(seed)
     held1 = ChunkDataset.from_ogbench(val, norm, n=1, device=device)
     starts = chunk_starts(held1.first, held1.last, horizon)
     t = torch.as_tensor(np.random.default_rng(seed).choice(starts, n_traj, replace=len(starts) < n_traj), device=device)

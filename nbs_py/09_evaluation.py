@@ -20,7 +20,7 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 import numpy as np
 import torch
 
-from mac.core import atomic_write, get_device
+from mac.core import atomic_write
 from mac.data import ObsNormalizer, parse_name
 
 # %%
@@ -135,7 +135,6 @@ test_fail(lambda: run_episodes(still, 'cube-single-singletask-task2-v0', 1, repl
 def evaluate(agent, normalizer: ObsNormalizer, env_name: str, episodes: int = 15, workers: int | None = None,
              seed: int = 0, replan_every: int = 1, progress: bool = False) -> dict:
     "OGBench single-task evaluation of a MAC agent: success rate over `episodes` (final-step success)."
-    import ogbench
     from importlib import metadata
     dev = agent.device
     g = torch.Generator(dev).manual_seed(seed)

@@ -81,7 +81,7 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
                 v = fn(); (sum(v.values()) if isinstance(v, dict) else v).backward(); agent.opt.zero_grad(set_to_none=True)
             return _median(run, max(reps // 2, 5), 2, dev)
         s, a = b['observations'], b['actions']
-        ro = agent.rollout(s[: cfg.rollout_batch], gd); gn = cfg.gamma ** cfg.n
+        ro = agent.rollout(s[: cfg.rollout_batch], gd)
         if cfg.policy == 'flow':
             out['flow_bc_s'] = fb(lambda: agent.flow.loss(s, a, generator=gd))
             if cfg.distill: out['distill_s'] = fb(lambda: distillation_loss(agent.onestep, agent.flow, s, steps=cfg.flow_steps, generator=gd))
