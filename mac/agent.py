@@ -153,9 +153,9 @@ def losses(self: MACAgent, batch, generator=None) -> dict:
     if self.cfg.extraction == 'fql': out.update(self.fql_actor_loss(ro, generator))
     return out
 
-def update(self: MACAgent, batch, generator=None) -> dict:
+def update(self: MACAgent, batch, generator=None, losses_fn=None) -> dict:
     "One gradient step of the summed losses (official: one jax.grad, one Adam step); EMA with pre-update weights."
-    out = losses(self, batch, generator)
+    out = (losses_fn or self.losses)(batch, generator)  # losses_fn: e.g. torch.compile(agent.losses), same math
     total = sum(v for k, v in out.items() if k != 'v_mean')
     self.opt.zero_grad(set_to_none=True)
     total.backward()

@@ -39,19 +39,19 @@ def _median(fn, reps, warmup, device):
 
 # %% ../nbs/11_benchmark.ipynb #25f0cc04
 def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 50, warmup: int = 3,
-                compile: bool = False, components: bool = True, device=None) -> dict:
-    "Median seconds per update (eager or compiled), per component, and per test-time action, for one config."
+                compile: bool | str = False, components: bool = True, device=None) -> dict:
+    "Median seconds per update (eager, or compiled: True or a torch.compile mode), per component, and per test-time action."
     dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
     agent = MACAgent(obs_dim, action_dim, cfg, dev)
     b = _batch(batch, obs_dim, cfg.n * action_dim, dev, g); gd = torch.Generator(dev).manual_seed(0)
     out = {}
-    if compile:
-        t0 = time.perf_counter(); losses = torch.compile(agent.losses)
-        def step():
-            ls = losses(b, gd); total = sum(v for k, v in ls.items() if k != 'v_mean')
-            agent.opt.zero_grad(set_to_none=True); total.backward(); agent.opt.step()
-        step(); out['compile_s'] = time.perf_counter() - t0
-    else: step = lambda: agent.update(b, gd)
+    losses = None
+    if compile:  # the same update as training's `compile` option: compiled losses (forward + backward), eager Adam and EMA
+        t0 = time.perf_counter(); losses = torch.compile(agent.losses, mode=None if compile is True else compile)
+        agent.update(b, gd, losses)
+        if dev.type == 'cuda': torch.cuda.synchronize()
+        out['compile_s'] = time.perf_counter() - t0
+    step = lambda: agent.update(b, gd, losses)
     out['update_s'] = _median(step, reps, warmup, dev)
     if components:
         def fb(fn):  # forward + backward of one loss
@@ -73,18 +73,21 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
 
 # %% ../nbs/11_benchmark.ipynb #af552c98
 def bench_cli(argv=None):
-    "Command line: `mac_bench [--configs paper,cpu] [--reps 50] [--compile] [--out results/bench]`."
+    "Command line: `mac_bench [--configs paper,cpu] [--reps 50] [--compile] [--compile-mode reduce-overhead] [--out results/bench]`."
     ap = argparse.ArgumentParser(prog='mac_bench', description='Benchmark MAC updates and actions (prints figures; not a test).')
     ap.add_argument('--configs', default='paper,cpu', help=f'comma-separated presets ({", ".join(PRESETS)})')
     ap.add_argument('--reps', type=int, default=50); ap.add_argument('--device', default='auto')
-    ap.add_argument('--compile', action='store_true', help='also time the torch.compile path')
+    ap.add_argument('--compile', action='store_true', help='also time the torch.compile path (default mode)')
+    ap.add_argument('--compile-mode', action='append', default=[], metavar='MODE',
+                    help="also time torch.compile with this mode, e.g. reduce-overhead (CUDA graphs); repeatable")
     ap.add_argument('--out', default=None, help='write figures + provenance as JSON into this folder')
     a = ap.parse_args(argv)
     dev = get_device(a.device); t0 = time.time(); results = {}
     for name in a.configs.split(','):
         tc = make_config(name)
-        for mode in ('eager', 'compiled') if a.compile else ('eager',):
-            try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, compile=mode == 'compiled', components=mode == 'eager', device=dev)
+        modes = {'eager': False} | ({'compiled': True} if a.compile else {}) | {f'compiled-{m}': m for m in a.compile_mode}
+        for mode, comp in modes.items():
+            try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, compile=comp, components=mode == 'eager', device=dev)
             except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
             results[f'{name}/{mode}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}
             w = tc.agent.actor_hidden[0]

@@ -106,8 +106,9 @@ _SOURCE_SHA256 = _source_sha256()
 def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) -> dict:
     "A record of how a result was made: commit, command, seed, machine, wall time, versions (+ anything in `extra`)."
     dev = torch.device(device) if device is not None else None
+    commit = _git('rev-parse', 'HEAD')  # None in a copy of the tree without .git (a GPU machine): then $MAC_COMMIT, 'dirty' unknown
     return dict(
-        commit=_git('rev-parse', 'HEAD'), dirty=bool(_git('status', '--porcelain', '--untracked-files=no')),
+        commit=commit or os.environ.get('MAC_COMMIT'), dirty=bool(_git('status', '--porcelain', '--untracked-files=no')) if commit else None,
         mac_source_sha256=_SOURCE_SHA256,  # `dirty` is the tree when the record is written; this is the code the run imported
         command=command if command is not None else ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         seed=seed, wall_time_s=None if wall_time_s is None else round(float(wall_time_s), 2),

@@ -342,11 +342,12 @@ def chunk_starts(first, last, span: int) -> np.ndarray:
 class ChunkDataset:
     "A dataset on a device that samples action-chunk batches (and consecutive windows) with vectorised gathers."
     def __init__(self, observations, actions, valids, rewards=None, masks=None, n: int = 10, gamma: float = 0.999,
-                 reward_agg: str = 'sum', device=None, action_clip: float = 1 - 1e-5, normalizer: ObsNormalizer | None = None):
+                 reward_agg: str = 'sum', device=None, action_clip: float = 1 - 1e-5, normalizer: ObsNormalizer | None = None,
+                 terminals: bool = False):
         if reward_agg not in ('sum', 'mean'): raise ValueError(f"reward_agg must be 'sum' (paper) or 'mean' (official code), got {reward_agg!r}")
         if n < 1: raise ValueError(f'chunk length n must be >= 1, got {n}')
         dev = get_device(device); t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=dev)
-        self.n, self.device, self.normalizer = n, dev, normalizer
+        self.n, self.device, self.normalizer, self.terminals = n, dev, normalizer, terminals
         obs = t(observations)
         self.obs = normalizer(obs) if normalizer is not None else obs         # (N, S)
         self.actions = t(actions).clamp(-action_clip, action_clip)          # (N, d)
@@ -373,9 +374,14 @@ class ChunkDataset:
         "B chunks: observations (B,S), actions (B,n·d), rewards (B,), next_observations (B,S), masks (B,)."
         t = self.starts[torch.randint(len(self.starts), (B,), device=self.device, generator=generator)]  # (B,)
         rows = t[:, None] + self._offsets                                                            # (B, n)
+        r = self.rewards[rows]                                                                       # (B, n)
+        if self.terminals:  # the chunk ends at its first success: later rewards drop out, the chunk's mask is 0
+            m = self.masks[rows]
+            alive = torch.cumprod(torch.cat([torch.ones_like(m[:, :1]), m[:, :-1]], 1), 1)           # 1 up to the first success
+            r, masks = r * alive, m.prod(1)
+        else: masks = torch.ones(B, device=self.device)
         return dict(observations=self.obs[t], actions=self.actions[rows].reshape(B, -1),
-                    rewards=self.rewards[rows] @ self.reward_weights, next_observations=self.obs[t + self.n],
-                    masks=torch.ones(B, device=self.device))
+                    rewards=r @ self.reward_weights, next_observations=self.obs[t + self.n], masks=masks)
 
 # %% ../nbs/02_data.ipynb #513546a5
 def sample_windows(data: ChunkDataset, B: int, L: int, generator: torch.Generator | None = None, t=None) -> dict[str, torch.Tensor]:

@@ -601,11 +601,12 @@ test_fail(lambda: episode_bounds(np.array([1, 0, 1])), contains='compact dataset
 class ChunkDataset:
     "A dataset on a device that samples action-chunk batches (and consecutive windows) with vectorised gathers."
     def __init__(self, observations, actions, valids, rewards=None, masks=None, n: int = 10, gamma: float = 0.999,
-                 reward_agg: str = 'sum', device=None, action_clip: float = 1 - 1e-5, normalizer: ObsNormalizer | None = None):
+                 reward_agg: str = 'sum', device=None, action_clip: float = 1 - 1e-5, normalizer: ObsNormalizer | None = None,
+                 terminals: bool = False):
         if reward_agg not in ('sum', 'mean'): raise ValueError(f"reward_agg must be 'sum' (paper) or 'mean' (official code), got {reward_agg!r}")
         if n < 1: raise ValueError(f'chunk length n must be >= 1, got {n}')
         dev = get_device(device); t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=dev)
-        self.n, self.device, self.normalizer = n, dev, normalizer
+        self.n, self.device, self.normalizer, self.terminals = n, dev, normalizer, terminals
         obs = t(observations)
         self.obs = normalizer(obs) if normalizer is not None else obs         # (N, S)
         self.actions = t(actions).clamp(-action_clip, action_clip)          # (N, d)
@@ -632,13 +633,21 @@ class ChunkDataset:
         "B chunks: observations (B,S), actions (B,n·d), rewards (B,), next_observations (B,S), masks (B,)."
         t = self.starts[torch.randint(len(self.starts), (B,), device=self.device, generator=generator)]  # (B,)
         rows = t[:, None] + self._offsets                                                            # (B, n)
+        r = self.rewards[rows]                                                                       # (B, n)
+        if self.terminals:  # the chunk ends at its first success: later rewards drop out, the chunk's mask is 0
+            m = self.masks[rows]
+            alive = torch.cumprod(torch.cat([torch.ones_like(m[:, :1]), m[:, :-1]], 1), 1)           # 1 up to the first success
+            r, masks = r * alive, m.prod(1)
+        else: masks = torch.ones(B, device=self.device)
         return dict(observations=self.obs[t], actions=self.actions[rows].reshape(B, -1),
-                    rewards=self.rewards[rows] @ self.reward_weights, next_observations=self.obs[t + self.n],
-                    masks=torch.ones(B, device=self.device))
+                    rewards=r @ self.reward_weights, next_observations=self.obs[t + self.n], masks=masks)
 
 
 # %% [markdown]
-# `masks` are all ones, as in the official code (single-task data has no termination). Checks against a
+# `masks` are all ones, as in the official code (single-task data has no termination). With `terminals=True` the
+# chunk instead ends at the first step whose OGBench mask is 0 (the task is solved there): rewards after it are
+# dropped and the chunk's mask is 0 — the MDP the evaluation environment runs, since OGBench's single-task
+# environments end an episode at the goal. Chapter 10 explains when that is worth it. Checks against a
 # hand-built dataset whose observations encode (episode, step): every chunk stays in one episode, its actions are
 # consecutive and time-major, its reward is the discounted sum, and $s_{t+n}$ is n steps later.
 
@@ -663,6 +672,14 @@ test_close(toy_mean.sample(64, torch.Generator().manual_seed(0))['rewards'] * 3,
 test_fail(lambda: ChunkDataset(obs, acts, valids, n=12), contains='every episode is shorter than 13 steps')
 test_fail(lambda: ChunkDataset(obs, acts, valids, reward_agg='max'), contains="'sum' (paper) or 'mean'")
 test_close(ChunkDataset(obs, acts * 1e3, valids, n=2).actions.abs().max().item(), 1 - 1e-5, eps=1e-7)  # actions clipped to ±(1 − 1e-5)
+solved = (step % 4 == 2).astype(np.float32)                           # "success" at steps 2, 6, 10 of each episode
+term = ChunkDataset(obs, acts, valids, solved - 1, 1 - solved, n=3, gamma=0.9, terminals=True, action_clip=10)
+b = term.sample(500, generator=torch.Generator().manual_seed(0)); t0 = b['observations'][:, 1]
+first = torch.stack([(t0 + i) % 4 == 2 for i in range(3)], 1).float().argmax(1)     # offset of the first success (if any)
+hit = torch.stack([(t0 + i) % 4 == 2 for i in range(3)], 1).any(1)
+test_eq(b['masks'], (~hit).float())
+test_close(b['rewards'], torch.where(hit, -(1 - 0.9 ** first) / 0.1, torch.full_like(t0, -(1 + 0.9 + 0.81))), eps=1e-5)
+test_eq(ChunkDataset(obs, acts, valids, solved - 1, 1 - solved, n=3, action_clip=10).sample(64)['masks'], torch.ones(64))
 
 
 # %% [markdown]
@@ -843,7 +860,8 @@ def bench_data_cli(argv=None):
 #    two windows of each episode (a side effect of the compact format's doubled terminals, facts §1.3); with
 #    1001-step episodes that is 0.2% of the starts.
 # 4. Chunk rewards are the paper's discounted sum by default; `reward_agg='mean'` gives the official code's mean.
-# 5. Masks are all ones (the official code ignores OGBench's success masks for single-task data).
+# 5. Masks are all ones (the official code ignores OGBench's success masks for single-task data); `terminals=True`
+#    ends a chunk at its first success instead (rewards after it dropped, mask 0).
 # 6. Observations are min-max normalised with the validation split's statistics, as the official code; actions
 #    are clipped to ±(1 − 1e-5).
 # 7. Consecutive windows are gathered per trajectory, fixing the official `sample_consecutive` reshape bug.

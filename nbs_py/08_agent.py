@@ -214,7 +214,9 @@ MACAgent.value_losses, MACAgent.fql_actor_loss = value_losses, fql_actor_loss
 #
 # Everything is computed with the current (pre-update) weights, the summed loss takes one backward pass and one
 # Adam step, and the target EMA uses the pre-update value weights (it runs before the step). The update returns
-# its losses as tensors: no `.item()` inside, no branch on tensor values, fixed shapes, so it can be compiled.
+# its losses as tensors: no `.item()` inside, no branch on tensor values, fixed shapes, so it can be compiled:
+# `agent.update(batch, g, losses_fn=torch.compile(agent.losses))` runs the same step with the compiled forward and
+# backward (chapter 10's `compile` option, chapter 11's benchmark).
 
 # %%
 #| export
@@ -226,9 +228,9 @@ def losses(self: MACAgent, batch, generator=None) -> dict:
     if self.cfg.extraction == 'fql': out.update(self.fql_actor_loss(ro, generator))
     return out
 
-def update(self: MACAgent, batch, generator=None) -> dict:
+def update(self: MACAgent, batch, generator=None, losses_fn=None) -> dict:
     "One gradient step of the summed losses (official: one jax.grad, one Adam step); EMA with pre-update weights."
-    out = losses(self, batch, generator)
+    out = (losses_fn or self.losses)(batch, generator)  # losses_fn: e.g. torch.compile(agent.losses), same math
     total = sum(v for k, v in out.items() if k != 'v_mean')
     self.opt.zero_grad(set_to_none=True)
     total.backward()

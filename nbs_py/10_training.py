@@ -52,6 +52,7 @@ class TrainConfig:
     batch: int = 256                # dataset chunks per update
     seed: int = 0                   # seeds network init, data sampling and all noise
     reward_agg: str = 'sum'         # chunk reward: 'sum' (paper) or 'mean' (official code)
+    terminals: bool = False         # end chunks at the task's success, as OGBench's eval env does (paper, official: never)
     agent: MACConfig = field(default_factory=MACConfig)  # the agent's hyperparameters (chapter 8)
     eval_every: int = 100_000       # evaluate every this many steps (0: only at the end)
     eval_episodes: int = 15         # episodes per evaluation (paper: 15; 0: never evaluate)
@@ -62,6 +63,7 @@ class TrainConfig:
     dataset_dir: str = '~/.ogbench/data'  # where OGBench's files are (generated here if missing)
     dataset_episodes: int = 1000    # episodes to generate when the dataset is missing (OGBench's size: 1000)
     device: str = 'auto'            # 'auto' (CUDA if available), 'cpu', 'cuda[:i]'
+    compile: bool = False           # torch.compile the losses (same math; pays a one-off compile, then faster steps)
 
 PRESETS = {
     'paper': {},
@@ -171,7 +173,7 @@ def load_checkpoint(path, device=None) -> dict:
 class NonFiniteLoss(RuntimeError):
     "A loss became NaN or infinite; the message names it and where the last good checkpoint is."
 
-_RESUMABLE = {'steps', 'eval_every', 'eval_episodes', 'eval_workers', 'log_every', 'ckpt_every', 'device', 'dataset_dir'}
+_RESUMABLE = {'steps', 'eval_every', 'eval_episodes', 'eval_workers', 'log_every', 'ckpt_every', 'device', 'dataset_dir', 'compile'}
 
 class Trainer:
     "One training run in `run_dir`: data, agent, loop, logs, evaluations and checkpoints."
@@ -190,15 +192,16 @@ class Trainer:
         elif self.ckpt_path.exists():
             raise FileExistsError(f'{self.dir} already holds a run (checkpoint.pt): pass --resume to continue it, or choose another --out')
         self.cfg = cfg
-        self.dataset_info = ensure_dataset(spec.dataset, cfg.dataset_episodes, cfg.dataset_dir, workers=min(2, os.cpu_count() or 1), progress=progress)
+        self.dataset_info = ensure_dataset(spec.dataset, cfg.dataset_episodes, cfg.dataset_dir, workers=os.cpu_count() or 1, progress=progress)
         _, train, val = load_ogbench(cfg.env, cfg.dataset_dir)
         self.norm = ObsNormalizer.from_state_dict(ck['normalizer'], self.device) if ck else ObsNormalizer.from_data(val['observations'], device=self.device)
-        self.data = ChunkDataset.from_ogbench(train, self.norm, n=cfg.agent.n, gamma=cfg.agent.gamma, reward_agg=cfg.reward_agg, device=self.device)
+        self.data = ChunkDataset.from_ogbench(train, self.norm, n=cfg.agent.n, gamma=cfg.agent.gamma, reward_agg=cfg.reward_agg, terminals=cfg.terminals, device=self.device)
         if ck and ck['obs_dim'] != self.data.obs_dim:
             raise ValueError(f'the checkpoint expects observations of size {ck["obs_dim"]}, the dataset has {self.data.obs_dim}')
         seed_everything(cfg.seed)
         self.agent = MACAgent(self.data.obs_dim, self.data.action_dim, cfg.agent, self.device)
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
+        self._losses = torch.compile(self.agent.losses) if cfg.compile else None  # compiled on the first step
         self.step = 0
         if ck:
             self.agent.load_state_dict(ck['agent']); self.agent.opt.load_state_dict(ck['opt'])
@@ -222,6 +225,15 @@ def _tensorboard(run_dir):
         return SummaryWriter(str(run_dir / 'tb'))
     except Exception: return None  # tensorboard not installed: CSV only
 
+def _update(self: Trainer, batch) -> dict:
+    "One agent update, with the compiled losses when `compile` is on; if compiling fails (no C compiler, say), warn and go on eagerly."
+    if self._losses is None or getattr(self, '_compiled_ok', False): return self.agent.update(batch, self.gen, self._losses)
+    try: out = self.agent.update(batch, self.gen, self._losses); self._compiled_ok = True; return out
+    except Exception as e:
+        tqdm.write(f'torch.compile failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ""}); training eagerly instead')
+        self._losses = None
+        return self.agent.update(batch, self.gen)
+
 def run(self: Trainer) -> dict:
     "Train to `cfg.steps`, logging, evaluating and checkpointing; returns the last logged losses and evaluation."
     cfg = self.cfg
@@ -229,8 +241,9 @@ def run(self: Trainer) -> dict:
     tb, bad, last, last_eval = _tensorboard(self.dir), None, {}, None
     t0, s0 = time.time(), self.step
     bar = tqdm(total=cfg.steps, initial=self.step, desc='MAC', disable=not self.progress, mininterval=2, dynamic_ncols=True)
+    if self._losses is not None and self.progress: tqdm.write('compiling the losses with torch.compile (once per process; about a minute on a CPU)')
     while self.step < cfg.steps:
-        out = self.agent.update(self.data.sample(cfg.batch, self.gen), self.gen)
+        out = _update(self, self.data.sample(cfg.batch, self.gen))
         flags = torch.stack([~torch.isfinite(v) for v in out.values()])
         bad = flags if bad is None else bad | flags            # stays on the device: no sync per step
         self.step += 1; bar.update(1)
@@ -367,13 +380,14 @@ def train_cli(argv=None):
 # A run that does not succeed should say why, with numbers. `diagnose` loads a run's checkpoint and measures: success
 # of the behaviour policy alone (N_test = 1) against rejection sampling (N_test = 32), on fresh evaluation seeds;
 # whether the value function has learned anything state-dependent (its correlation with the dataset's discounted
-# returns, which it should approximate on data states); and how much the critic's Q varies across the 32 candidates.
+# returns, and its mean on states one chunk away from solving the task against its mean on all states); and how much
+# the critic's Q varies across the 32 candidates.
 # The main job adds it to its summary when the success rate is below 50%.
 
 # %%
 #| export
 def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dict:
-    "Numbers on what limits a run: behaviour vs rejection success, value vs Monte-Carlo returns, Q spread."
+    "Numbers on what limits a run: behaviour vs rejection success, value vs Monte-Carlo returns and near success, Q spread."
     ck = load_checkpoint(Path(run_dir) / 'checkpoint.pt', device); cfg = config_from_dict(json.loads(ck['config']))
     norm = ObsNormalizer.from_state_dict(ck['normalizer'], device)
     out = dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}')
@@ -381,18 +395,23 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
         ag = MACAgent(ck['obs_dim'], ck['action_dim'], dataclasses.replace(cfg.agent, n_test=N), device); ag.load_state_dict(ck['agent'])
         out[f'success_N{N}'] = evaluate(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
     _, train, _ = load_ogbench(cfg.env, cfg.dataset_dir)
-    data = ChunkDataset.from_ogbench(train, norm, n=cfg.agent.n, gamma=cfg.agent.gamma, reward_agg=cfg.reward_agg, device=device)
+    data = ChunkDataset.from_ogbench(train, norm, n=cfg.agent.n, gamma=cfg.agent.gamma, reward_agg=cfg.reward_agg, terminals=cfg.terminals, device=device)
     rew, G = train['rewards'], np.zeros(len(train['rewards']))
+    cont = train['masks'] if cfg.terminals else np.ones_like(rew)   # with terminals a return stops at the first success
     for a, b in zip(data.first, data.last):   # discounted return of each data state, truncated at its episode's end
         g = 0.0
-        for t in range(b, a - 1, -1): g = rew[t] + cfg.agent.gamma * g; G[t] = g
+        for t in range(b, a - 1, -1): g = rew[t] + cfg.agent.gamma * cont[t] * g; G[t] = g
     G = G / (cfg.agent.n if cfg.reward_agg == 'mean' else 1)
-    idx = np.random.default_rng(seed).choice(data.starts.cpu().numpy(), 2000)
+    starts = data.starts.cpu().numpy(); idx = np.random.default_rng(seed).choice(starts, 2000)
+    solved = rew == 0                         # steps where the task is solved (OGBench single-task reward 0)
+    near = np.array([solved[t:t + cfg.agent.n].any() for t in starts]); near_idx = starts[near][:2000]
     with torch.no_grad():
         V = ag.value(data.obs[idx]).cpu().numpy()
+        V_near = ag.value(data.obs[near_idx]).cpu().numpy() if len(near_idx) else np.zeros(1)
         q = ag.critic(data.obs[idx[:256]], ag.behaviour_sample(data.obs[idx[:256]], 32)).cpu().numpy()
     return out | dict(value_mean=float(V.mean()), data_return_mean=float(G[idx].mean()), value_return_corr=float(np.corrcoef(V, G[idx])[0, 1]),
-                      q_std_across_32=float(q.std(1).mean()), q_mean=float(q.mean()), data_solved_rate=float((rew == 0).mean()))
+                      value_near_success=float(V_near.mean()),  # states whose next chunk solves the task: should be the highest
+                      q_std_across_32=float(q.std(1).mean()), q_mean=float(q.mean()), data_solved_rate=float(solved.mean()))
 
 
 # %%

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# GPU checks for mac in one go (a lent GPU machine has minutes, not hours): the benchmark on CUDA (eager and
+# compiled), dataset generation on all cores, a short CUDA training run with evaluations, and CUDA graphs last.
+# Usage (repository root, on the GPU machine):
+#   OUT=/some/dir MAC_COMMIT=<sha> TRAIN_SETS="terminals=true agent.gamma=0.99" bash tools/gpu_check.sh [train steps]
+# Packages the machine lacks (ogbench, mujoco, gymnasium, dm_control, ...) may lie as wheels in .whl/.
+# Writes under $OUT: bench/ (eager + compiled), train/ (log.csv, eval.csv, provenance.json), bench_graphs/.
+set -uo pipefail
+OUT=${OUT:-/tmp/mac-gpu}; mkdir -p "$OUT"; STEPS=${1:-20000}; RUN=/tmp/mac-gpu-run
+export MUJOCO_GL=egl PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=$PWD:/tmp/site
+fi
+t0=$SECONDS
+log() { echo "[gpu_check +$((SECONDS - t0))s] $*"; }
+py() { python3 -c "import sys; from $1 import $2 as f; sys.exit(f(sys.argv[1:]))" "${@:3}"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c 'import torch, numpy, ogbench, mujoco; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0), "| numpy", numpy.__version__, "| ogbench", ogbench.__version__, "| mujoco", mujoco.__version__, "| cpus", __import__("os").cpu_count())' || exit 1
+
+log "1/4 benchmark on CUDA: paper and cpu presets, eager and compiled"
+timeout ${BENCH_TIMEOUT:-240} bash -c "$(declare -f py); py mac.bench bench_cli --configs paper,cpu --reps 50 --device cuda --compile --out $OUT/bench"
+log "benchmark rc=$?"
+
+log "2/4 dataset: cube-single play, 100 episodes, one worker per core"
+py mac.data data_cli --env cube-single --episodes 100 --workers "$(nproc)" --seed 0 2>&1 | grep -v -i warn
+log "dataset rc=$?"
+
+log "3/4 training on CUDA: cpu preset, $STEPS steps, ${TRAIN_SETS:-}"
+sets=(); for s in ${TRAIN_SETS:-}; do sets+=(--set "$s"); done
+timeout ${TRAIN_TIMEOUT:-240} bash -c "$(declare -f py); py mac.train train_cli \"\$@\"" _ --preset cpu --device cuda --steps "$STEPS" --out $RUN "${sets[@]}" 2>&1 \
+  | tr '\r' '\n' | grep -v -i -e warn -e 'it/s,'
+log "training rc=$?"
+mkdir -p "$OUT/train"; for f in log.csv eval.csv provenance.json; do [ -f $RUN/$f ] && cp $RUN/$f "$OUT/train/"; done
+tail -3 $RUN/log.csv 2>/dev/null; cat $RUN/eval.csv 2>/dev/null
+
+log "4/4 CUDA graphs: torch.compile mode reduce-overhead, cpu preset"
+timeout ${GRAPHS_TIMEOUT:-150} bash -c "$(declare -f py); py mac.bench bench_cli --configs cpu --reps 50 --device cuda --compile-mode reduce-overhead --out $OUT/bench_graphs"
+log "graphs rc=$? done"
