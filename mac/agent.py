@@ -145,17 +145,18 @@ MACAgent.model_losses, MACAgent.bc_losses, MACAgent.rollout = model_losses, bc_l
 MACAgent.value_losses, MACAgent.fql_actor_loss = value_losses, fql_actor_loss
 
 # %% ../nbs/08_agent.ipynb #6c296d5c
-def losses(self: MACAgent, batch, generator=None) -> dict:
-    "Every loss of Algorithm 1 for one batch, with the networks as they are now."
+def losses(self: MACAgent, batch, generator=None, values: bool = True) -> dict:
+    "Every loss of Algorithm 1 for one batch, with the networks as they are now (values=False: models and policies only)."
     out = {**self.model_losses(batch), **self.bc_losses(batch, generator)}
+    if not values: return out
     ro = self.rollout(batch['observations'][: self.cfg.rollout_batch], generator)
     out.update(self.value_losses(ro))
     if self.cfg.extraction == 'fql': out.update(self.fql_actor_loss(ro, generator))
     return out
 
-def update(self: MACAgent, batch, generator=None, losses_fn=None) -> dict:
+def update(self: MACAgent, batch, generator=None, losses_fn=None, values: bool = True) -> dict:
     "One gradient step of the summed losses (official: one jax.grad, one Adam step); EMA with pre-update weights."
-    out = (losses_fn or self.losses)(batch, generator)  # losses_fn: e.g. torch.compile(agent.losses), same math
+    out = (losses_fn or self.losses)(batch, generator, values)  # losses_fn: e.g. torch.compile(agent.losses), same math
     total = sum(v for k, v in out.items() if k != 'v_mean')
     self.opt.zero_grad(set_to_none=True)
     total.backward()

@@ -17,15 +17,21 @@ from .agent import MACAgent, MACConfig
 from .core import get_device, provenance, seed_everything, write_json
 from .distill import distillation_loss
 from .train import PRESETS, make_config
+from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0
-__all__ = ['bench_agent', 'bench_cli']
+__all__ = ['matmul_gflops', 'bench_agent', 'bench_cli']
 
 # %% ../nbs/11_benchmark.ipynb #7cf4ae6d
 def _batch(B, S, nd, device, g):
     return dict(observations=torch.randn(B, S, generator=g).to(device), actions=(torch.rand(B, nd, generator=g) * 2 - 1).to(device),
                 rewards=-torch.rand(B, generator=g).to(device), next_observations=torch.randn(B, S, generator=g).to(device),
                 masks=torch.ones(B, device=device))
+
+def matmul_gflops(device=None, n: int = 2048, reps: int = 5) -> float:
+    "The machine's float32 matrix-product rate (GFLOP/s, median of `reps` n×n products): the ceiling for an update."
+    dev = get_device(device); a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+    return 2 * n ** 3 / _median(lambda: a @ b, reps, 2, dev) / 1e9
 
 def _median(fn, reps, warmup, device):
     for _ in range(warmup): fn()
@@ -53,6 +59,9 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
         out['compile_s'] = time.perf_counter() - t0
     step = lambda: agent.update(b, gd, losses)
     out['update_s'] = _median(step, reps, warmup, dev)
+    if not compile:  # matrix FLOPs of one update (forward + backward), counted by torch, and the rate they ran at
+        with FlopCounterMode(display=False) as fc: agent.update(b, gd)
+        out['gflop'] = fc.get_total_flops() / 1e9; out['gflop_per_s'] = out['gflop'] / out['update_s']
     if components:
         def fb(fn):  # forward + backward of one loss
             def run():
@@ -82,7 +91,8 @@ def bench_cli(argv=None):
                     help="also time torch.compile with this mode, e.g. reduce-overhead (CUDA graphs); repeatable")
     ap.add_argument('--out', default=None, help='write figures + provenance as JSON into this folder')
     a = ap.parse_args(argv)
-    dev = get_device(a.device); t0 = time.time(); results = {}
+    dev = get_device(a.device); t0 = time.time(); results = {'machine': {'matmul_gflop_per_s': matmul_gflops(dev)}}
+    print(f"float32 matrix products on {dev}: {results['machine']['matmul_gflop_per_s']:.0f} GFLOP/s (2048×2048, the ceiling)", flush=True)
     for name in a.configs.split(','):
         tc = make_config(name)
         modes = {'eager': False} | ({'compiled': True} if a.compile else {}) | {f'compiled-{m}': m for m in a.compile_mode}

@@ -106,9 +106,10 @@ _SOURCE_SHA256 = _source_sha256()
 def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) -> dict:
     "A record of how a result was made: commit, command, seed, machine, wall time, versions (+ anything in `extra`)."
     dev = torch.device(device) if device is not None else None
-    commit = _git('rev-parse', 'HEAD')  # None in a copy of the tree without .git (a GPU machine): then $MAC_COMMIT, 'dirty' unknown
+    # $MAC_COMMIT, when set, names the commit of a copied tree (a GPU machine's copy may lack .git or carry a stale one)
+    commit, copied = (os.environ['MAC_COMMIT'], True) if os.environ.get('MAC_COMMIT') else (_git('rev-parse', 'HEAD'), False)
     return dict(
-        commit=commit or os.environ.get('MAC_COMMIT'), dirty=bool(_git('status', '--porcelain', '--untracked-files=no')) if commit else None,
+        commit=commit, dirty=None if copied or commit is None else bool(_git('status', '--porcelain', '--untracked-files=no')),
         mac_source_sha256=_SOURCE_SHA256,  # `dirty` is the tree when the record is written; this is the code the run imported
         command=command if command is not None else ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         seed=seed, wall_time_s=None if wall_time_s is None else round(float(wall_time_s), 2),

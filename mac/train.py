@@ -23,6 +23,7 @@ from .agent import MACAgent, MACConfig
 from .core import atomic_write, get_device, provenance, seed_everything, write_csv, write_json
 from .data import ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
 from .evaluate import eval_env_name, evaluate, plot_success
+from .value import model_rollout
 
 # %% auto #0
 __all__ = ['PRESETS', 'TrainConfig', 'make_config', 'config_to_dict', 'config_from_dict', 'save_checkpoint', 'load_checkpoint',
@@ -37,6 +38,7 @@ class TrainConfig:
     seed: int = 0                   # seeds network init, data sampling and all noise
     reward_agg: str = 'sum'         # chunk reward: 'sum' (paper) or 'mean' (official code)
     terminals: bool = False         # end chunks at the task's success, as OGBench's eval env does (paper, official: never)
+    pretrain_steps: int = 0         # first steps train the models and policies only, no rollouts (paper, official: 0)
     agent: MACConfig = field(default_factory=MACConfig)  # the agent's hyperparameters (chapter 8)
     eval_every: int = 100_000       # evaluate every this many steps (0: only at the end)
     eval_episodes: int = 15         # episodes per evaluation (paper: 15; 0: never evaluate)
@@ -51,9 +53,9 @@ class TrainConfig:
 
 PRESETS = {
     'paper': {},
-    'cpu': {'steps': 11_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
-            'agent.dynamics_hidden': (256,) * 4, 'agent.rollout_batch': 64, 'eval_every': 2_750,
-            'log_every': 250, 'ckpt_every': 1_000, 'dataset_episodes': 100},
+    'cpu': {'steps': 14_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
+            'agent.dynamics_hidden': (256,) * 4, 'agent.rollout_batch': 64, 'agent.gamma': 0.99, 'terminals': True,
+            'pretrain_steps': 5_000, 'eval_every': 2_000, 'log_every': 250, 'ckpt_every': 1_000, 'dataset_episodes': 100},
     'tiny': {'steps': 40, 'batch': 16, 'agent.actor_hidden': (32, 32), 'agent.value_hidden': (32, 32),
              'agent.dynamics_hidden': (32, 32), 'agent.n_train': 4, 'agent.n_test': 4, 'agent.H': 3, 'agent.flow_steps': 3,
              'eval_every': 0, 'eval_episodes': 0, 'log_every': 10, 'ckpt_every': 20, 'dataset_episodes': 2},
@@ -173,30 +175,30 @@ def _tensorboard(run_dir):
 
 def _update(self: Trainer, batch) -> dict:
     "One agent update, with the compiled losses when `compile` is on; if compiling fails (no C compiler, say), warn and go on eagerly."
-    if self._losses is None or getattr(self, '_compiled_ok', False): return self.agent.update(batch, self.gen, self._losses)
-    try: out = self.agent.update(batch, self.gen, self._losses); self._compiled_ok = True; return out
+    values = self.step >= self.cfg.pretrain_steps          # the first pretrain_steps train models and policies only
+    if self._losses is None or getattr(self, '_compiled_ok', False): return self.agent.update(batch, self.gen, self._losses, values)
+    try: out = self.agent.update(batch, self.gen, self._losses, values); self._compiled_ok = True; return out
     except Exception as e:
         tqdm.write(f'torch.compile failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ""}); training eagerly instead')
         self._losses = None
-        return self.agent.update(batch, self.gen)
+        return self.agent.update(batch, self.gen, None, values)
 
 def run(self: Trainer) -> dict:
     "Train to `cfg.steps`, logging, evaluating and checkpointing; returns the last logged losses and evaluation."
     cfg = self.cfg
     for name in ('log.csv', 'eval.csv'): _append_csv(self.dir / name, keep_until=self.step)  # resumed: forget rows after the checkpoint
-    tb, bad, last, last_eval = _tensorboard(self.dir), None, {}, None
+    tb, bad, last, last_eval = _tensorboard(self.dir), {}, {}, None
     t0, s0 = time.time(), self.step
     bar = tqdm(total=cfg.steps, initial=self.step, desc='MAC', disable=not self.progress, mininterval=2, dynamic_ncols=True)
     if self._losses is not None and self.progress: tqdm.write('compiling the losses with torch.compile (once per process; about a minute on a CPU)')
     while self.step < cfg.steps:
         out = _update(self, self.data.sample(cfg.batch, self.gen))
-        flags = torch.stack([~torch.isfinite(v) for v in out.values()])
-        bad = flags if bad is None else bad | flags            # stays on the device: no sync per step
+        for k, v in out.items(): bad[k] = bad[k] | ~torch.isfinite(v) if k in bad else ~torch.isfinite(v)  # on the device: no sync
         self.step += 1; bar.update(1)
         end = self.step == cfg.steps
         if self.step % cfg.log_every == 0 or self.step % cfg.ckpt_every == 0 or end:
-            if bad.any():                                       # one host sync per log interval
-                names = [k for k, b in zip(out, bad.tolist()) if b]
+            if torch.stack(list(bad.values())).any():          # one host sync per log interval
+                names = [k for k, b in bad.items() if b]
                 raise NonFiniteLoss(f'loss {", ".join(names)} became NaN/inf before step {self.step}; nothing was saved after it, so '
                                     f'{self.ckpt_path} is the last good checkpoint. Lower the learning rate or check the data, then --resume')
             last = {k: v.item() for k, v in out.items()}
@@ -205,7 +207,7 @@ def run(self: Trainer) -> dict:
                                                    **{k: round(v, 6) for k, v in last.items()}))
             if tb:
                 for k, v in last.items(): tb.add_scalar(f'loss/{k}', v, self.step)
-            bar.set_postfix_str(f"{sps:.1f} it/s flow {last.get('flow', last.get('bc', 0)):.3f} dyn {last['dynamics']:.2e} V {last['v_mean']:.1f}")
+            bar.set_postfix_str(f"{sps:.1f} it/s flow {last.get('flow', last.get('bc', 0)):.3f} dyn {last['dynamics']:.2e} V {last.get('v_mean', float('nan')):.1f}")
         if cfg.eval_episodes and ((cfg.eval_every and self.step % cfg.eval_every == 0) or end):
             last_eval = self.evaluate()
             if tb: tb.add_scalar('eval/success', last_eval['success'], self.step)
@@ -287,6 +289,15 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
         V = ag.value(data.obs[idx]).cpu().numpy()
         V_near = ag.value(data.obs[near_idx]).cpu().numpy() if len(near_idx) else np.zeros(1)
         q = ag.critic(data.obs[idx[:256]], ag.behaviour_sample(data.obs[idx[:256]], 32)).cpu().numpy()
+    if cfg.terminals:  # the model's own forecast from the evaluation's start states, to set against the real success rate
+        import gymnasium
+        env = gymnasium.make(eval_env_name(cfg.env)); T = env.spec.max_episode_steps
+        s0 = norm(torch.as_tensor(np.stack([env.reset(seed=seed + i)[0] for i in range(episodes)]), dtype=torch.float32, device=device))
+        g = torch.Generator(device).manual_seed(seed)
+        with torch.no_grad():
+            ro = model_rollout(lambda x: ag.policy(x, cfg.agent.n_test, g), ag.dynamics, ag.reward,
+                               lambda x, a: 1 - (ag.success(x, a) > 0).float(), s0, -(-T // cfg.agent.n))
+        out[f'imagined_success_N{cfg.agent.n_test}'] = float((1 - ro['masks'].prod(0)).mean())  # the model's verdict on the same episodes
     return out | dict(value_mean=float(V.mean()), data_return_mean=float(G[idx].mean()), value_return_corr=float(np.corrcoef(V, G[idx])[0, 1]),
                       value_near_success=float(V_near.mean()),  # states whose next chunk solves the task: should be the highest
                       q_std_across_32=float(q.std(1).mean()), q_mean=float(q.mean()), data_solved_rate=float(solved.mean()))

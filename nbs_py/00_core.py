@@ -235,9 +235,10 @@ _SOURCE_SHA256 = _source_sha256()
 def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) -> dict:
     "A record of how a result was made: commit, command, seed, machine, wall time, versions (+ anything in `extra`)."
     dev = torch.device(device) if device is not None else None
-    commit = _git('rev-parse', 'HEAD')  # None in a copy of the tree without .git (a GPU machine): then $MAC_COMMIT, 'dirty' unknown
+    # $MAC_COMMIT, when set, names the commit of a copied tree (a GPU machine's copy may lack .git or carry a stale one)
+    commit, copied = (os.environ['MAC_COMMIT'], True) if os.environ.get('MAC_COMMIT') else (_git('rev-parse', 'HEAD'), False)
     return dict(
-        commit=commit or os.environ.get('MAC_COMMIT'), dirty=bool(_git('status', '--porcelain', '--untracked-files=no')) if commit else None,
+        commit=commit, dirty=None if copied or commit is None else bool(_git('status', '--porcelain', '--untracked-files=no')),
         mac_source_sha256=_SOURCE_SHA256,  # `dirty` is the tree when the record is written; this is the code the run imported
         command=command if command is not None else ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         seed=seed, wall_time_s=None if wall_time_s is None else round(float(wall_time_s), 2),
@@ -257,7 +258,7 @@ p = provenance(seed=3, wall_time_s=1.234, device='cpu', command='demo', steps=10
 test_eq((p['seed'], p['wall_time_s'], p['command'], p['steps']), (3, 1.23, 'demo', 10))
 test_eq(p['versions']['torch'].split('+')[0], torch.__version__.split('+')[0])
 assert {'commit', 'dirty', 'mac_source_sha256', 'machine', 'versions', 'finished_at'} <= set(p)
-with tempfile.TemporaryDirectory() as d:  # a copy of the code without .git (as sent to a GPU machine): the commit comes from $MAC_COMMIT
+with tempfile.TemporaryDirectory() as d:  # a copy of the code (as sent to a GPU machine): the commit comes from $MAC_COMMIT
     here = os.getcwd(); os.chdir(d); os.environ['MAC_COMMIT'] = 'abc123'
     try: q = provenance()
     finally: os.chdir(here); del os.environ['MAC_COMMIT']

@@ -27,6 +27,7 @@ from mac.agent import MACAgent, MACConfig
 from mac.core import atomic_write, get_device, provenance, seed_everything, write_csv, write_json
 from mac.data import ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
 from mac.evaluate import eval_env_name, evaluate, plot_success
+from mac.value import model_rollout
 
 # %%
 #| hide
@@ -53,6 +54,7 @@ class TrainConfig:
     seed: int = 0                   # seeds network init, data sampling and all noise
     reward_agg: str = 'sum'         # chunk reward: 'sum' (paper) or 'mean' (official code)
     terminals: bool = False         # end chunks at the task's success, as OGBench's eval env does (paper, official: never)
+    pretrain_steps: int = 0         # first steps train the models and policies only, no rollouts (paper, official: 0)
     agent: MACConfig = field(default_factory=MACConfig)  # the agent's hyperparameters (chapter 8)
     eval_every: int = 100_000       # evaluate every this many steps (0: only at the end)
     eval_episodes: int = 15         # episodes per evaluation (paper: 15; 0: never evaluate)
@@ -67,9 +69,9 @@ class TrainConfig:
 
 PRESETS = {
     'paper': {},
-    'cpu': {'steps': 11_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
-            'agent.dynamics_hidden': (256,) * 4, 'agent.rollout_batch': 64, 'eval_every': 2_750,
-            'log_every': 250, 'ckpt_every': 1_000, 'dataset_episodes': 100},
+    'cpu': {'steps': 14_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
+            'agent.dynamics_hidden': (256,) * 4, 'agent.rollout_batch': 64, 'agent.gamma': 0.99, 'terminals': True,
+            'pretrain_steps': 5_000, 'eval_every': 2_000, 'log_every': 250, 'ckpt_every': 1_000, 'dataset_episodes': 100},
     'tiny': {'steps': 40, 'batch': 16, 'agent.actor_hidden': (32, 32), 'agent.value_hidden': (32, 32),
              'agent.dynamics_hidden': (32, 32), 'agent.n_train': 4, 'agent.n_test': 4, 'agent.H': 3, 'agent.flow_steps': 3,
              'eval_every': 0, 'eval_episodes': 0, 'log_every': 10, 'ckpt_every': 20, 'dataset_episodes': 2},
@@ -227,30 +229,30 @@ def _tensorboard(run_dir):
 
 def _update(self: Trainer, batch) -> dict:
     "One agent update, with the compiled losses when `compile` is on; if compiling fails (no C compiler, say), warn and go on eagerly."
-    if self._losses is None or getattr(self, '_compiled_ok', False): return self.agent.update(batch, self.gen, self._losses)
-    try: out = self.agent.update(batch, self.gen, self._losses); self._compiled_ok = True; return out
+    values = self.step >= self.cfg.pretrain_steps          # the first pretrain_steps train models and policies only
+    if self._losses is None or getattr(self, '_compiled_ok', False): return self.agent.update(batch, self.gen, self._losses, values)
+    try: out = self.agent.update(batch, self.gen, self._losses, values); self._compiled_ok = True; return out
     except Exception as e:
         tqdm.write(f'torch.compile failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ""}); training eagerly instead')
         self._losses = None
-        return self.agent.update(batch, self.gen)
+        return self.agent.update(batch, self.gen, None, values)
 
 def run(self: Trainer) -> dict:
     "Train to `cfg.steps`, logging, evaluating and checkpointing; returns the last logged losses and evaluation."
     cfg = self.cfg
     for name in ('log.csv', 'eval.csv'): _append_csv(self.dir / name, keep_until=self.step)  # resumed: forget rows after the checkpoint
-    tb, bad, last, last_eval = _tensorboard(self.dir), None, {}, None
+    tb, bad, last, last_eval = _tensorboard(self.dir), {}, {}, None
     t0, s0 = time.time(), self.step
     bar = tqdm(total=cfg.steps, initial=self.step, desc='MAC', disable=not self.progress, mininterval=2, dynamic_ncols=True)
     if self._losses is not None and self.progress: tqdm.write('compiling the losses with torch.compile (once per process; about a minute on a CPU)')
     while self.step < cfg.steps:
         out = _update(self, self.data.sample(cfg.batch, self.gen))
-        flags = torch.stack([~torch.isfinite(v) for v in out.values()])
-        bad = flags if bad is None else bad | flags            # stays on the device: no sync per step
+        for k, v in out.items(): bad[k] = bad[k] | ~torch.isfinite(v) if k in bad else ~torch.isfinite(v)  # on the device: no sync
         self.step += 1; bar.update(1)
         end = self.step == cfg.steps
         if self.step % cfg.log_every == 0 or self.step % cfg.ckpt_every == 0 or end:
-            if bad.any():                                       # one host sync per log interval
-                names = [k for k, b in zip(out, bad.tolist()) if b]
+            if torch.stack(list(bad.values())).any():          # one host sync per log interval
+                names = [k for k, b in bad.items() if b]
                 raise NonFiniteLoss(f'loss {", ".join(names)} became NaN/inf before step {self.step}; nothing was saved after it, so '
                                     f'{self.ckpt_path} is the last good checkpoint. Lower the learning rate or check the data, then --resume')
             last = {k: v.item() for k, v in out.items()}
@@ -259,7 +261,7 @@ def run(self: Trainer) -> dict:
                                                    **{k: round(v, 6) for k, v in last.items()}))
             if tb:
                 for k, v in last.items(): tb.add_scalar(f'loss/{k}', v, self.step)
-            bar.set_postfix_str(f"{sps:.1f} it/s flow {last.get('flow', last.get('bc', 0)):.3f} dyn {last['dynamics']:.2e} V {last['v_mean']:.1f}")
+            bar.set_postfix_str(f"{sps:.1f} it/s flow {last.get('flow', last.get('bc', 0)):.3f} dyn {last['dynamics']:.2e} V {last.get('v_mean', float('nan')):.1f}")
         if cfg.eval_episodes and ((cfg.eval_every and self.step % cfg.eval_every == 0) or end):
             last_eval = self.evaluate()
             if tb: tb.add_scalar('eval/success', last_eval['success'], self.step)
@@ -306,6 +308,21 @@ assert torch.equal(a['rng']['gen'], b['rng']['gen'])
 test_eq([int(r['step']) for r in csv.DictReader(open(tmp / 'resumed' / 'log.csv'))], [10, 20, 30, 40])
 
 # %% [markdown]
+# `pretrain_steps` and `terminals` (see the presets' notes below): during the first `pretrain_steps` the value and
+# critic receive no gradient (no rollouts are made), then every loss is back; with `terminals` the success net
+# learns from real success labels.
+
+# %%
+pre = Trainer(dataclasses.replace(cfg, pretrain_steps=20, terminals=True), tmp / 'pre', progress=False)
+v0 = {k: v.clone() for k, v in pre.agent.value.state_dict().items()}
+pre.cfg = dataclasses.replace(pre.cfg, steps=20); pre.run()
+assert all(torch.equal(v0[k], v) for k, v in pre.agent.value.state_dict().items())   # value untouched while pretraining
+pre.cfg = dataclasses.replace(pre.cfg, steps=40); pre.run()
+assert not all(torch.equal(v0[k], v) for k, v in pre.agent.value.state_dict().items())
+rows = list(csv.DictReader(open(tmp / 'pre' / 'log.csv')))
+test_eq([bool(r['value']) for r in rows], [False, False, True, True])             # value losses logged once they train
+
+# %% [markdown]
 # Bad input: resuming with another environment or other hyperparameters, starting over an existing run, and a loss
 # that turns NaN (a learning rate of 1e30) all stop with a message that says what to do, and the last good
 # checkpoint survives.
@@ -319,8 +336,8 @@ test_fail(lambda: Trainer(cfg, tmp / 'nothing', resume=True, progress=False), co
 test_fail(lambda: Trainer(make_config('tiny', {'env': 'cube-single-play-v0'}), tmp / 'x', progress=False), contains='single-task datasets')
 boom = Trainer(make_config('tiny', {'dataset_dir': str(data_dir), 'device': 'cpu', 'steps': 60}), tmp / 'nan', progress=False)
 clean_update = boom.agent.update
-def poisoned(batch, gen):  # the dynamics loss turns NaN after step 25
-    out = clean_update(batch, gen)
+def poisoned(batch, gen, *args):  # the dynamics loss turns NaN after step 25
+    out = clean_update(batch, gen, *args)
     if boom.step >= 25: out['dynamics'] = out['dynamics'] * float('nan')
     return out
 boom.agent.update = poisoned
@@ -381,7 +398,9 @@ def train_cli(argv=None):
 # of the behaviour policy alone (N_test = 1) against rejection sampling (N_test = 32), on fresh evaluation seeds;
 # whether the value function has learned anything state-dependent (its correlation with the dataset's discounted
 # returns, and its mean on states one chunk away from solving the task against its mean on all states); and how much
-# the critic's Q varies across the 32 candidates.
+# the critic's Q varies across the 32 candidates. With `terminals`, it also rolls the agent out *in its own model*
+# from the evaluation's start states for an episode's length and reports how often the success net says the task
+# was solved: set against the real success rate, that measures how far the model flatters the policy.
 # The main job adds it to its summary when the success rate is below 50%.
 
 # %%
@@ -409,6 +428,15 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
         V = ag.value(data.obs[idx]).cpu().numpy()
         V_near = ag.value(data.obs[near_idx]).cpu().numpy() if len(near_idx) else np.zeros(1)
         q = ag.critic(data.obs[idx[:256]], ag.behaviour_sample(data.obs[idx[:256]], 32)).cpu().numpy()
+    if cfg.terminals:  # the model's own forecast from the evaluation's start states, to set against the real success rate
+        import gymnasium
+        env = gymnasium.make(eval_env_name(cfg.env)); T = env.spec.max_episode_steps
+        s0 = norm(torch.as_tensor(np.stack([env.reset(seed=seed + i)[0] for i in range(episodes)]), dtype=torch.float32, device=device))
+        g = torch.Generator(device).manual_seed(seed)
+        with torch.no_grad():
+            ro = model_rollout(lambda x: ag.policy(x, cfg.agent.n_test, g), ag.dynamics, ag.reward,
+                               lambda x, a: 1 - (ag.success(x, a) > 0).float(), s0, -(-T // cfg.agent.n))
+        out[f'imagined_success_N{cfg.agent.n_test}'] = float((1 - ro['masks'].prod(0)).mean())  # the model's verdict on the same episodes
     return out | dict(value_mean=float(V.mean()), data_return_mean=float(G[idx].mean()), value_return_corr=float(np.corrcoef(V, G[idx])[0, 1]),
                       value_near_success=float(V_near.mean()),  # states whose next chunk solves the task: should be the highest
                       q_std_across_32=float(q.std(1).mean()), q_mean=float(q.mean()), data_solved_rate=float(solved.mean()))
@@ -468,6 +496,27 @@ test_eq((qs['steps'], len(qs['successes'])), (20, 2))
 assert all((tmp / 'qs' / f).exists() for f in ('summary.json', 'provenance.json', 'success.png'))
 
 # %% [markdown]
+# ## What the CPU budget buys, and what limits it
+#
+# VARIANTS_TEXT
+
+# %%
+#| echo: false
+import matplotlib.pyplot as plt
+V = Path('../results/cpu_variants')
+curves = [('main job (`cpu` preset), resumed past 11k', V / 'main_extended' / 'eval.csv'), ('γ = 0.99', V / 'gamma099' / 'eval.csv'),
+          ('γ = 0.99 + terminals', V / 'terminals' / 'eval.csv'), ('γ = 0.99 + terminals + 5k pretraining', V / 'pretrain' / 'eval.csv')]
+fig, ax = plt.subplots(figsize=(7, 3.4), dpi=100)
+for label, f in curves:
+    if f.exists():
+        r = list(csv.DictReader(open(f)))
+        ax.plot([int(x['step']) for x in r], [100 * float(x['success']) for x in r], 'o-', ms=3, label=label)
+ax.axhline(50, color='grey', ls=':', lw=1); ax.axvline(11_000, color='grey', ls='--', lw=1)
+ax.text(11_300, 90, 'the main job stops here\n(about 25 min on 2 cores)', fontsize=8, color='grey')
+ax.set(xlabel='gradient steps', ylabel='success (%, 15 episodes)', ylim=(-3, 103), title='cube-single task 2 on 2 CPU cores')
+ax.legend(fontsize=8, loc='upper left'); fig.tight_layout(); plt.show()
+
+# %% [markdown]
 # ## Implementation details
 #
 # 1. One generator drives batches and every noise draw of the update, which, with the optimiser state and the
@@ -482,3 +531,13 @@ assert all((tmp / 'qs' / f).exists() for f in ('summary.json', 'provenance.json'
 #    successes, and its value function had not learned anything state-dependent yet (correlation with the data's
 #    discounted returns −0.01, mean V −399): with the sum, values live around −1000 and Adam at lr 3e-4 needs
 #    over 10k steps just to reach that scale; the mean divides every value by n = 10 and leaves the argmax unchanged.
+# 5. `terminals` (default off, as the paper and the official code): OGBench's single-task environments end an episode
+#    at the goal, but the paper trains "without termination", so its value must learn that the policy *stays* at
+#    the goal. With `terminals=True` a chunk that reaches the goal ends (chunk reward up to that step, mask 0) and the
+#    success net learns those masks, so rollouts stop there: the MDP the evaluation runs. It shapes the value fast
+#    (below) but does not cure the model's optimism, so the preset keeps the paper's choice.
+# 6. `pretrain_steps` (default 0, as the paper): the first steps train the models and policies only, at about a quarter of
+#    the cost of a full update (no rollouts: 17.9 against 4.5 steps/s over the first 1000 steps, one thread each); a budget option, measured below.
+# 7. `compile` (default off): `torch.compile` of the losses, with an eager fallback (and a warning) where compiling
+#    fails, e.g. on a machine without a C compiler; tests/test_train.py checks that it compiles and that it trains
+#    to the same losses and weights as eager, up to float rounding.

@@ -56,7 +56,9 @@
 # Other commands: `make docs` renders the notebooks into `docs/` (`nbdev_docs` where Quarto is installed,
 # static HTML otherwise); `make export` runs `nbdev_export`, `nbdev_clean`, refreshes the jupytext pairs in
 # `nbs_py/` and regenerates this README from `nbs/index.ipynb`. GPU users: `make setup TORCH_PIN=` keeps the
-# CUDA build of torch you already have; every function takes a device and defaults to CUDA when present.
+# CUDA build of torch you already have; every function takes a device and defaults to CUDA when present;
+# `--set compile=true` compiles the update (on a CPU or GPU), and `bash tools/gpu_check.sh` benchmarks, generates
+# data and trains on a GPU machine in one go (results from one H200 below).
 
 # %% [markdown]
 # ## Results so far
@@ -79,6 +81,18 @@ if (R / 'quickstart' / 'diagnosis.json').exists():
     d = json.loads((R / 'quickstart' / 'diagnosis.json').read_text())
     rows.append(f"| why the main job falls short | `mac.train.diagnose` on its checkpoint, fresh seeds | behaviour alone {d['success_N1']:.0%}, rejection sampling "
                 f"{d['success_N32']:.0%}; value vs data-return correlation {d['value_return_corr']:+.2f} (the value is not yet state-dependent) | — | `results/quickstart/` |")
+V = R / 'cpu_variants'
+if (V / 'terminals-11k-diagnosis.json').exists():
+    d = json.loads((V / 'terminals-11k-diagnosis.json').read_text())
+    rows.append(f"| the model flatters the policy | `diagnose`: the agent rolled out in its own model from the 15 evaluation start states (γ = 0.99 + terminals variant, 11k steps) | "
+                f"imagined success {d['imagined_success_N32']:.0%}, real {d['success_N32']:.0%}: in the model the grasp succeeds, in MuJoCo the gripper closes beside the cube | — | `results/cpu_variants/` |")
+for name, label in (('main_extended', 'the main job resumed past its budget'), ('terminals', 'variant: γ = 0.99 + terminals, resumed'),
+                    ('gamma099', 'variant: γ = 0.99'), ('pretrain', 'variant: γ = 0.99 + terminals + 5k steps of model/policy pretraining')):
+    if (V / name / 'eval.csv').exists():
+        ev = list(csv.DictReader(open(V / name / 'eval.csv'))); best = max(ev, key=lambda r: float(r['success']))
+        last = ', '.join('{:,}: {:.0%}'.format(int(r['step']), float(r['success'])) for r in ev[-4:])
+        rows.append(f"| {label} | success at the last four evaluations (15 episodes each) | {last} (best {float(best['success']):.0%} at step "
+                    f"{int(best['step']):,}) | — | `results/cpu_variants/{name}/` |")
 if (R / 'quickstart_pilot_sum' / 'summary.json').exists():
     s = json.loads((R / 'quickstart_pilot_sum' / 'summary.json').read_text())
     rows.append(f"| pilot: the paper's chunk-reward sum | same, 8k steps | success {s['success']:.0%} after {s['steps']:,} steps, {s['wall_time_min']} min | — | `results/quickstart_pilot_sum/` |")
@@ -88,6 +102,12 @@ if (R / 'bench' / 'bench.json').exists():
     rows.append(f"| speed (`mac_bench`, 2 CPU cores) | one update / one action (N_test = 32) | paper config 512×4: {p_.get('update_s', float('nan')):.2f} s, "
                 f"{p_.get('act_ms', float('nan')):.1f} ms; `cpu` preset: {c_.get('update_s', float('nan')):.2f} s, {c_.get('act_ms', float('nan')):.1f} ms | "
                 "official JAX on the same kind of machine: 1.37 s, 2.7 ms at 512×4 | `results/bench/` |")
+if (R / 'gpu' / 'bench.json').exists():
+    b = json.loads((R / 'gpu' / 'bench.json').read_text())
+    gr = json.loads((R / 'gpu' / 'bench_graphs.json').read_text()) if (R / 'gpu' / 'bench_graphs.json').exists() else {}
+    rows.append(f"| speed on a GPU (one H200, `tools/gpu_check.sh`) | one update / one action | paper config: {1e3 * b['paper/eager']['update_s']:.1f} ms eager, "
+                f"{1e3 * b['paper/compiled']['update_s']:.1f} ms compiled, {b['paper/eager']['act_ms']:.2f} ms per action; `cpu` preset with CUDA graphs: "
+                f"{1e3 * gr.get('cpu/compiled-reduce-overhead', {}).get('update_s', float('nan')):.1f} ms | — | `results/gpu/` |")
 if (R / 'model_error' / 'model_error.csv').exists():
     t = list(csv.DictReader(open(R / 'model_error' / 'model_error.csv')))
     last = {int(r['n']): float(r['mse']) for r in t}

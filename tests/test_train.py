@@ -49,6 +49,7 @@ def test_compiled_training_matches_eager(tmp_path):
         cfg = make_config('tiny', {'steps': 6, 'log_every': 3, 'ckpt_every': 6, 'device': 'cpu', 'compile': comp,
                                    'dataset_dir': str(tmp_path / 'data')})
         tr = Trainer(cfg, tmp_path / f'run{comp}', progress=False); tr.run()
+        assert getattr(tr, '_compiled_ok', False) == comp      # the compiled run did compile (no silent eager fallback)
         runs[comp] = (list(csv.DictReader(open(tmp_path / f'run{comp}' / 'log.csv'))), tr.agent.state_dict())
     (log_e, sd_e), (log_c, sd_c) = runs[False], runs[True]
     for re_, rc in zip(log_e, log_c):

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # GPU checks for mac in one go (a lent GPU machine has minutes, not hours): the benchmark on CUDA (eager and
 # compiled), dataset generation on all cores, a short CUDA training run with evaluations, and CUDA graphs last.
-# Usage (repository root, on the GPU machine):
+# Usage (repository root, on the GPU machine; MAC_COMMIT names the commit, since the copy's .git may be stale):
 #   OUT=/some/dir MAC_COMMIT=<sha> TRAIN_SETS="terminals=true agent.gamma=0.99" bash tools/gpu_check.sh [train steps]
 # Packages the machine lacks (ogbench, mujoco, gymnasium, dm_control, ...) may lie as wheels in .whl/.
 # Writes under $OUT: bench/ (eager + compiled), train/ (log.csv, eval.csv, provenance.json), bench_graphs/.
 set -uo pipefail
 OUT=${OUT:-/tmp/mac-gpu}; mkdir -p "$OUT"; STEPS=${1:-20000}; RUN=/tmp/mac-gpu-run
-export MUJOCO_GL=egl PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+export MUJOCO_GL=${MUJOCO_GL:-disable} PYTHONUNBUFFERED=1 PYTHONPATH=$PWD  # no rendering here; egl needs libEGL
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=$PWD:/tmp/site
@@ -16,7 +16,7 @@ t0=$SECONDS
 log() { echo "[gpu_check +$((SECONDS - t0))s] $*"; }
 py() { python3 -c "import sys; from $1 import $2 as f; sys.exit(f(sys.argv[1:]))" "${@:3}"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c 'import torch, numpy, ogbench, mujoco; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0), "| numpy", numpy.__version__, "| ogbench", ogbench.__version__, "| mujoco", mujoco.__version__, "| cpus", __import__("os").cpu_count())' || exit 1
+python3 -c 'import os, torch, ogbench, mujoco; from importlib.metadata import version as v; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0), "|", *[f"{p} {v(p)}" for p in ("numpy", "ogbench", "mujoco", "gymnasium")], "| cpus", os.cpu_count())' || exit 1
 
 log "1/4 benchmark on CUDA: paper and cpu presets, eager and compiled"
 timeout ${BENCH_TIMEOUT:-240} bash -c "$(declare -f py); py mac.bench bench_cli --configs paper,cpu --reps 50 --device cuda --compile --out $OUT/bench"
