@@ -518,11 +518,10 @@ assert all((tmp / 'qs' / f).exists() for f in ('summary.json', 'provenance.json'
 # mechanism (their value singles out the goal, item 5 below), not for a proven gain.
 # `diagnose` says why the rest is out of reach at this budget: rolled out **in its own model** from the 15 evaluation
 # start states, the agent solves the task every time (imagined success 100% in all three diagnosed runs), in MuJoCo
-# 7-27% of the time. The
-# videos (`results/cpu_variants/term99-11k-seed100*.gif`) show where the model flatters the policy: the gripper
-# closes beside the cube, while in the model the cube rises with it. Rejection sampling keeps the *actions* on the
-# data, but after 10-15k updates the chunk model's contact dynamics are not yet accurate enough for the critic to
-# tell a grasp from a near miss; the paper's 1M updates are spent, among other things, on exactly that. On a GPU
+# 7-27% of the time. The videos (`results/cpu_variants/term99-11k-seed100*.gif`) show where reality parts from the
+# model: the gripper reaches the cube but never lifts it, only nudging it along the table. Rejection sampling keeps
+# the *actions* on the data, but after 10-15k updates the chunk model's contact dynamics are not yet accurate enough
+# for the critic to tell a grasp from a near miss, and the paper's 1M updates are far beyond this budget. On a GPU
 # the same update takes 17-29 ms (chapter 11): the paper's 1M updates are 5-8 hours there.
 
 # %%

@@ -84,7 +84,7 @@ if (R / 'quickstart' / 'summary.json').exists():
     if d and 'imagined_success_N32' in d:
         rows.append(f"| why the main job falls short | `mac.train.diagnose` on its checkpoint, 15 fresh episodes | behaviour alone {d['success_N1']:.0%}, rejection "
                     f"sampling {d['success_N32']:.0%}; the same agent rolled out in its own model from the same start states: {d['imagined_success_N32']:.0%} "
-                    "(the model flatters the grasp: in MuJoCo the gripper closes beside the cube, see the GIFs) | — | `results/quickstart/`, `results/cpu_variants/` |")
+                    "(the model flatters the grasp: in MuJoCo the gripper reaches the cube but never lifts it, see the GIFs) | — | `results/quickstart/`, `results/cpu_variants/` |")
 if (V / 'paper_faithful_main_job' / 'summary.json').exists():
     s = json.loads((V / 'paper_faithful_main_job' / 'summary.json').read_text())
     rows.append(f"| the first main job: paper-faithful (γ = 0.999, no termination) | same data and widths | success {s['success']:.0%} after {s['steps']:,} steps, "
