@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .agent import MACAgent, MACConfig
 from .core import atomic_write, get_device, provenance, seed_everything, write_csv, write_json
 from .data import ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
-from .evaluate import eval_env_name, evaluate, plot_success
+from .evaluate import _make_env, eval_env_name, evaluate, plot_success
 from .value import model_rollout
 
 # %% auto #0
@@ -290,9 +290,9 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
         V_near = ag.value(data.obs[near_idx]).cpu().numpy() if len(near_idx) else np.zeros(1)
         q = ag.critic(data.obs[idx[:256]], ag.behaviour_sample(data.obs[idx[:256]], 32)).cpu().numpy()
     if cfg.terminals:  # the model's own forecast from the evaluation's start states, to set against the real success rate
-        import gymnasium
-        env = gymnasium.make(eval_env_name(cfg.env)); T = env.spec.max_episode_steps
+        env = _make_env(eval_env_name(cfg.env)); T = env.spec.max_episode_steps   # the evaluation's own env factory
         s0 = norm(torch.as_tensor(np.stack([env.reset(seed=seed + i)[0] for i in range(episodes)]), dtype=torch.float32, device=device))
+        env.close()
         g = torch.Generator(device).manual_seed(seed)
         with torch.no_grad():
             ro = model_rollout(lambda x: ag.policy(x, cfg.agent.n_test, g), ag.dynamics, ag.reward,

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from mac.agent import MACAgent, MACConfig
 from mac.core import atomic_write, get_device, provenance, seed_everything, write_csv, write_json
 from mac.data import ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
-from mac.evaluate import eval_env_name, evaluate, plot_success
+from mac.evaluate import _make_env, eval_env_name, evaluate, plot_success
 from mac.value import model_rollout
 
 # %%
@@ -429,9 +429,9 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
         V_near = ag.value(data.obs[near_idx]).cpu().numpy() if len(near_idx) else np.zeros(1)
         q = ag.critic(data.obs[idx[:256]], ag.behaviour_sample(data.obs[idx[:256]], 32)).cpu().numpy()
     if cfg.terminals:  # the model's own forecast from the evaluation's start states, to set against the real success rate
-        import gymnasium
-        env = gymnasium.make(eval_env_name(cfg.env)); T = env.spec.max_episode_steps
+        env = _make_env(eval_env_name(cfg.env)); T = env.spec.max_episode_steps   # the evaluation's own env factory
         s0 = norm(torch.as_tensor(np.stack([env.reset(seed=seed + i)[0] for i in range(episodes)]), dtype=torch.float32, device=device))
+        env.close()
         g = torch.Generator(device).manual_seed(seed)
         with torch.no_grad():
             ro = model_rollout(lambda x: ag.policy(x, cfg.agent.n_test, g), ag.dynamics, ag.reward,
@@ -445,6 +445,7 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
 # %%
 d = diagnose(tmp / 'full', episodes=1)
 assert {'success_N1', 'success_N4', 'value_return_corr', 'q_std_across_32'} <= set(d) and -1 <= d['value_return_corr'] <= 1
+assert 0 <= diagnose(tmp / 'pre', episodes=2)['imagined_success_N4'] <= 1   # with terminals: the model's own verdict
 
 
 # %% [markdown]
