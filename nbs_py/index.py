@@ -90,7 +90,8 @@ if (V / 'paper_faithful_main_job' / 'summary.json').exists():
     rows.append(f"| the first main job: paper-faithful (γ = 0.999, no termination) | same data and widths | success {s['success']:.0%} after {s['steps']:,} steps, "
                 f"{s['wall_time_min']} min | — | `results/cpu_variants/paper_faithful_main_job/` |")
 for name, label in (('gamma099', 'variant: γ = 0.99'), ('terminals', 'variant: γ = 0.99 + terminals (resumed at 11k)'),
-                    ('pretrain', 'variant: γ = 0.99 + terminals + 5k steps of model/policy pretraining')):
+                    ('pretrain', 'variant: γ = 0.99 + terminals + 5k steps of model/policy pretraining'),
+                    ('preset_seed1', 'the `cpu` preset again, seed 1')):
     if (V / name / 'eval.csv').exists():
         ev = list(csv.DictReader(open(V / name / 'eval.csv')))
         last = ', '.join('{:,}: {:.0%}'.format(int(r['step']), float(r['success'])) for r in ev[-4:])
