@@ -27,7 +27,6 @@ from mac.agent import MACAgent, MACConfig
 from mac.core import atomic_write, get_device, provenance, seed_everything, write_csv, write_json
 from mac.data import ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
 from mac.evaluate import _make_env, eval_env_name, evaluate, plot_success
-from mac.value import model_rollout
 
 # %%
 #| hide
@@ -433,9 +432,7 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
         s0 = norm(torch.as_tensor(np.stack([env.reset(seed=seed + i)[0] for i in range(episodes)]), dtype=torch.float32, device=device))
         env.close()
         g = torch.Generator(device).manual_seed(seed)
-        with torch.no_grad():
-            ro = model_rollout(lambda x: ag.policy(x, cfg.agent.n_test, g), ag.dynamics, ag.reward,
-                               lambda x, a: 1 - (ag.success(x, a) > 0).float(), s0, -(-T // cfg.agent.n))
+        ro = ag.rollout(s0, g, N=cfg.agent.n_test, H=-(-T // cfg.agent.n))   # acting policy, one episode's length
         out[f'imagined_success_N{cfg.agent.n_test}'] = float((1 - ro['masks'].prod(0)).mean())  # the model's verdict on the same episodes
     return out | dict(value_mean=float(V.mean()), data_return_mean=float(G[idx].mean()), value_return_corr=float(np.corrcoef(V, G[idx])[0, 1]),
                       value_near_success=float(V_near.mean()),  # states whose next chunk solves the task: should be the highest
