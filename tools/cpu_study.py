@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""The CPU study (issue 17): variants of the `cpu` preset × training seeds, on cube-single task 2, under one fixed protocol.
+
+    python tools/cpu_study.py run --variant preset --seeds 0 1 2 3 4 [--threads 1]   # resumable: run again to continue
+    python tools/cpu_study.py aggregate                                               # table.csv, summary.md, curves.png
+
+The protocol (fixed before any result was looked at; results/cpu_study/PROTOCOL.md says the same in prose):
+- every `EVAL_EVERY` training steps, `EVAL_EPISODES` episodes at each re-planning interval in `REPLANS`, with
+  environment seeds `seed + step + i` (the training loop's own rule, `Trainer.evaluate`);
+- after the last step, a final evaluation of `FINAL_EPISODES` episodes at each interval, environment seeds
+  `FINAL_SEED + i`: disjoint from every in-training evaluation (those use seeds below `FINAL_SEED`, checked here)
+  and from `diagnose`'s 1000..1014;
+- success rates pooled over seeds with a 95% Wilson interval on the episode count, and mean ± std across seeds.
+Training is split into `EVAL_EVERY`-step segments of `Trainer(..., resume=True)`, which resumes exactly, so the
+segments train the same networks as one uninterrupted run; evaluations draw from their own generators.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / 'results' / 'cpu_study'
+EVAL_EVERY, EVAL_EPISODES, REPLANS = 2_000, 15, (1, 5, 10)
+FINAL_EPISODES, FINAL_SEED = 50, 100_000
+
+# Variants: a preset plus overrides. Listed in PROTOCOL.md before they run; a new one is appended, never edited.
+VARIANTS = {
+    'preset': dict(preset='cpu', overrides={}),                                     # the `cpu` preset of a803a98
+    'data1000': dict(preset='cpu', overrides={'dataset_episodes': 1000, 'dataset_dir': '~/.ogbench/data1000'}),
+}
+
+
+def _rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(open(path))) if path.exists() else []
+
+
+def _add_row(path: Path, row: dict):
+    "Append one row (a header on first write); flushed at once so a killed study keeps what it measured."
+    new = not path.exists()
+    with open(path, 'a', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=list(row)); w.writeheader() if new else None; w.writerow(row)
+
+
+def _evaluate(tr, episodes: int, seed: int, replan: int) -> dict:
+    from mac.evaluate import evaluate
+    cfg = tr.cfg
+    return evaluate(tr.agent, tr.norm, cfg.env, episodes, cfg.eval_workers or None, seed=seed, replan_every=replan)
+
+
+def run_one(variant: str, seed: int, threads: int):
+    import torch
+    from mac.core import provenance, write_json
+    from mac.train import Trainer, config_to_dict, make_config
+    torch.set_num_threads(threads)
+    spec = VARIANTS[variant]
+    d = OUT / variant / f's{seed}'; d.mkdir(parents=True, exist_ok=True)
+    full = make_config(spec['preset'], {**spec['overrides'], 'seed': seed, 'eval_every': 0, 'eval_episodes': 0})
+    assert full.seed + full.steps + EVAL_EPISODES <= FINAL_SEED, 'in-training evaluation seeds would reach the final ones'
+    evals, timing = d / 'evals.csv', d / 'timing.csv'
+    done_evals = {(int(r['step']), int(r['replan'])) for r in _rows(evals)}
+    done_segments = {int(r['step']) for r in _rows(timing)}
+    milestones = list(range(EVAL_EVERY, full.steps, EVAL_EVERY)) + [full.steps]
+    tr = None
+    for k in milestones:
+        if k not in done_segments:
+            t0 = time.time()
+            cfg = make_config(spec['preset'], {**spec['overrides'], 'seed': seed, 'eval_every': 0, 'eval_episodes': 0, 'steps': k})
+            tr = Trainer(cfg, d / 'run', resume=(d / 'run' / 'checkpoint.pt').exists(), progress=False)
+            start = tr.step
+            tr.run()
+            _add_row(timing, dict(step=k, from_step=start, train_wall_s=round(time.time() - t0, 1), threads=threads,
+                                  load_avg=round(os.getloadavg()[0], 2)))
+        for rp in REPLANS:
+            if (k, rp) in done_evals: continue
+            if tr is None or tr.step != k:   # a resumed study: load the checkpoint of this milestone (only the last is kept)
+                cfg = make_config(spec['preset'], {**spec['overrides'], 'seed': seed, 'eval_every': 0, 'eval_episodes': 0, 'steps': k})
+                tr = Trainer(cfg, d / 'run', resume=True, progress=False)
+                if tr.step != k: print(f'{variant}/s{seed}: checkpoint at {tr.step}, cannot evaluate step {k} any more; skipped'); continue
+            r = _evaluate(tr, EVAL_EPISODES, seed + k, rp)
+            _add_row(evals, dict(step=k, replan=rp, success=r['success'], episodes=r['episodes'], seed0=seed + k, wall_s=r['wall_s']))
+            print(f'{variant}/s{seed} step {k} replan {rp}: {r["success"]:.0%}', flush=True)
+    final = d / 'final.csv'
+    done_final = {int(r['replan']) for r in _rows(final)}
+    for rp in REPLANS:
+        if rp in done_final: continue
+        r = _evaluate(tr, FINAL_EPISODES, FINAL_SEED, rp)
+        _add_row(final, dict(step=tr.step, replan=rp, success=r['success'], successes=int(sum(r['successes'])), episodes=r['episodes'],
+                             seed0=FINAL_SEED, wall_s=r['wall_s']))
+        print(f'{variant}/s{seed} final replan {rp}: {r["success"]:.0%} over {r["episodes"]}', flush=True)
+    train_s = sum(float(r['train_wall_s']) for r in _rows(timing))
+    write_json(d / 'provenance.json', provenance(
+        seed=seed, wall_time_s=train_s, device=tr.device, variant=variant, preset=spec['preset'], overrides=spec['overrides'],
+        config=config_to_dict(tr.cfg), threads=threads, train_wall_s_note='sum of the training segments (timing.csv), evaluations excluded',
+        dataset={k: v for k, v in tr.dataset_info.items() if k != 'file'} | {'file': Path(tr.dataset_info['file']).name},
+        protocol=dict(eval_every=EVAL_EVERY, eval_episodes=EVAL_EPISODES, replans=REPLANS, final_episodes=FINAL_EPISODES, final_seed=FINAL_SEED)))
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    "95% Wilson score interval of a success rate k/n."
+    if n == 0: return (float('nan'), float('nan'))
+    p = k / n; den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den; half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, mid - half), min(1.0, mid + half))
+
+
+def aggregate():
+    import numpy as np
+    rows, curves = [], {}
+    for vdir in sorted(p for p in OUT.iterdir() if p.is_dir()):
+        for sdir in sorted(vdir.glob('s*')):
+            for r in _rows(sdir / 'final.csv'):
+                rows.append(dict(variant=vdir.name, seed=int(sdir.name[1:]), replan=int(r['replan']), step=int(r['step']),
+                                 successes=int(float(r['successes'])), episodes=int(r['episodes'])))
+            for r in _rows(sdir / 'evals.csv'):
+                curves.setdefault((vdir.name, int(r['replan'])), {}).setdefault(int(sdir.name[1:]), {})[int(r['step'])] = float(r['success'])
+    table = []
+    for (v, rp) in sorted({(r['variant'], r['replan']) for r in rows}):
+        rs = sorted((r for r in rows if r['variant'] == v and r['replan'] == rp), key=lambda r: r['seed'])
+        k, n = sum(r['successes'] for r in rs), sum(r['episodes'] for r in rs)
+        per = [r['successes'] / r['episodes'] for r in rs]
+        lo, hi = wilson(k, n)
+        last2 = curves.get((v, rp), {})
+        gaps = [abs(c[s2] - c[s1]) for c in last2.values() for s1, s2 in [sorted(c)[-2:]] if len(c) >= 2]
+        table.append(dict(variant=v, replan=rp, seeds=len(rs), per_seed=' '.join(f'{p:.0%}' for p in per),
+                          seeds_ge_50=sum(p >= 0.5 for p in per), pooled=round(k / n, 3), ci_lo=round(lo, 3), ci_hi=round(hi, 3),
+                          mean=round(float(np.mean(per)), 3), std=round(float(np.std(per)), 3),
+                          max_last2_gap=round(max(gaps), 3) if gaps else ''))
+    if not table: print('nothing to aggregate yet'); return
+    with open(OUT / 'table.csv', 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=list(table[0])); w.writeheader(); w.writerows(table)
+    lines = ['| variant | replan | seeds | final success per seed (50 ep.) | seeds ≥ 50% | pooled [95% Wilson CI] | mean ± std over seeds | max gap, last two evals |',
+             '|---|---|---|---|---|---|---|---|']
+    lines += [f"| {t['variant']} | {t['replan']} | {t['seeds']} | {t['per_seed']} | {t['seeds_ge_50']}/{t['seeds']} | {t['pooled']:.0%} "
+              f"[{t['ci_lo']:.0%}, {t['ci_hi']:.0%}] | {t['mean']:.0%} ± {t['std']:.0%} | "
+              f"{t['max_last2_gap'] if t['max_last2_gap'] == '' else format(t['max_last2_gap'], '.0%')} |" for t in table]
+    (OUT / 'summary.md').write_text('\n'.join(lines) + '\n'); print('\n'.join(lines))
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    vs = sorted({v for v, _ in curves})
+    fig, axes = plt.subplots(1, len(vs), figsize=(5 * len(vs), 3.6), squeeze=False, dpi=100)
+    for ax, v in zip(axes[0], vs):
+        for rp in REPLANS:
+            c = curves.get((v, rp))
+            if not c: continue
+            steps = sorted(set.intersection(*[set(x) for x in c.values()]))
+            if not steps: continue
+            m = np.array([[c[s][t] for t in steps] for s in c])
+            ax.plot(steps, m.mean(0), marker='o', label=f're-plan every {rp} ({len(c)} seeds)')
+            ax.fill_between(steps, m.mean(0) - m.std(0), m.mean(0) + m.std(0), alpha=0.2)
+        ax.set(title=f'{v}: success, mean ± std over seeds', xlabel='training step', ylabel='success (15 episodes)', ylim=(-0.02, 1.02))
+        ax.axhline(0.5, color='grey', ls=':', lw=1); ax.legend(fontsize=8)
+    fig.tight_layout(); fig.savefig(OUT / 'curves.png'); print(f'wrote {OUT / "table.csv"}, summary.md, curves.png')
+
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    sub = ap.add_subparsers(dest='cmd', required=True)
+    r = sub.add_parser('run'); r.add_argument('--variant', required=True, choices=list(VARIANTS))
+    r.add_argument('--seeds', type=int, nargs='+', required=True); r.add_argument('--threads', type=int, default=2)
+    sub.add_parser('aggregate')
+    a = ap.parse_args()
+    if a.cmd == 'aggregate': aggregate()
+    else:
+        for s in a.seeds: run_one(a.variant, s, a.threads)
