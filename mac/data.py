@@ -227,20 +227,32 @@ def generate_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, 
     record = dict(generator='mac.data.generate_dataset', dataset=spec.dataset, episodes=episodes,
                   val_episodes=max(episodes // 10, 1), **{k: v for k, v in vars(cfg).items() if k != 'env'})
     side = train.with_suffix('.json')
-    if train.exists() and val.exists() and not force:
+    todo = {'train': True, 'val': True}
+    if (train.exists() or val.exists()) and not force:
         old = _read_json(side)
         same = old is not None and all(old.get(k) == v for k, v in record.items())
-        if same and _is_valid(train) and _is_valid(val):
-            if progress: print(f'{train.name} and {val.name} exist, are valid and were made with these settings: skipping')
-            return train, val
-        raise DatasetError(f'{train} already exists but was made with other settings ({side.name}: {old}) or is invalid; '
-                           f'pass force=True (CLI: --force) to replace it, or choose another --dataset-dir')
+        have = [p for p in (train, val) if p.exists()]
+        if same and all(_is_valid(p) for p in have):   # made here with these settings: make only what is missing
+            todo = {'train': not train.exists(), 'val': not val.exists()}
+            if not any(todo.values()):
+                if progress: print(f'{train.name} and {val.name} exist, are valid and were made with these settings: skipping')
+                return train, val
+            if progress: print(f'{have[0].name} exists with these settings: making only the missing {(val if train.exists() else train).name}')
+        else:
+            why = 'was made with other settings' if old is not None else 'was not made by mac_data (downloaded?)'
+            bad = [p.name for p in have if not _is_valid(p)]
+            raise DatasetError(f'{" and ".join(p.name for p in have)} already in {train.parent} '
+                               f'{"is invalid (" + ", ".join(bad) + ")" if bad else why + (f" ({side.name}: {old})" if old else "")}'
+                               f'{"" if len(have) == 2 else "; its twin " + (val if train.exists() else train).name + " is missing"}: '
+                               f'nothing was changed. Pass force=True (CLI: --force) to replace both, or choose another --dataset-dir')
     t0 = time.time()
-    eps = _episodes(cfg, range(episodes + record['val_episodes']), workers, progress, f'{spec.dataset} ({workers} worker{"s" * (workers > 1)})')
-    _save_npz(val, _merge(eps[episodes:]))  # val first: train (the file a loader looks for first) lands last
-    _save_npz(train, _merge(eps[:episodes]))
+    idx = (list(range(episodes)) if todo['train'] else []) + (list(range(episodes, episodes + record['val_episodes'])) if todo['val'] else [])
+    eps = _episodes(cfg, idx, workers, progress, f'{spec.dataset} ({workers} worker{"s" * (workers > 1)})')
+    k = episodes if todo['train'] else 0   # collect_episode(cfg, i) depends only on i: the val file is episodes[episodes:]
+    if todo['val']: _save_npz(val, _merge(eps[k:]))  # val first: train (the file a loader looks for first) lands last
+    if todo['train']: _save_npz(train, _merge(eps[:k]))
     steps = sum(len(e['actions']) for e in eps)
-    write_json(side, provenance(wall_time_s=time.time() - t0, workers=workers, steps=steps, **record))
+    if todo['train']: write_json(side, provenance(wall_time_s=time.time() - t0, workers=workers, steps=steps, **record))
     return train, val
 
 def _read_json(p):

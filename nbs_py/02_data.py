@@ -319,6 +319,9 @@ assert np.abs(cube_in_obs[:-1] - ep['qpos'][1:, 14:17]).max() > 1e-3  # the cube
 # in worker processes, merged in episode order. Files are written atomically (temporary file, then rename), so an
 # interrupted run leaves either no file or a complete one, and a sidecar `<dataset>.json` records how they were
 # made. An existing valid pair made with the same settings is kept; different settings are an error unless `force`.
+# A valid file is never replaced without `force`: when one of the pair is missing, only that one is made, and only
+# if the sidecar says the other was made here with the same settings (episode `i` depends only on the seed and `i`,
+# so the missing file comes out as it would have); otherwise the call refuses and changes nothing.
 
 # %%
 #| export
@@ -370,20 +373,32 @@ def generate_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, 
     record = dict(generator='mac.data.generate_dataset', dataset=spec.dataset, episodes=episodes,
                   val_episodes=max(episodes // 10, 1), **{k: v for k, v in vars(cfg).items() if k != 'env'})
     side = train.with_suffix('.json')
-    if train.exists() and val.exists() and not force:
+    todo = {'train': True, 'val': True}
+    if (train.exists() or val.exists()) and not force:
         old = _read_json(side)
         same = old is not None and all(old.get(k) == v for k, v in record.items())
-        if same and _is_valid(train) and _is_valid(val):
-            if progress: print(f'{train.name} and {val.name} exist, are valid and were made with these settings: skipping')
-            return train, val
-        raise DatasetError(f'{train} already exists but was made with other settings ({side.name}: {old}) or is invalid; '
-                           f'pass force=True (CLI: --force) to replace it, or choose another --dataset-dir')
+        have = [p for p in (train, val) if p.exists()]
+        if same and all(_is_valid(p) for p in have):   # made here with these settings: make only what is missing
+            todo = {'train': not train.exists(), 'val': not val.exists()}
+            if not any(todo.values()):
+                if progress: print(f'{train.name} and {val.name} exist, are valid and were made with these settings: skipping')
+                return train, val
+            if progress: print(f'{have[0].name} exists with these settings: making only the missing {(val if train.exists() else train).name}')
+        else:
+            why = 'was made with other settings' if old is not None else 'was not made by mac_data (downloaded?)'
+            bad = [p.name for p in have if not _is_valid(p)]
+            raise DatasetError(f'{" and ".join(p.name for p in have)} already in {train.parent} '
+                               f'{"is invalid (" + ", ".join(bad) + ")" if bad else why + (f" ({side.name}: {old})" if old else "")}'
+                               f'{"" if len(have) == 2 else "; its twin " + (val if train.exists() else train).name + " is missing"}: '
+                               f'nothing was changed. Pass force=True (CLI: --force) to replace both, or choose another --dataset-dir')
     t0 = time.time()
-    eps = _episodes(cfg, range(episodes + record['val_episodes']), workers, progress, f'{spec.dataset} ({workers} worker{"s" * (workers > 1)})')
-    _save_npz(val, _merge(eps[episodes:]))  # val first: train (the file a loader looks for first) lands last
-    _save_npz(train, _merge(eps[:episodes]))
+    idx = (list(range(episodes)) if todo['train'] else []) + (list(range(episodes, episodes + record['val_episodes'])) if todo['val'] else [])
+    eps = _episodes(cfg, idx, workers, progress, f'{spec.dataset} ({workers} worker{"s" * (workers > 1)})')
+    k = episodes if todo['train'] else 0   # collect_episode(cfg, i) depends only on i: the val file is episodes[episodes:]
+    if todo['val']: _save_npz(val, _merge(eps[k:]))  # val first: train (the file a loader looks for first) lands last
+    if todo['train']: _save_npz(train, _merge(eps[:k]))
     steps = sum(len(e['actions']) for e in eps)
-    write_json(side, provenance(wall_time_s=time.time() - t0, workers=workers, steps=steps, **record))
+    if todo['train']: write_json(side, provenance(wall_time_s=time.time() - t0, workers=workers, steps=steps, **record))
     return train, val
 
 def _read_json(p):
@@ -468,6 +483,15 @@ test_fail(lambda: generate_dataset('cube-single', 5, tmp, seed=0, max_episode_st
 test_eq(train_path.stat().st_mtime_ns, mtime)  # and nothing already written was lost
 info = ensure_dataset('cube-single', 50, tmp, progress=False)              # an existing valid pair is used as it is
 test_eq((info['episodes'], info['made_by'], train_path.stat().st_mtime_ns), (3, 'mac.data.generate_dataset', mtime))
+with np.load(val_path) as f: val_obs = f['observations']
+val_path.unlink()                                                          # a lost -val file: made alone, train untouched
+generate_dataset('cube-single', 3, tmp, seed=0, max_episode_steps=150, progress=False)
+test_eq(train_path.stat().st_mtime_ns, mtime)
+with np.load(val_path) as f: test_eq(f['observations'], val_obs)           # the same episodes as before
+val_path.unlink()                                                          # a 2-episode request (a `tiny` run) must not replace it
+test_fail(lambda: ensure_dataset('cube-single', 2, tmp, progress=False), contains='nothing was changed')
+test_eq((train_path.stat().st_mtime_ns, val_path.exists()), (mtime, False))
+generate_dataset('cube-single', 3, tmp, seed=0, max_episode_steps=150, progress=False); mtime_val = val_path.stat().st_mtime_ns
 
 # %% [markdown]
 # The validator on broken files: each message names the file and the problem.

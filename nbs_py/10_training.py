@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import fcntl
 import json
 import os
 import random
@@ -31,7 +32,7 @@ from mac.evaluate import _make_env, eval_env_name, evaluate, plot_success
 # %%
 #| hide
 from fastcore.test import test_eq, test_close, test_fail
-import tempfile, shutil
+import tempfile, shutil, subprocess, sys
 import warnings; warnings.filterwarnings('ignore', category=UserWarning, module='gymnasium')
 
 
@@ -169,6 +170,43 @@ def load_checkpoint(path, device=None) -> dict:
 # checkpoints to `checkpoint.pt`. A non-finite loss stops the run with the loss's name, *before* anything is saved,
 # so the last checkpoint on disk is the last good one.
 
+# %% [markdown]
+# A run folder belongs to one training at a time. Checking for `checkpoint.pt` is not enough: two runs started
+# together both find none, and until the first checkpoint both write the same log. So the `Trainer` takes an
+# exclusive lock on `<run>/.lock` (a `flock`, which the kernel drops when the process exits, so a crashed run leaves a
+# file with its last holder's name but no lock) and a second training into the same folder fails at once, naming the
+# holder. One process may open the same folder again (a resume after a run, as below).
+
+# %%
+#| export
+class RunFolderBusy(RuntimeError):
+    "Another process is training into this run folder."
+
+_LOCKS: dict = {}   # run folder → [file descriptor, how many Trainers of this process hold it]
+
+def lock_run_dir(run_dir) -> Path:
+    "Take the run folder's exclusive lock (re-entrant within a process); `RunFolderBusy` names the other holder."
+    d = Path(run_dir).resolve()
+    if d in _LOCKS: _LOCKS[d][1] += 1; return d
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / '.lock', os.O_RDWR | os.O_CREAT, 0o644)
+    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode(errors='replace').strip() or 'unknown'; os.close(fd)
+        raise RunFolderBusy(f'{d} is in use by another training ({holder}): wait for it to end, or choose another --out') from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(dict(pid=os.getpid(), host=os.uname().nodename, since=time.strftime('%Y-%m-%dT%H:%M:%S%z'))).encode(), 0)
+    _LOCKS[d] = [fd, 1]
+    return d
+
+def unlock_run_dir(run_dir):
+    "Release one hold of the run folder's lock; the last release drops it (the `.lock` file stays, unlocked)."
+    d = Path(run_dir).resolve()
+    if d not in _LOCKS: return
+    _LOCKS[d][1] -= 1
+    if _LOCKS[d][1] == 0: fcntl.flock(_LOCKS[d][0], fcntl.LOCK_UN); os.close(_LOCKS.pop(d)[0])
+
+
 # %%
 #| export
 class NonFiniteLoss(RuntimeError):
@@ -181,6 +219,15 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir, resume: bool = False, progress: bool = True):
         self.dir, self.progress, self.device = Path(run_dir), progress, get_device(cfg.device)
         self.ckpt_path = self.dir / 'checkpoint.pt'
+        lock_run_dir(self.dir)     # before looking at the folder: the check below and the run's writes are then ours alone
+        try: self._setup(cfg, resume)
+        except BaseException: unlock_run_dir(self.dir); raise
+
+    def close(self):
+        "Release the run folder (also at exit: the kernel drops the lock of a finished or killed process)."
+        if not getattr(self, '_closed', False): self._closed = True; unlock_run_dir(self.dir)
+
+    def _setup(self, cfg, resume):
         spec = parse_name(cfg.env)
         if not spec.singletask: raise DatasetError(f'{cfg.env!r}: MAC trains on single-task datasets here, e.g. {spec.env}-play-singletask-task2-v0')
         ck = None
@@ -193,7 +240,7 @@ class Trainer:
         elif self.ckpt_path.exists():
             raise FileExistsError(f'{self.dir} already holds a run (checkpoint.pt): pass --resume to continue it, or choose another --out')
         self.cfg = cfg
-        self.dataset_info = ensure_dataset(spec.dataset, cfg.dataset_episodes, cfg.dataset_dir, workers=os.cpu_count() or 1, progress=progress)
+        self.dataset_info = ensure_dataset(spec.dataset, cfg.dataset_episodes, cfg.dataset_dir, workers=os.cpu_count() or 1, progress=self.progress)
         _, train, val = load_ogbench(cfg.env, cfg.dataset_dir)
         self.norm = ObsNormalizer.from_state_dict(ck['normalizer'], self.device) if ck else ObsNormalizer.from_data(val['observations'], device=self.device)
         self.data = ChunkDataset.from_ogbench(train, self.norm, n=cfg.agent.n, gamma=cfg.agent.gamma, reward_agg=cfg.reward_agg, terminals=cfg.terminals, device=self.device)
@@ -331,6 +378,12 @@ test_fail(lambda: Trainer(dataclasses.replace(cfg, env='cube-single-play-singlet
           contains='is from cube-single-play-singletask-task2-v0')
 test_fail(lambda: Trainer(dataclasses.replace(cfg, batch=8), tmp / 'full', resume=True, progress=False), contains='cannot resume with a different batch')
 test_fail(lambda: Trainer(cfg, tmp / 'full', progress=False), contains='pass --resume')
+holder = subprocess.Popen([sys.executable, '-c', f'from mac.train import lock_run_dir; lock_run_dir({str(tmp / "busy")!r}); print(1, flush=True); import time; time.sleep(60)'],
+                          stdout=subprocess.PIPE, text=True)
+holder.stdout.readline()                                                    # the other process now holds the folder
+test_fail(lambda: Trainer(cfg, tmp / 'busy', progress=False), contains=f"in use by another training ({{\"pid\": {holder.pid}")
+holder.kill(); holder.wait()                                                # killed: the kernel drops its lock
+Trainer(cfg, tmp / 'busy', progress=False).close()                          # and the folder is free again
 test_fail(lambda: Trainer(cfg, tmp / 'nothing', resume=True, progress=False), contains='nothing to resume')
 test_fail(lambda: Trainer(make_config('tiny', {'env': 'cube-single-play-v0'}), tmp / 'x', progress=False), contains='single-task datasets')
 boom = Trainer(make_config('tiny', {'dataset_dir': str(data_dir), 'device': 'cpu', 'steps': 60}), tmp / 'nan', progress=False)
@@ -383,7 +436,7 @@ def train_cli(argv=None):
         out = Path(a.out or f'runs/{cfg.env}-{a.preset}-s{cfg.seed}')
         print(f'mac_train: {cfg.env}, preset {a.preset}, {cfg.steps} steps, seed {cfg.seed} → {out}/')
         t0 = time.time(); res = Trainer(cfg, out, resume=a.resume).run()
-    except (ValueError, FileExistsError, FileNotFoundError, NonFiniteLoss) as e: ap.exit(2, f'mac_train: error: {e}\n')
+    except (ValueError, FileExistsError, FileNotFoundError, NonFiniteLoss, RunFolderBusy) as e: ap.exit(2, f'mac_train: error: {e}\n')
     write_json(out / 'provenance.json', provenance(seed=cfg.seed, wall_time_s=time.time() - t0, device=get_device(cfg.device),
                preset=a.preset, config=config_to_dict(cfg), final=res))
     if res['eval']: print(f"final success: {res['eval']['success']:.0%} ({res['eval']['protocol']})")
@@ -474,6 +527,7 @@ def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, dev
     prov = provenance(seed=seed, wall_time_s=time.time() - t0, device=tr.device, config=config_to_dict(cfg))
     write_json(out / 'provenance.json', prov)
     write_json(out / 'summary.json', summary | {'provenance': prov})
+    tr.close()
     return summary
 
 def quickstart_cli(argv=None):
@@ -483,7 +537,7 @@ def quickstart_cli(argv=None):
     ap.add_argument('--seed', type=int, default=0); ap.add_argument('--device', default=None); ap.add_argument('--dataset-dir', default=None)
     a = ap.parse_args(argv)
     try: s = quickstart(a.out, a.smoke, a.seed, a.device, a.dataset_dir)
-    except (ValueError, FileExistsError, FileNotFoundError, NonFiniteLoss) as e: ap.exit(2, f'mac_quickstart: error: {e}\n')
+    except (ValueError, FileExistsError, FileNotFoundError, NonFiniteLoss, RunFolderBusy) as e: ap.exit(2, f'mac_quickstart: error: {e}\n')
     print(f"{s['env']}: success {s['success']:.0%} ({s['protocol']}) after {s['steps']} steps, {s['wall_time_min']} min in all; wrote {a.out}/summary.json")
     return 0
 

@@ -71,3 +71,35 @@ def test_cli_skip_force_and_bad_input(tmp_path):
 def test_missing_dataset_says_how_to_make_it(tmp_path):
     with pytest.raises(ValueError, match='mac_data --env scene'):
         load_ogbench('scene-play-singletask-task2-v0', tmp_path)
+
+
+def test_a_valid_file_is_never_replaced_by_a_missing_twin(tmp_path):
+    "Issue 11.1: a lost -val file (or train file) beside a valid one is made alone or refused, never by regenerating both."
+    args = ['--env', 'cube-single', '--episodes', '3', '--max-episode-steps', '40', '--dataset-dir', str(tmp_path)]
+    assert _mac_data(*args).returncode == 0
+    train, val = tmp_path / 'cube-single-play-v0.npz', tmp_path / 'cube-single-play-v0-val.npz'
+    before_train, before_val = train.read_bytes(), np.load(val)['observations']
+    val.unlink()                                           # same settings: only the missing file is made, as it was
+    r = _mac_data(*args)
+    assert r.returncode == 0 and 'making only the missing' in r.stdout, r.stderr
+    assert train.read_bytes() == before_train and (np.load(val)['observations'] == before_val).all()
+    val.unlink()                                           # other settings (a 2-episode request): refuse, change nothing
+    r = _mac_data(*args[:3], '2', *args[4:])
+    assert r.returncode == 2 and 'nothing was changed' in r.stderr and '--force' in r.stderr
+    assert train.read_bytes() == before_train and not val.exists()
+    assert _mac_data(*args).returncode == 0; train.unlink()  # a lost train file beside a valid -val made elsewhere:
+    train.with_suffix('.json').unlink()                    # no record of how it was made, so refuse
+    before_val_bytes = val.read_bytes()
+    r = _mac_data(*args)
+    assert r.returncode == 2 and 'not made by mac_data' in r.stderr and val.read_bytes() == before_val_bytes and not train.exists()
+
+
+def test_mac_train_does_not_replace_a_dataset_whose_val_file_is_missing(tmp_path):
+    "Issue 11.1 through `mac_train`: a `tiny` run (2 episodes) beside a real train file without its -val twin."
+    assert _mac_data('--env', 'cube-single', '--episodes', '3', '--max-episode-steps', '40', '--dataset-dir', str(tmp_path)).returncode == 0
+    train = tmp_path / 'cube-single-play-v0.npz'; before = train.read_bytes()
+    (tmp_path / 'cube-single-play-v0-val.npz').unlink()
+    r = subprocess.run([str(BIN / 'mac_train'), '--preset', 'tiny', '--device', 'cpu', '--dataset-dir', str(tmp_path),
+                        '--out', str(tmp_path / 'run')], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and 'nothing was changed' in r.stderr, r.stderr[-2000:]
+    assert train.read_bytes() == before

@@ -56,3 +56,23 @@ def test_compiled_training_matches_eager(tmp_path):
         for k in ('dynamics', 'reward', 'flow', 'distill', 'value', 'critic'):
             assert abs(float(re_[k]) - float(rc[k])) <= 1e-4 * max(1.0, abs(float(re_[k]))), (k, re_[k], rc[k])
     assert max((sd_e[k] - sd_c[k]).abs().max().item() for k in sd_e if sd_e[k].is_floating_point()) < 1e-3
+
+
+def test_two_trainings_into_one_folder(tmp_path):
+    "Issue 11.2: the second training into a busy --out fails at once, naming the holder; a killed holder frees it."
+    common = ['--preset', 'tiny', '--device', 'cpu', '--dataset-dir', str(tmp_path / 'data'), '--out', str(tmp_path / 'run')]
+    assert _run('mac_data', '--env', 'cube-single', '--episodes', '2', '--max-episode-steps', '40', '--dataset-dir', str(tmp_path / 'data')).returncode == 0
+    first = subprocess.Popen([str(BIN / 'mac_train'), *common, '--steps', '1000000'], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        import time
+        for _ in range(600):                                  # wait until the first run is training (its lock file names it)
+            lock = tmp_path / 'run' / '.lock'
+            if lock.exists() and f'"pid": {first.pid}' in lock.read_text(): break
+            time.sleep(0.1)
+        r = _run('mac_train', *common, '--steps', '40', timeout=120)
+        assert r.returncode == 2 and 'in use by another training' in r.stderr and f'"pid": {first.pid}' in r.stderr, r.stderr[-2000:]
+    finally:
+        first.kill(); first.wait()
+    resume = ['--resume'] if (tmp_path / 'run' / 'checkpoint.pt').exists() else []
+    r = _run('mac_train', *common, '--steps', '40', *resume)       # the stale lock file does not block the next run
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -72,6 +72,7 @@ def run_one(variant: str, seed: int, threads: int):
         if k not in done_segments:
             t0 = time.time()
             cfg = make_config(spec['preset'], {**spec['overrides'], 'seed': seed, 'eval_every': 0, 'eval_episodes': 0, 'steps': k})
+            if tr is not None and hasattr(tr, 'close'): tr.close()
             tr = Trainer(cfg, d / 'run', resume=(d / 'run' / 'checkpoint.pt').exists(), progress=False)
             start = tr.step
             tr.run()
@@ -81,6 +82,7 @@ def run_one(variant: str, seed: int, threads: int):
             if (k, rp) in done_evals: continue
             if tr is None or tr.step != k:   # a resumed study: load the checkpoint of this milestone (only the last is kept)
                 cfg = make_config(spec['preset'], {**spec['overrides'], 'seed': seed, 'eval_every': 0, 'eval_episodes': 0, 'steps': k})
+                if tr is not None and hasattr(tr, 'close'): tr.close()
                 tr = Trainer(cfg, d / 'run', resume=True, progress=False)
                 if tr.step != k: print(f'{variant}/s{seed}: checkpoint at {tr.step}, cannot evaluate step {k} any more; skipped'); continue
             r = _evaluate(tr, EVAL_EPISODES, seed + k, rp)
