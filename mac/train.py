@@ -26,9 +26,9 @@ from .data import ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, loa
 from .evaluate import _make_env, eval_env_name, evaluate, plot_success
 
 # %% auto #0
-__all__ = ['PRESETS', 'TrainConfig', 'make_config', 'config_to_dict', 'config_from_dict', 'save_checkpoint', 'load_checkpoint',
-           'RunFolderBusy', 'lock_run_dir', 'unlock_run_dir', 'NonFiniteLoss', 'Trainer', 'run', 'evaluate_now',
-           'train_cli', 'diagnose', 'quickstart', 'quickstart_cli']
+__all__ = ['PRESETS', 'FINAL_EVAL_SEED', 'TrainConfig', 'make_config', 'config_to_dict', 'config_from_dict', 'save_checkpoint',
+           'load_checkpoint', 'RunFolderBusy', 'lock_run_dir', 'unlock_run_dir', 'NonFiniteLoss', 'Trainer', 'run',
+           'evaluate_now', 'final_evaluate', 'train_cli', 'diagnose', 'quickstart', 'quickstart_cli']
 
 # %% ../nbs/10_training.ipynb #52e23f1a
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class TrainConfig:
     eval_episodes: int = 15         # episodes per evaluation (paper: 15; 0: never evaluate)
     eval_workers: int = 0           # parallel eval environments (0: one per CPU core)
     replan_every: int = 1           # actions executed per chunk at evaluation (official: 1, re-plan every step)
+    final_episodes: int = 50        # episodes of the final evaluation, on seeds no training evaluation uses (0: none)
     log_every: int = 1_000          # steps between log rows (and NaN checks)
     ckpt_every: int = 10_000        # steps between checkpoints
     dataset_dir: str = '~/.ogbench/data'  # where OGBench's files are (generated here if missing)
@@ -59,7 +60,7 @@ PRESETS = {
             'pretrain_steps': 5_000, 'eval_every': 2_000, 'log_every': 250, 'ckpt_every': 1_000, 'dataset_episodes': 100},
     'tiny': {'steps': 40, 'batch': 16, 'agent.actor_hidden': (32, 32), 'agent.value_hidden': (32, 32),
              'agent.dynamics_hidden': (32, 32), 'agent.n_train': 4, 'agent.n_test': 4, 'agent.H': 3, 'agent.flow_steps': 3,
-             'eval_every': 0, 'eval_episodes': 0, 'log_every': 10, 'ckpt_every': 20, 'dataset_episodes': 2},
+             'eval_every': 0, 'eval_episodes': 0, 'final_episodes': 0, 'log_every': 10, 'ckpt_every': 20, 'dataset_episodes': 2},
 }
 
 # %% ../nbs/10_training.ipynb #63b7aea7
@@ -152,7 +153,9 @@ def unlock_run_dir(run_dir):
 class NonFiniteLoss(RuntimeError):
     "A loss became NaN or infinite; the message names it and where the last good checkpoint is."
 
-_RESUMABLE = {'steps', 'eval_every', 'eval_episodes', 'eval_workers', 'log_every', 'ckpt_every', 'device', 'dataset_dir', 'compile'}
+_RESUMABLE = {'steps', 'eval_every', 'eval_episodes', 'eval_workers', 'log_every', 'ckpt_every', 'device', 'dataset_dir', 'compile',
+              'final_episodes'}
+FINAL_EVAL_SEED = 1_000_000_000   # the final evaluation's env seeds start here; training evaluations use seed + step + i below it
 
 class Trainer:
     "One training run in `run_dir`: data, agent, loop, logs, evaluations and checkpoints."
@@ -179,6 +182,8 @@ class Trainer:
             if diff: raise ValueError(f'cannot resume with a different {", ".join(diff)} (saved: {", ".join(f"{k}={config_to_dict(saved)[k]}" for k in diff)})')
         elif self.ckpt_path.exists():
             raise FileExistsError(f'{self.dir} already holds a run (checkpoint.pt): pass --resume to continue it, or choose another --out')
+        if cfg.eval_episodes and cfg.seed + cfg.steps + cfg.eval_episodes > FINAL_EVAL_SEED:
+            raise ValueError(f'seed + steps must stay below {FINAL_EVAL_SEED:,}: training evaluations (seeds seed + step + i) would reach the final evaluation\'s')
         self.cfg = cfg
         self.dataset_info = ensure_dataset(spec.dataset, cfg.dataset_episodes, cfg.dataset_dir, workers=os.cpu_count() or 1, progress=self.progress)
         _, train, val = load_ogbench(cfg.env, cfg.dataset_dir)
@@ -251,7 +256,8 @@ def run(self: Trainer) -> dict:
             if tb: tb.add_scalar('eval/success', last_eval['success'], self.step)
         if self.step % cfg.ckpt_every == 0 or end: save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen)
     bar.close()
-    return dict(losses=last, eval=last_eval)
+    final = self.final_evaluate() if cfg.final_episodes and self.step == cfg.steps else None
+    return dict(losses=last, eval=last_eval, final=final)
 
 def evaluate_now(self: Trainer) -> dict:
     "Evaluate the current agent (cfg.eval_episodes episodes) and log it to eval.csv / success.png."
@@ -263,7 +269,19 @@ def evaluate_now(self: Trainer) -> dict:
     if self.progress: tqdm.write(f'step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes ({res["wall_s"]:.0f}s)')
     return res
 
-Trainer.run, Trainer.evaluate = run, evaluate_now
+def final_evaluate(self: Trainer) -> dict:
+    "The final checkpoint's evaluation: `final_episodes` episodes on env seeds from FINAL_EVAL_SEED, in `final_eval.json` (kept on re-runs)."
+    cfg, path = self.cfg, self.dir / 'final_eval.json'
+    key = dict(step=self.step, episodes=cfg.final_episodes, seed=FINAL_EVAL_SEED, replan_every=cfg.replan_every)
+    old = json.loads(path.read_text()) if path.exists() else {}
+    if all(old.get(k) == v for k, v in key.items()): return old
+    res = evaluate(self.agent, self.norm, cfg.env, cfg.final_episodes, cfg.eval_workers or None, seed=FINAL_EVAL_SEED, replan_every=cfg.replan_every)
+    out = key | {k: res[k] for k in ('success', 'successes', 'protocol', 'wall_s')}
+    write_json(path, out)
+    if self.progress: tqdm.write(f'final evaluation at step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes (seeds {FINAL_EVAL_SEED:,}+)')
+    return out
+
+Trainer.run, Trainer.evaluate, Trainer.final_evaluate = run, evaluate_now, final_evaluate
 
 # %% ../nbs/10_training.ipynb #15bc0a09
 def _parse_sets(items, ap) -> dict:
@@ -300,7 +318,8 @@ def train_cli(argv=None):
     except (ValueError, FileExistsError, FileNotFoundError, NonFiniteLoss, RunFolderBusy) as e: ap.exit(2, f'mac_train: error: {e}\n')
     write_json(out / 'provenance.json', provenance(seed=cfg.seed, wall_time_s=time.time() - t0, device=get_device(cfg.device),
                preset=a.preset, config=config_to_dict(cfg), final=res))
-    if res['eval']: print(f"final success: {res['eval']['success']:.0%} ({res['eval']['protocol']})")
+    if res['eval']: print(f"last training evaluation: {res['eval']['success']:.0%} ({res['eval']['protocol']})")
+    if res['final']: print(f"final evaluation: {res['final']['success']:.0%} ({res['final']['protocol']}, env seeds from {FINAL_EVAL_SEED:,})")
     return 0
 
 # %% ../nbs/10_training.ipynb #8e66a15b
@@ -343,14 +362,16 @@ def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, dev
     "The main job: dataset → train (cpu preset, cube-single task 2) → evaluate → results/quickstart/ with a summary."
     out = Path(out); t0 = time.time()
     over = {'seed': seed} | ({'device': str(device)} if device else {}) | ({'dataset_dir': str(dataset_dir)} if dataset_dir else {})
-    if smoke: over |= {'eval_episodes': 2, 'steps': 20}
+    if smoke: over |= {'eval_episodes': 2, 'final_episodes': 2, 'steps': 20}
     cfg = make_config('tiny' if smoke else 'cpu', over)
     tr = Trainer(cfg, out / 'run', resume=(out / 'run' / 'checkpoint.pt').exists(), progress=progress)
-    res = tr.run() if tr.step < cfg.steps else dict(eval=tr.evaluate(), losses={})
+    final = tr.run()['final']                      # a finished run only reads its final evaluation back
     if (out / 'run' / 'success.png').exists(): atomic_write(out / 'success.png', lambda p: p.write_bytes((out / 'run' / 'success.png').read_bytes()))
-    summary = dict(env=cfg.env, preset='tiny (smoke)' if smoke else 'cpu', steps=cfg.steps, success=res['eval']['success'],
-                   successes=res['eval']['successes'], protocol=res['eval']['protocol'], ogbench=res['eval']['ogbench'],
-                   dataset=tr.dataset_info, train_and_eval_min=round((time.time() - t0) / 60, 1))
+    curve = [dict(step=int(r['step']), success=float(r['success'])) for r in csv.DictReader(open(out / 'run' / 'eval.csv'))]
+    summary = dict(env=cfg.env, preset='tiny (smoke)' if smoke else 'cpu', steps=cfg.steps, success=final['success'],
+                   successes=final['successes'], protocol=final['protocol'], final_eval_seeds=f'{FINAL_EVAL_SEED}..{FINAL_EVAL_SEED + len(final["successes"]) - 1}',
+                   training_evals=curve, dataset={**tr.dataset_info, 'file': Path(tr.dataset_info['file']).name},
+                   train_and_eval_min=round((time.time() - t0) / 60, 1))
     if not smoke and summary['success'] < 0.5: summary['diagnosis'] = diagnose(out / 'run', device=tr.device)  # say what limits it
     summary['wall_time_min'] = round((time.time() - t0) / 60, 1)
     prov = provenance(seed=seed, wall_time_s=time.time() - t0, device=tr.device, config=config_to_dict(cfg))

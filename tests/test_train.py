@@ -76,3 +76,24 @@ def test_two_trainings_into_one_folder(tmp_path):
     resume = ['--resume'] if (tmp_path / 'run' / 'checkpoint.pt').exists() else []
     r = _run('mac_train', *common, '--steps', '40', *resume)       # the stale lock file does not block the next run
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_final_evaluation_seeds_are_disjoint_from_training_evaluations(tmp_path, monkeypatch):
+    "Issue 17: the final evaluation's environments are seeded apart from every in-training evaluation's."
+    import mac.train as T
+    seen = []
+    def fake_evaluate(agent, norm, env, episodes, workers=None, seed=0, replan_every=1, progress=False):
+        seen.append((seed, episodes))
+        return dict(success=0.0, successes=[0.0] * episodes, episodes=episodes, replan_every=replan_every, wall_s=0.0, protocol='fake')
+    monkeypatch.setattr(T, 'evaluate', fake_evaluate); monkeypatch.setattr(T, 'plot_success', lambda *a, **k: None)
+    cfg = T.make_config('tiny', {'dataset_dir': str(tmp_path / 'data'), 'device': 'cpu', 'seed': 3, 'steps': 40,
+                                 'eval_every': 10, 'eval_episodes': 15, 'final_episodes': 50})
+    res = T.Trainer(cfg, tmp_path / 'run', progress=False).run()
+    *training, final = seen
+    assert [s for s, _ in training] == [13, 23, 33, 43] and final == (T.FINAL_EVAL_SEED, 50) and res['final']['episodes'] == 50
+    used = {s + i for s, n in training for i in range(n)}
+    assert used.isdisjoint(range(final[0], final[0] + final[1]))
+    assert json.loads((tmp_path / 'run' / 'final_eval.json').read_text())['seed'] == T.FINAL_EVAL_SEED
+    import pytest
+    with pytest.raises(ValueError, match='would reach the final evaluation'):
+        T.Trainer(T.make_config('tiny', {'dataset_dir': str(tmp_path / 'data'), 'steps': T.FINAL_EVAL_SEED, 'eval_episodes': 15}), tmp_path / 'run2', progress=False)
