@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['get_device', 'seed_everything', 'MLP', 'ema_update_', 'atomic_write', 'write_json', 'write_csv', 'provenance']
+__all__ = ['EXIT_USAGE', 'EXIT_DIVERGED', 'EXIT_SYSTEM', 'get_device', 'seed_everything', 'MLP', 'ema_update_', 'atomic_write',
+           'write_json', 'write_csv', 'provenance', 'run_cli']
 
 # %% ../nbs/00_core.ipynb #f907e748
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -122,3 +123,17 @@ def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) 
         versions={'python': platform.python_version(), **{p: _version(p) for p in
                   ('mac', 'torch', 'numpy', 'ogbench', 'mujoco', 'gymnasium')}},
         **extra)
+
+# %% ../nbs/00_core.ipynb #ad84eb14
+EXIT_USAGE, EXIT_DIVERGED, EXIT_SYSTEM = 2, 3, 4
+
+def run_cli(prog: str, body, debug: bool = False, codes: tuple = ()) -> int:
+    "Run a command's `body()`; a known error becomes one line on stderr and its exit code (re-raised with `debug`)."
+    table = (*codes, ((ValueError, FileExistsError, FileNotFoundError), EXIT_USAGE), (OSError, EXIT_SYSTEM))
+    try: return body()
+    except Exception as e:
+        code = next((c for types, c in table if isinstance(e, types)), None)
+        if code is None or debug: raise
+        hint = '' if code == EXIT_USAGE else ' (run again with --debug for the traceback)'
+        print(f'{prog}: error: {" ".join(str(e).split())}{hint}', file=sys.stderr)
+        return code

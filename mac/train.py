@@ -21,14 +21,14 @@ import torch
 from tqdm import tqdm
 
 from .agent import MACAgent, MACConfig
-from .core import atomic_write, get_device, provenance, seed_everything, write_csv, write_json
+from .core import EXIT_DIVERGED, EXIT_USAGE, atomic_write, get_device, provenance, run_cli, seed_everything, write_csv, write_json
 from .data import ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
 from .evaluate import _make_env, eval_env_name, evaluate, plot_success
 
 # %% auto #0
 __all__ = ['PRESETS', 'FINAL_EVAL_SEED', 'TrainConfig', 'make_config', 'config_to_dict', 'config_from_dict', 'save_checkpoint',
-           'load_checkpoint', 'RunFolderBusy', 'lock_run_dir', 'unlock_run_dir', 'NonFiniteLoss', 'Trainer', 'run',
-           'evaluate_now', 'final_evaluate', 'train_cli', 'diagnose', 'quickstart', 'quickstart_cli']
+           'CheckpointError', 'load_checkpoint', 'RunFolderBusy', 'lock_run_dir', 'unlock_run_dir', 'NonFiniteLoss',
+           'Trainer', 'run', 'evaluate_now', 'final_evaluate', 'train_cli', 'diagnose', 'quickstart', 'quickstart_cli']
 
 # %% ../nbs/10_training.ipynb #52e23f1a
 @dataclass(frozen=True)
@@ -66,13 +66,44 @@ PRESETS = {
 # %% ../nbs/10_training.ipynb #63b7aea7
 def _fields(cls): return {f.name: f for f in dataclasses.fields(cls)}
 
-def _coerce(cls, name, value):
+def _coerce(cls, name, value, key):
+    "`value` as the type of the field's default, or a ValueError that names the key and what it expects."
     f = _fields(cls)[name]
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    if isinstance(default, tuple) and isinstance(value, (list, tuple)): return tuple(value)
-    if isinstance(default, bool) and isinstance(value, str): return value.lower() in ('1', 'true', 'yes')
-    if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str): return type(default)(value)
+    def bad(want): raise ValueError(f'config key {key!r}: {value!r} is not {want}')
+    isnum = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
+    if isinstance(default, bool):
+        if isinstance(value, bool): return value
+        if isinstance(value, str) and value.lower() in ('true', 'false', '1', '0', 'yes', 'no'): return value.lower() in ('true', '1', 'yes')
+        bad('true or false')
+    if isinstance(default, (int, float)):
+        if isinstance(value, str):
+            try: value = float(value)
+            except ValueError: bad('a number')
+        if not isnum(value): bad('a number')
+        if isinstance(default, float): return float(value)
+        if float(value) != int(value): bad('a whole number')   # steps=25.5 would never reach its last checkpoint
+        return int(value)
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            try: value = tuple(int(x) for x in value.split(','))
+            except ValueError: bad('a list of layer sizes such as 256,256,256,256')
+        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in value):
+            bad('a list of layer sizes such as 256,256,256,256')
+        return tuple(value)
+    if isinstance(default, str) and not isinstance(value, str): bad('a string')
     return value
+
+_AT_LEAST = dict(steps=1, batch=1, seed=0, pretrain_steps=0, eval_every=0, eval_episodes=0, eval_workers=0, replan_every=1,
+                 final_episodes=0, log_every=1, ckpt_every=1, dataset_episodes=1)
+
+def _check_ranges(cfg: TrainConfig):
+    "Every range a TrainConfig must respect (MACConfig checks its own), each error naming its key."
+    for k, lo in _AT_LEAST.items():
+        if getattr(cfg, k) < lo: raise ValueError(f'config key {k!r} must be >= {lo}, got {getattr(cfg, k)}')
+    if cfg.reward_agg not in ('sum', 'mean'): raise ValueError(f"config key 'reward_agg' must be 'sum' or 'mean', got {cfg.reward_agg!r}")
+    if cfg.replan_every > cfg.agent.n: raise ValueError(f"config key 'replan_every' ({cfg.replan_every}) exceeds the chunk length agent.n = {cfg.agent.n}")
+    if cfg.agent.lr <= 0: raise ValueError(f"config key 'agent.lr' must be > 0, got {cfg.agent.lr}")
 
 def make_config(preset: str = 'paper', overrides: dict | None = None) -> TrainConfig:
     "A TrainConfig from a preset plus overrides ({'steps': 10, 'agent.n_train': 4, …}); unknown keys are an error."
@@ -83,8 +114,12 @@ def make_config(preset: str = 'paper', overrides: dict | None = None) -> TrainCo
         if name not in _fields(cls) or (cls is TrainConfig and name == 'agent'):
             valid = [f for f in _fields(TrainConfig) if f != 'agent'] + [f'agent.{f}' for f in _fields(MACConfig)]
             raise ValueError(f'unknown config key {k!r}; valid keys: {", ".join(valid)}')
-        dst[name] = _coerce(cls, name, v)
-    return TrainConfig(**top, agent=MACConfig(**agent))
+        dst[name] = _coerce(cls, name, v, k)
+    try: agent_cfg = MACConfig(**agent)
+    except ValueError as e: raise ValueError(f'config key agent.{str(e).removeprefix("MACConfig.")}') from None
+    cfg = TrainConfig(**top, agent=agent_cfg)
+    _check_ranges(cfg)
+    return cfg
 
 def config_to_dict(cfg: TrainConfig) -> dict: return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
@@ -114,12 +149,18 @@ def save_checkpoint(path, step: int, cfg: TrainConfig, agent: MACAgent, norm: Ob
                normalizer=norm.state_dict(), rng=_rng_state(gen))
     atomic_write(path, lambda p: torch.save(obj, p))
 
+class CheckpointError(ValueError):
+    "A checkpoint that is missing, unreadable or does not fit the run."
+
 def load_checkpoint(path, device=None) -> dict:
     "Read a checkpoint (weights_only); fails clearly on a missing or unreadable file."
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f'no checkpoint at {path}: nothing to resume (start without --resume)')
-    try: return torch.load(path, map_location=get_device(device), weights_only=True)
-    except Exception as e: raise RuntimeError(f'{path} is not a readable mac checkpoint ({type(e).__name__}: {e})') from e
+    if not path.exists(): raise CheckpointError(f'no checkpoint at {path}: nothing to resume (start without --resume)')
+    try: ck = torch.load(path, map_location=get_device(device), weights_only=True)
+    except Exception as e: raise CheckpointError(f'{path} is not a readable mac checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})') from None
+    missing = {'step', 'config', 'obs_dim', 'agent', 'normalizer'} - set(ck if isinstance(ck, dict) else ())
+    if missing: raise CheckpointError(f'{path} is not a mac checkpoint (missing {", ".join(sorted(missing))})')
+    return ck
 
 # %% ../nbs/10_training.ipynb #196a2884
 class RunFolderBusy(RuntimeError):
@@ -131,8 +172,10 @@ def lock_run_dir(run_dir) -> Path:
     "Take the run folder's exclusive lock (re-entrant within a process); `RunFolderBusy` names the other holder."
     d = Path(run_dir).resolve()
     if d in _LOCKS: _LOCKS[d][1] += 1; return d
-    d.mkdir(parents=True, exist_ok=True)
-    fd = os.open(d / '.lock', os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd = os.open(d / '.lock', os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e: raise ValueError(f'cannot write the run folder {d} ({e.strerror or e}): choose another --out') from None
     try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.pread(fd, 4096, 0).decode(errors='replace').strip() or 'unknown'; os.close(fd)
@@ -187,18 +230,19 @@ class Trainer:
         self.cfg = cfg
         self.dataset_info = ensure_dataset(spec.dataset, cfg.dataset_episodes, cfg.dataset_dir, workers=os.cpu_count() or 1, progress=self.progress)
         _, train, val = load_ogbench(cfg.env, cfg.dataset_dir)
+        if ck and ck['obs_dim'] != train['observations'].shape[1]:
+            raise CheckpointError(f'the checkpoint expects observations of size {ck["obs_dim"]}, the dataset has {train["observations"].shape[1]}: '
+                                  f'resume on the dataset the run was trained on')
         self.norm = ObsNormalizer.from_state_dict(ck['normalizer'], self.device) if ck else ObsNormalizer.from_data(val['observations'], device=self.device)
         self.data = ChunkDataset.from_ogbench(train, self.norm, n=cfg.agent.n, gamma=cfg.agent.gamma, reward_agg=cfg.reward_agg, terminals=cfg.terminals, device=self.device)
-        if ck and ck['obs_dim'] != self.data.obs_dim:
-            raise ValueError(f'the checkpoint expects observations of size {ck["obs_dim"]}, the dataset has {self.data.obs_dim}')
         seed_everything(cfg.seed)
         self.agent = MACAgent(self.data.obs_dim, self.data.action_dim, cfg.agent, self.device)
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
         self._losses = torch.compile(self.agent.losses) if cfg.compile else None  # compiled on the first step
-        self.step = 0
+        self.step, self._ckpt_step = 0, None
         if ck:
             self.agent.load_state_dict(ck['agent']); self.agent.opt.load_state_dict(ck['opt'])
-            _set_rng_state(self.gen, ck['rng']); self.step = ck['step']
+            _set_rng_state(self.gen, ck['rng']); self.step = self._ckpt_step = ck['step']
         self.dir.mkdir(parents=True, exist_ok=True)
         write_json(self.dir / 'config.json', config_to_dict(cfg))
 
@@ -242,8 +286,11 @@ def run(self: Trainer) -> dict:
         if self.step % cfg.log_every == 0 or self.step % cfg.ckpt_every == 0 or end:
             if torch.stack(list(bad.values())).any():          # one host sync per log interval
                 names = [k for k, b in bad.items() if b]
-                raise NonFiniteLoss(f'loss {", ".join(names)} became NaN/inf before step {self.step}; nothing was saved after it, so '
-                                    f'{self.ckpt_path} is the last good checkpoint. Lower the learning rate or check the data, then --resume')
+                good = (f'{self.ckpt_path} (step {self._ckpt_step}) is the last good checkpoint' if self._ckpt_step is not None
+                        else 'no checkpoint was written before it')
+                raise NonFiniteLoss(f'loss {", ".join(names)} became NaN/inf before step {self.step}; nothing was saved after it: {good}. '
+                                    f'--resume would repeat the same steps: check the data, or start a fresh run (another --out) with a lower '
+                                    f'learning rate, e.g. --set agent.lr={cfg.agent.lr / 3:.1e}')
             last = {k: v.item() for k, v in out.items()}
             sps = (self.step - s0) / max(time.time() - t0, 1e-9)
             _append_csv(self.dir / 'log.csv', dict(step=self.step, time_s=round(time.time() - t0, 1), steps_per_s=round(sps, 2),
@@ -254,7 +301,8 @@ def run(self: Trainer) -> dict:
         if cfg.eval_episodes and ((cfg.eval_every and self.step % cfg.eval_every == 0) or end):
             last_eval = self.evaluate()
             if tb: tb.add_scalar('eval/success', last_eval['success'], self.step)
-        if self.step % cfg.ckpt_every == 0 or end: save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen)
+        if self.step % cfg.ckpt_every == 0 or end:
+            save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen); self._ckpt_step = self.step
     bar.close()
     final = self.final_evaluate() if cfg.final_episodes and self.step == cfg.steps else None
     return dict(losses=last, eval=last_eval, final=final)
@@ -303,24 +351,25 @@ def train_cli(argv=None):
     ap.add_argument('--out', default=None, help='run folder (default runs/<env>-<preset>-s<seed>)')
     ap.add_argument('--dataset-dir'); ap.add_argument('--resume', action='store_true', help='continue the run in --out from its checkpoint')
     ap.add_argument('--set', action='append', metavar='KEY=VALUE', help='override any config key, e.g. agent.n_train=16 (repeatable)')
+    ap.add_argument('--debug', action='store_true', help='show the traceback of an error')
     a = ap.parse_args(argv)
     over = _parse_sets(a.set, ap)
     for k in ('env', 'steps', 'seed', 'device'):
         if getattr(a, k) is not None: over[k] = getattr(a, k)
     if a.dataset_dir: over['dataset_dir'] = a.dataset_dir
-    try:
+    def body():
         cfg = make_config(a.preset, over)
-        if cfg.steps < 1: raise ValueError(f'--steps must be >= 1, got {cfg.steps}')
         get_device(cfg.device)
         out = Path(a.out or f'runs/{cfg.env}-{a.preset}-s{cfg.seed}')
         print(f'mac_train: {cfg.env}, preset {a.preset}, {cfg.steps} steps, seed {cfg.seed} → {out}/')
-        t0 = time.time(); res = Trainer(cfg, out, resume=a.resume).run()
-    except (ValueError, FileExistsError, FileNotFoundError, NonFiniteLoss, RunFolderBusy) as e: ap.exit(2, f'mac_train: error: {e}\n')
-    write_json(out / 'provenance.json', provenance(seed=cfg.seed, wall_time_s=time.time() - t0, device=get_device(cfg.device),
-               preset=a.preset, config=config_to_dict(cfg), final=res))
-    if res['eval']: print(f"last training evaluation: {res['eval']['success']:.0%} ({res['eval']['protocol']})")
-    if res['final']: print(f"final evaluation: {res['final']['success']:.0%} ({res['final']['protocol']}, env seeds from {FINAL_EVAL_SEED:,})")
-    return 0
+        t0 = time.time(); tr = Trainer(cfg, out, resume=a.resume); res = tr.run()
+        write_json(out / 'provenance.json', provenance(seed=cfg.seed, wall_time_s=time.time() - t0, device=get_device(cfg.device),
+                   preset=a.preset, config=config_to_dict(cfg), final=res))
+        tr.close()
+        if res['eval']: print(f"last training evaluation: {res['eval']['success']:.0%} ({res['eval']['protocol']})")
+        if res['final']: print(f"final evaluation: {res['final']['success']:.0%} ({res['final']['protocol']}, env seeds from {FINAL_EVAL_SEED:,})")
+        return 0
+    return run_cli('mac_train', body, a.debug, ((NonFiniteLoss, EXIT_DIVERGED), (RunFolderBusy, EXIT_USAGE)))
 
 # %% ../nbs/10_training.ipynb #8e66a15b
 def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dict:
@@ -385,8 +434,10 @@ def quickstart_cli(argv=None):
     ap = argparse.ArgumentParser(prog='mac_quickstart', description='The main job: generate data if missing, train MAC (cpu preset) on cube-single task 2, evaluate, write results.')
     ap.add_argument('--out', default='results/quickstart'); ap.add_argument('--smoke', action='store_true', help='tiny preset: the whole pipeline in seconds')
     ap.add_argument('--seed', type=int, default=0); ap.add_argument('--device', default=None); ap.add_argument('--dataset-dir', default=None)
+    ap.add_argument('--debug', action='store_true', help='show the traceback of an error')
     a = ap.parse_args(argv)
-    try: s = quickstart(a.out, a.smoke, a.seed, a.device, a.dataset_dir)
-    except (ValueError, FileExistsError, FileNotFoundError, NonFiniteLoss, RunFolderBusy) as e: ap.exit(2, f'mac_quickstart: error: {e}\n')
-    print(f"{s['env']}: success {s['success']:.0%} ({s['protocol']}) after {s['steps']} steps, {s['wall_time_min']} min in all; wrote {a.out}/summary.json")
-    return 0
+    def body():
+        s = quickstart(a.out, a.smoke, a.seed, a.device, a.dataset_dir)
+        print(f"{s['env']}: success {s['success']:.0%} ({s['protocol']}) after {s['steps']} steps, {s['wall_time_min']} min in all; wrote {a.out}/summary.json")
+        return 0
+    return run_cli('mac_quickstart', body, a.debug, ((NonFiniteLoss, EXIT_DIVERGED), (RunFolderBusy, EXIT_USAGE)))

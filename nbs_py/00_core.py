@@ -265,6 +265,39 @@ with tempfile.TemporaryDirectory() as d:  # a copy of the code (as sent to a GPU
 test_eq((q['commit'], q['dirty']), ('abc123', None))
 
 # %% [markdown]
+# Every command (`mac_data`, `mac_train`, `mac_quickstart`, …) reports a known error as one line and a distinct exit
+# code, and shows the traceback only when asked (`--debug`): 2 for input the user can fix (a bad setting, a missing or
+# invalid file, a busy folder), 3 for a training that diverged, 4 for the system (a full disk, a permission).
+
+# %%
+#| export
+EXIT_USAGE, EXIT_DIVERGED, EXIT_SYSTEM = 2, 3, 4
+
+def run_cli(prog: str, body, debug: bool = False, codes: tuple = ()) -> int:
+    "Run a command's `body()`; a known error becomes one line on stderr and its exit code (re-raised with `debug`)."
+    table = (*codes, ((ValueError, FileExistsError, FileNotFoundError), EXIT_USAGE), (OSError, EXIT_SYSTEM))
+    try: return body()
+    except Exception as e:
+        code = next((c for types, c in table if isinstance(e, types)), None)
+        if code is None or debug: raise
+        hint = '' if code == EXIT_USAGE else ' (run again with --debug for the traceback)'
+        print(f'{prog}: error: {" ".join(str(e).split())}{hint}', file=sys.stderr)
+        return code
+
+
+# %%
+import io, contextlib
+err = io.StringIO()
+with contextlib.redirect_stderr(err): rc = run_cli('demo', lambda: int('x'))
+test_eq((rc, err.getvalue()), (2, "demo: error: invalid literal for int() with base 10: 'x'\n"))
+def disk_full(): raise OSError(28, 'No space left on device')
+with contextlib.redirect_stderr(err): test_eq(run_cli('demo', disk_full), 4)
+with contextlib.redirect_stderr(err): test_eq(run_cli('demo', lambda: open('/nonexistent/x')), 2)       # a missing file: the user's to fix
+test_eq(run_cli('demo', lambda: 0), 0)
+test_fail(lambda: run_cli('demo', lambda: int('x'), debug=True), contains='invalid literal')             # --debug: the traceback
+test_fail(lambda: run_cli('demo', lambda: [][1]), contains='list index out of range')                     # a bug is never hidden
+
+# %% [markdown]
 # ## Implementation details
 #
 # 1. LayerNorm uses `eps=1e-6` (Flax's default) rather than PyTorch's 1e-5, to match the official networks.

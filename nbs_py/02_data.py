@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mac.core import atomic_write, get_device, provenance, write_json
+from mac.core import atomic_write, get_device, provenance, run_cli, write_json
 
 # %%
 #| hide
@@ -342,6 +343,18 @@ def _merge(episodes: list[dict]) -> dict:
 
 # %%
 #| export
+def _die_with_parent(parent: int):
+    "Worker initializer: exit when the parent dies, even by kill -9 (Linux: PR_SET_PDEATHSIG; elsewhere a watcher thread)."
+    try:
+        import ctypes, signal
+        if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL) == 0 and os.getppid() == parent: return  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError): pass
+    import threading
+    def watch():
+        while os.getppid() == parent: time.sleep(0.5)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
 def _episodes(cfg: GenConfig, indices, workers: int, progress: bool, desc: str, arrivals: list | None = None):
     "Collect the episodes `indices` in order, in `workers` processes (1: in this process); log arrival times if asked."
     bar = tqdm(total=len(indices), desc=desc, unit='ep', disable=not progress, mininterval=1, dynamic_ncols=True)
@@ -354,7 +367,7 @@ def _episodes(cfg: GenConfig, indices, workers: int, progress: bool, desc: str, 
     if workers <= 1:
         for i in indices: _take(collect_episode(cfg, i))
     else:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn')) as pool:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context('spawn'), initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             for ep in pool.map(collect_episode, [cfg] * len(indices), indices, chunksize=1): _take(ep)
     bar.close()
     return out
@@ -369,7 +382,9 @@ def generate_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, 
     if episodes < 1: raise DatasetError(f'episodes must be >= 1, got {episodes}')
     if spec.kind == 'noisy': gen_kw = {'noise': 0.2, 'p_random_action': 0.1} | gen_kw
     cfg = GenConfig(spec.env, spec.kind, seed, **gen_kw)
+    if cfg.max_episode_steps < 2: raise DatasetError(f'max_episode_steps must be >= 2 (an episode needs a step and its terminal), got {cfg.max_episode_steps}')
     train, val = dataset_paths(name, dataset_dir)
+    _check_writable(train.parent)                    # before hours of generation, not after
     record = dict(generator='mac.data.generate_dataset', dataset=spec.dataset, episodes=episodes,
                   val_episodes=max(episodes // 10, 1), **{k: v for k, v in vars(cfg).items() if k != 'env'})
     side = train.with_suffix('.json')
@@ -386,7 +401,7 @@ def generate_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, 
             if progress: print(f'{have[0].name} exists with these settings: making only the missing {(val if train.exists() else train).name}')
         else:
             why = 'was made with other settings' if old is not None else 'was not made by mac_data (downloaded?)'
-            bad = [p.name for p in have if not _is_valid(p)]
+            bad = [_why_invalid(p) for p in have if not _is_valid(p)]
             raise DatasetError(f'{" and ".join(p.name for p in have)} already in {train.parent} '
                                f'{"is invalid (" + ", ".join(bad) + ")" if bad else why + (f" ({side.name}: {old})" if old else "")}'
                                f'{"" if len(have) == 2 else "; its twin " + (val if train.exists() else train).name + " is missing"}: '
@@ -400,6 +415,18 @@ def generate_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, 
     steps = sum(len(e['actions']) for e in eps)
     if todo['train']: write_json(side, provenance(wall_time_s=time.time() - t0, workers=workers, steps=steps, **record))
     return train, val
+
+def _check_writable(d: Path):
+    "Fail early, with the reason, when datasets cannot be written into `d`."
+    if d.exists() and not d.is_dir(): raise DatasetError(f'--dataset-dir {d} is a file, not a folder: choose a folder')
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=d, prefix='.mac-write-test-'): pass
+    except OSError as e: raise DatasetError(f'cannot write datasets into {d} ({e.strerror or e}): choose another --dataset-dir') from None
+
+def _why_invalid(p: Path) -> str:
+    try: validate_dataset(p); return f'{p.name}: valid'
+    except DatasetError as e: return str(e)
 
 def _read_json(p):
     import json
@@ -537,7 +564,11 @@ def load_ogbench(name: str, dataset_dir=DEFAULT_DATASET_DIR, **env_kw):
                                f'--episodes 1000 --dataset-dir {dataset_dir}  (or download it with ogbench)')
         validate_dataset(p)
     import ogbench
-    return ogbench.make_env_and_datasets(spec.full, dataset_dir=os.path.expanduser(str(dataset_dir)), compact_dataset=True, **env_kw)
+    env, tr, va = ogbench.make_env_and_datasets(spec.full, dataset_dir=os.path.expanduser(str(dataset_dir)), compact_dataset=True, **env_kw)
+    if tr['observations'].shape[1:] != va['observations'].shape[1:]:   # a pair from two different environments
+        raise DatasetError(f'{train.name} has observations of size {tr["observations"].shape[1]} but {val.name} has {va["observations"].shape[1]}: '
+                           f'they are not one dataset; make both again with mac_data --force')
+    return env, tr, va
 
 
 # %%
@@ -796,6 +827,7 @@ def data_cli(argv=None):
     ap.add_argument('--max-episode-steps', type=int, default=1001, help="episode length (OGBench's recipe: 1001)")
     ap.add_argument('--force', action='store_true', help='replace existing files made with other settings')
     ap.add_argument('--validate', metavar='FILE', nargs='+', help='validate these .npz files instead of generating')
+    ap.add_argument('--debug', action='store_true', help='show the traceback of an error')
     a = ap.parse_args(argv)
     if a.validate:
         ok = True
@@ -806,13 +838,13 @@ def data_cli(argv=None):
     if not a.env: ap.error('--env is required (e.g. --env cube-single), or pass --validate FILE')
     if a.episodes < 1: ap.error(f'--episodes must be >= 1, got {a.episodes}')
     if a.workers < 1: ap.error(f'--workers must be >= 1, got {a.workers}')
-    try:
+    def body():
         spec = parse_name(a.env); name = f'{spec.env}-{a.kind or spec.kind}-v0'
         train, val = generate_dataset(name, a.episodes, a.dataset_dir, a.seed, a.workers, a.force,
                                       max_episode_steps=a.max_episode_steps)
-    except DatasetError as e: ap.exit(2, f'mac_data: error: {e}\n')
-    for p in (train, val): print(f'{p}: {validate_dataset(p)}')
-    return 0
+        for p in (train, val): print(f'{p}: {validate_dataset(p)}')
+        return 0
+    return run_cli('mac_data', body, a.debug)
 
 
 # %% [markdown]

@@ -124,9 +124,15 @@ def bench_cli(argv=None):
                     help="also time torch.compile with this mode, e.g. reduce-overhead (CUDA graphs); repeatable")
     ap.add_argument('--out', default=None, help='write figures + provenance as JSON into this folder')
     a = ap.parse_args(argv)
-    dev = get_device(a.device); t0 = time.time(); results = {'machine': {'matmul_gflop_per_s': matmul_gflops(dev)}}
+    names = [c for c in a.configs.split(',') if c]
+    unknown = [c for c in names if c not in PRESETS]       # check every argument before any work
+    if unknown or not names: ap.error(f'unknown config {", ".join(unknown) or repr(a.configs)}: choose from {", ".join(PRESETS)}')
+    if a.reps < 1: ap.error(f'--reps must be >= 1, got {a.reps}')
+    try: dev = get_device(a.device)
+    except ValueError as e: ap.error(str(e))
+    t0 = time.time(); results = {'machine': {'matmul_gflop_per_s': matmul_gflops(dev)}}
     print(f"float32 matrix products on {dev}: {results['machine']['matmul_gflop_per_s']:.0f} GFLOP/s (2048×2048, the ceiling)", flush=True)
-    for name in a.configs.split(','):
+    for name in names:
         tc = make_config(name)
         modes = {'eager': False} | ({'compiled': True} if a.compile else {}) | {f'compiled-{m}': m for m in a.compile_mode}
         for mode, comp in modes.items():
