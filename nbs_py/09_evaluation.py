@@ -192,8 +192,9 @@ def plot_success(eval_csv, path=None, title: str = 'Success rate during training
 with tempfile.TemporaryDirectory() as d:
     v = record_video(still, 'cube-single-singletask-task2-v0', Path(d) / 'ep.gif', max_steps=6, every=2, size=64)
     test_eq((v['length'], v['frames']), (6, 3)); assert (Path(d) / 'ep.gif').read_bytes()[:3] == b'GIF'
-    (Path(d) / 'eval.csv').write_text('step,success\n100,0.2\n200,0.6\n')
-    fig = plot_success(Path(d) / 'eval.csv', Path(d) / 's.png'); assert (Path(d) / 's.png').exists()
+    real = Path('../results/cpu_variants/preset_seed1/eval.csv')       # a committed run of chapter 10 (cpu preset, seed 1)
+    fig = plot_success(real, Path(d) / 's.png', title='cpu preset, seed 1 (results/cpu_variants/preset_seed1)')
+    test_eq(list(fig.axes[0].lines[0].get_ydata()), [100 * float(r['success']) for r in csv.DictReader(open(real))])
 
 # %% [markdown]
 # ## Implementation details

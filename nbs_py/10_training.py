@@ -366,7 +366,8 @@ def run(self: Trainer) -> dict:
                                                    **{k: round(v, 6) for k, v in last.items()}))
             if tb:
                 for k, v in last.items(): tb.add_scalar(f'loss/{k}', v, self.step)
-            bar.set_postfix_str(f"{sps:.1f} it/s flow {last.get('flow', last.get('bc', 0)):.3f} dyn {last['dynamics']:.2e} V {last.get('v_mean', float('nan')):.1f}")
+            v = last.get('v_mean', float('nan'))           # no value yet during the model/policy-only pretraining steps
+            bar.set_postfix_str(f"{sps:.1f} it/s flow {last.get('flow', last.get('bc', 0)):.3f} dyn {last['dynamics']:.2e} V {'-' if v != v else f'{v:.1f}'}")
         if cfg.eval_episodes and ((cfg.eval_every and self.step % cfg.eval_every == 0) or end):
             last_eval = self.evaluate()
             if tb: tb.add_scalar('eval/success', last_eval['success'], self.step)

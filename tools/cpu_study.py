@@ -157,7 +157,20 @@ def aggregate():
             ax.fill_between(steps, m.mean(0) - m.std(0), m.mean(0) + m.std(0), alpha=0.2)
         ax.set(title=f'{v}: success, mean ± std over seeds', xlabel='training step', ylabel='success (15 episodes)', ylim=(-0.02, 1.02))
         ax.axhline(0.5, color='grey', ls=':', lw=1); ax.legend(fontsize=8)
-    fig.tight_layout(); fig.savefig(OUT / 'curves.png'); print(f'wrote {OUT / "table.csv"}, summary.md, curves.png')
+    fig.tight_layout(); fig.savefig(OUT / 'curves.png'); plt.close(fig)
+    fig, ax = plt.subplots(figsize=(1.2 * len(table) + 2, 3.6), dpi=100)     # final success: seeds as dots, pooled with its CI
+    for i, t in enumerate(table):
+        per = [r['successes'] / r['episodes'] for r in rows if r['variant'] == t['variant'] and r['replan'] == t['replan']]
+        ax.scatter([i] * len(per), per, color='grey', s=18, zorder=2)
+        ax.errorbar(i, t['pooled'], yerr=[[t['pooled'] - t['ci_lo']], [t['ci_hi'] - t['pooled']]], fmt='o', color='C0', capsize=4, zorder=3)
+    ax.set_xticks(range(len(table)), [f"{t['variant']}\nre-plan {t['replan']}" for t in table], fontsize=8)
+    ax.axhline(0.5, color='grey', ls=':', lw=1)
+    ax.set(ylabel='final success (50 episodes)', ylim=(-0.02, 1.02), title='Final success: seeds (grey), pooled with 95% Wilson CI (blue)')
+    fig.tight_layout(); fig.savefig(OUT / 'final.png'); plt.close(fig)
+    from mac.core import provenance, write_json
+    write_json(OUT / 'provenance.json', provenance(command='python tools/cpu_study.py aggregate', runs=sorted({f"{r['variant']}/s{r['seed']}" for r in rows}),
+                                                   note='an index: each run folder holds its own provenance.json (the code and machine that trained it)'))
+    print(f'wrote {OUT / "table.csv"}, summary.md, curves.png, final.png, provenance.json')
 
 
 if __name__ == '__main__':
