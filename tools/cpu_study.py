@@ -54,14 +54,15 @@ def _evaluate(tr, episodes: int, seed: int, replan: int) -> dict:
     return evaluate(tr.agent, tr.norm, cfg.env, episodes, cfg.eval_workers or None, seed=seed, replan_every=replan)
 
 
-def run_one(variant: str, seed: int, threads: int):
+def run_one(variant: str, seed: int, threads: int, steps: int | None = None):
     import torch
     from mac.core import provenance, write_json
     from mac.train import Trainer, config_to_dict, make_config
     torch.set_num_threads(threads)
     spec = VARIANTS[variant]
     d = OUT / variant / f's{seed}'; d.mkdir(parents=True, exist_ok=True)
-    full = make_config(spec['preset'], {**spec['overrides'], 'seed': seed, 'eval_every': 0, 'eval_episodes': 0, 'final_episodes': 0})
+    extra = {'steps': steps} if steps else {}           # a longer budget continues the same runs (exact resume)
+    full = make_config(spec['preset'], {**spec['overrides'], 'seed': seed, 'eval_every': 0, 'eval_episodes': 0, 'final_episodes': 0, **extra})
     assert full.seed + full.steps + EVAL_EPISODES <= FINAL_SEED, 'in-training evaluation seeds would reach the final ones'
     evals, timing = d / 'evals.csv', d / 'timing.csv'
     done_evals = {(int(r['step']), int(r['replan'])) for r in _rows(evals)}
@@ -89,9 +90,9 @@ def run_one(variant: str, seed: int, threads: int):
             _add_row(evals, dict(step=k, replan=rp, success=r['success'], episodes=r['episodes'], seed0=seed + k, wall_s=r['wall_s']))
             print(f'{variant}/s{seed} step {k} replan {rp}: {r["success"]:.0%}', flush=True)
     final = d / 'final.csv'
-    done_final = {int(r['replan']) for r in _rows(final)}
+    done_final = {(int(r['step']), int(r['replan'])) for r in _rows(final)}
     for rp in REPLANS:
-        if rp in done_final: continue
+        if (full.steps, rp) in done_final: continue
         r = _evaluate(tr, FINAL_EPISODES, FINAL_SEED, rp)
         _add_row(final, dict(step=tr.step, replan=rp, success=r['success'], successes=int(sum(r['successes'])), episodes=r['episodes'],
                              seed0=FINAL_SEED, wall_s=r['wall_s']))
@@ -123,23 +124,23 @@ def aggregate():
             for r in _rows(sdir / 'evals.csv'):
                 curves.setdefault((vdir.name, int(r['replan'])), {}).setdefault(int(sdir.name[1:]), {})[int(r['step'])] = float(r['success'])
     table = []
-    for (v, rp) in sorted({(r['variant'], r['replan']) for r in rows}):
-        rs = sorted((r for r in rows if r['variant'] == v and r['replan'] == rp), key=lambda r: r['seed'])
+    for (v, st, rp) in sorted({(r['variant'], r['step'], r['replan']) for r in rows}):
+        rs = sorted((r for r in rows if r['variant'] == v and r['replan'] == rp and r['step'] == st), key=lambda r: r['seed'])
         k, n = sum(r['successes'] for r in rs), sum(r['episodes'] for r in rs)
         per = [r['successes'] / r['episodes'] for r in rs]
         lo, hi = wilson(k, n)
-        last2 = curves.get((v, rp), {})
-        gaps = [abs(c[s2] - c[s1]) for c in last2.values() for s1, s2 in [sorted(c)[-2:]] if len(c) >= 2]
-        table.append(dict(variant=v, replan=rp, seeds=len(rs), per_seed=' '.join(f'{p:.0%}' for p in per),
+        last2 = [{k: x for k, x in c.items() if k <= st} for c in curves.get((v, rp), {}).values()]   # the curve up to this budget
+        gaps = [abs(c[s2] - c[s1]) for c in last2 for s1, s2 in [sorted(c)[-2:]] if len(c) >= 2]
+        table.append(dict(variant=v, step=st, replan=rp, seeds=len(rs), per_seed=' '.join(f'{p:.0%}' for p in per),
                           seeds_ge_50=sum(p >= 0.5 for p in per), pooled=round(k / n, 3), ci_lo=round(lo, 3), ci_hi=round(hi, 3),
                           mean=round(float(np.mean(per)), 3), std=round(float(np.std(per)), 3),
                           max_last2_gap=round(max(gaps), 3) if gaps else ''))
     if not table: print('nothing to aggregate yet'); return
     with open(OUT / 'table.csv', 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=list(table[0])); w.writeheader(); w.writerows(table)
-    lines = ['| variant | replan | seeds | final success per seed (50 ep.) | seeds ≥ 50% | pooled [95% Wilson CI] | mean ± std over seeds | max gap, last two evals |',
-             '|---|---|---|---|---|---|---|---|']
-    lines += [f"| {t['variant']} | {t['replan']} | {t['seeds']} | {t['per_seed']} | {t['seeds_ge_50']}/{t['seeds']} | {t['pooled']:.0%} "
+    lines = ['| variant | steps | replan | seeds | final success per seed (50 ep.) | seeds ≥ 50% | pooled [95% Wilson CI] | mean ± std over seeds | max gap, last two evals |',
+             '|---|---|---|---|---|---|---|---|---|']
+    lines += [f"| {t['variant']} | {t['step']:,} | {t['replan']} | {t['seeds']} | {t['per_seed']} | {t['seeds_ge_50']}/{t['seeds']} | {t['pooled']:.0%} "
               f"[{t['ci_lo']:.0%}, {t['ci_hi']:.0%}] | {t['mean']:.0%} ± {t['std']:.0%} | "
               f"{t['max_last2_gap'] if t['max_last2_gap'] == '' else format(t['max_last2_gap'], '.0%')} |" for t in table]
     (OUT / 'summary.md').write_text('\n'.join(lines) + '\n'); print('\n'.join(lines))
@@ -160,10 +161,10 @@ def aggregate():
     fig.tight_layout(); fig.savefig(OUT / 'curves.png'); plt.close(fig)
     fig, ax = plt.subplots(figsize=(1.2 * len(table) + 2, 3.6), dpi=100)     # final success: seeds as dots, pooled with its CI
     for i, t in enumerate(table):
-        per = [r['successes'] / r['episodes'] for r in rows if r['variant'] == t['variant'] and r['replan'] == t['replan']]
+        per = [r['successes'] / r['episodes'] for r in rows if r['variant'] == t['variant'] and r['replan'] == t['replan'] and r['step'] == t['step']]
         ax.scatter([i] * len(per), per, color='grey', s=18, zorder=2)
         ax.errorbar(i, t['pooled'], yerr=[[t['pooled'] - t['ci_lo']], [t['ci_hi'] - t['pooled']]], fmt='o', color='C0', capsize=4, zorder=3)
-    ax.set_xticks(range(len(table)), [f"{t['variant']}\nre-plan {t['replan']}" for t in table], fontsize=8)
+    ax.set_xticks(range(len(table)), [f"{t['variant']} {t['step'] // 1000}k\nre-plan {t['replan']}" for t in table], fontsize=8)
     ax.axhline(0.5, color='grey', ls=':', lw=1)
     ax.set(ylabel='final success (50 episodes)', ylim=(-0.02, 1.02), title='Final success: seeds (grey), pooled with 95% Wilson CI (blue)')
     fig.tight_layout(); fig.savefig(OUT / 'final.png'); plt.close(fig)
@@ -178,8 +179,9 @@ if __name__ == '__main__':
     sub = ap.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run'); r.add_argument('--variant', required=True, choices=list(VARIANTS))
     r.add_argument('--seeds', type=int, nargs='+', required=True); r.add_argument('--threads', type=int, default=2)
+    r.add_argument('--steps', type=int, default=None, help="train to this many steps instead of the preset's (continues finished runs)")
     sub.add_parser('aggregate')
     a = ap.parse_args()
     if a.cmd == 'aggregate': aggregate()
     else:
-        for s in a.seeds: run_one(a.variant, s, a.threads)
+        for s in a.seeds: run_one(a.variant, s, a.threads, a.steps)
