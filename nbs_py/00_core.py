@@ -38,12 +38,20 @@ from fastcore.test import test_eq, test_close, test_fail
 # > We follow the setup of the work by Park et al. (2025c;b), using 4-layer MLPs with layer normalization
 # > (Ba et al., 2016) for all neural networks (the policy, critic, dynamics model, and reward model). (Appendix A.1)
 #
-# > Update the value function … with target network $\bar V$ … (Eq. 3, Eq. 10)
+# > where $(s_t = \hat{s}_t, \hat{a}_t, \hat{s}_{t+1}, \dots, \hat{s}_{t+n})$ is a length-$n$ imaginary rollout sampled
+# > from the model using the current policy, and $\bar{V}$ is a target value function. (Section 4, after Eq. 3)
+#
+# > where $\bar{\varphi}$ denotes exponentially averaged target parameters (Mnih et al., 2013), and the expectations are
+# > over $(s_t = \hat{s}_t, \hat{\mathbf{a}}_t, \hat{\mathbf{r}}_t, \dots, \hat{s}_{t+Hn})$ uniformly sampled from
+# > $\mathcal{D}^{\text{img}}$ and $k$ uniformly sampled from $\{0, 1, \dots, H-1\}$. (Section 4.2, after Eq. 10)
+#
+# > Target network update rate: 0.005 (Appendix A.3, Table 8)
 #
 # Every network in MAC (flow policy $v_\theta$, one-step policy $\pi_\omega$, dynamics $p_\psi$, reward $r_\psi$,
-# value $V_\varphi$, critic $Q_\varphi$) is the same MLP with different inputs and outputs, and only the value
-# function has a slow-moving target copy $\bar V$. The official code pins down what "4-layer MLP with layer
-# normalization" means (`official-code-facts.md` §2):
+# value $V_\varphi$, critic $Q_\varphi$) is the same MLP with different inputs and outputs. The paper says no more
+# about the target network than the lines above (Algorithm 1 has no step for it); in the official code only the value
+# function has one, a slow-moving EMA copy $\bar V$ updated after every gradient step (`official-code-facts.md` §3
+# item 11). The official code also pins down what "4-layer MLPs with layer normalization" means (§2):
 #
 # | piece | official code | here |
 # |---|---|---|

@@ -27,15 +27,22 @@ from fastcore.test import test_eq, test_close, test_fail
 # %% [markdown]
 # ## In the paper
 #
-# > we define its flow, $\psi(u, x)$, as the unique solution to the following ODE:
-# > $\frac{d}{du}\psi(u, x) = v(u, \psi(u, x))$. (Eq. 1)
+# > For a time-dependent velocity field $v(u, x) : [0, 1] \times \mathbb{R}^k \rightarrow \mathbb{R}^k$ (we use $u$ to
+# > denote times in flow matching to avoid notational conflicts with environment steps in MDPs), we define its flow,
+# > $\psi(u, x) : [0, 1] \times \mathbb{R}^k \rightarrow \mathbb{R}^k$, as the unique solution to the following ordinary
+# > differential equation (ODE) (Lee, 2012):
+# > $\frac{d}{du} \psi(u, x) = v(u, \psi(u, x)). \quad (1)$ (Section 3)
 #
-# > Flow matching aims to find a velocity field whose flow transforms a noise distribution … at $u = 0$ to the
-# > target distribution at $u = 1$ … by minimizing
-# > $\mathbb{E}_{x_0 \sim \mathcal N(0, I),\, x_1 \sim p,\, u \sim U[0,1],\, x_u = (1-u)x_0 + u x_1}\big[\|v(u, x_u) - (x_1 - x_0)\|_2^2\big]$. (Eq. 2)
+# > Flow matching aims to find a velocity field whose flow transforms a noise distribution (e.g., $k$-dimensional
+# > standard Gaussian, $\mathcal{N}(0, I_d)$) at $u = 0$ to the target distribution at $u = 1$. (Section 3)
 #
-# > Compared to Gaussian policies, the flow-based behavior policy better models multi-modal action
-# > distributions … (Section 4.1, Figure 1 right)
+# > Prior work (Lipman et al., 2023; Albergo & Vanden-Eijnden, 2023; Liu et al., 2023) has shown that we can train
+# > such a velocity field by minimizing the following loss:
+# > $\mathbb{E}_{x_0 \sim \mathcal{N}(0, I_d), x_1 \sim p(x), u \sim \text{Unif}([0, 1]), x_u = (1-u)x_0 + ux_1} [\|v(u, x_u) - (x_1 - x_0)\|_2^2]. \quad (2)$ (Section 3)
+#
+# > Compared to Gaussian policies, the flow-based behavior policy better models multi-modal action distributions,
+# > allowing us to sample action chunks that stay in-distribution, which obviates the need for an additional uncertainty
+# > penalization mechanism. (Section 4.1)
 #
 # MAC's behaviour policy (chapter 3) is this construction with the state as the condition and an action chunk
 # as $x_1$. Here the condition is a toy context and $x_1$ a point in the plane.
@@ -208,6 +215,27 @@ oracle = lambda c, x_u, u: x1 - x0                         # the conditional vel
 test_close(flow_matching_loss(oracle, None, x1, x0=x0, u=u), 0.0)
 zero = lambda c, x_u, u: torch.zeros_like(x_u)            # ... and the zero field pays mean((x1 - x0)²)
 test_close(flow_matching_loss(zero, None, x1, x0=x0, u=u), ((x1 - x0) ** 2).mean())
+
+
+# %% [markdown]
+# **Mean or sum over dimensions.** The official loss, and ours, averages over the D dimensions where Eq. 2 sums them:
+# a constant factor 1/D. It leaves the targets $x_1 - x_0$ and the minimiser unchanged, and with Adam it leaves the
+# training unchanged too: Adam divides each gradient coordinate by its running root-mean-square, so a constant factor on
+# the loss cancels (up to Adam's ε = 1e-8). Only the printed loss changes, by the factor D. Plain SGD would take the
+# factor as a learning rate. Check: two copies of a small field, trained 20 steps on the same data and noise with the
+# mean and with the sum, end at the same weights under Adam and at different ones under SGD.
+
+# %%
+def train_copy(scale: float, opt_cls, steps: int = 20):
+    torch.manual_seed(0); vc = VelocityField(3, 2, hidden=(16, 16)); opt = opt_cls(vc.parameters(), lr=1e-2)
+    gc = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        cond_, x1_, _ = toy_sample(64, gc)
+        loss = scale * flow_matching_loss(vc, cond_, x1_, generator=gc)   # scale = D: Eq. 2's sum over the D = 2 dims
+        opt.zero_grad(); loss.backward(); opt.step()
+    return torch.cat([p.detach().flatten() for p in vc.parameters()])
+test_close(train_copy(1.0, torch.optim.Adam), train_copy(2.0, torch.optim.Adam), eps=1e-5)          # Adam: the factor cancels
+assert (train_copy(1.0, torch.optim.SGD) - train_copy(2.0, torch.optim.SGD)).abs().max() > 1e-3     # SGD: it is a learning rate
 
 
 # %% [markdown]
@@ -397,7 +425,8 @@ with tempfile.TemporaryDirectory() as d:
 # 2. The time $u$ enters the network as a raw scalar concatenated after the noisy sample; no sinusoidal embedding
 #    (as the official code).
 # 3. The loss is a mean over dimensions as well as the batch (the official code), which rescales Eq. 2's squared
-#    norm by 1/D; it changes the effective learning rate, not the minimiser.
+#    norm by 1/D. The targets and the minimiser are the same, and Adam's steps are too (up to its ε; checked above):
+#    only the reported loss values differ, by the factor D.
 # 4. $u \sim U[0, 1)$, and Euler evaluates $v$ at $u = 0, \frac1F, \dots, \frac{F-1}F$; clipping (used for action
 #    chunks) happens once, after the last step, as in the official `sample_flow_actions`.
 # 5. The toy uses 128×4 networks and lr 1e-3 with cosine decay so it trains in seconds on a CPU; MAC's policies

@@ -32,18 +32,25 @@ import matplotlib.pyplot as plt
 # %% [markdown]
 # ## In the paper
 #
-# > instead of training a single-step model $p(s_{t+1} \mid s_t, a_t)$, we train a multi-step model
-# > $p(s_{t+n} \mid s_t, a_{t:t+n-1})$ that takes an action-chunk as input and predicts a future state that is
-# > n-step ahead. This substantially reduces the number of recursive model calls and mitigates compounding errors. (Section 1)
+# > Namely, instead of training a single-step model $p(s_{t+1} \mid s_t, a_t)$, we train a multi-step model
+# > $p(s_{t+n} \mid s_t, a_{t:t+n-1})$ that takes an action-chunk $a_{t:t+n-1}$ as input and predicts a future state that
+# > is $n$-step ahead. This substantially reduces the number of recursive model calls and mitigates compounding errors
+# > (Figure 1, left), enabling long-horizon imaginary rollouts over 100 environment steps. (Section 1)
 #
-# > $L^{\text{dyn}}(\psi) = \mathbb E\big[\|p_\psi(s_t, \mathbf a_t) - s_{t+n}\|_2^2\big]$ (Eq. 5),
-# > $L^{\text{rew}}(\psi) = \mathbb E\big[\|r_\psi(s_t, \mathbf a_t) - \mathbf r_t\|_2^2\big]$ (Eq. 6)
+# > $L^{\text{dyn}}(\psi) = \mathbb{E}_{(s_t, \mathbf{a}_t, \dots, s_{t+n}) \sim \mathcal{D}} [\|p_\psi(s_t, \mathbf{a}_t) - s_{t+n}\|_2^2], \quad (5)$
+# >
+# > $L^{\text{rew}}(\psi) = \mathbb{E}_{(s_t, \mathbf{a}_t, \dots, s_{t+n}) \sim \mathcal{D}} [\|r_\psi(s_t, \mathbf{a}_t) - \mathbf{r}_t\|_2^2], \quad (6)$ (Section 4.2)
 #
-# > we parameterize the reward model and the terminal model using a single success prediction network
-# > $f_\psi(s_t, a_t)$, where termination is $\mathbb 1(f_\psi > 0.5)$ and reward is $\mathbb 1(f_\psi > 0.5) - 1$. (Appendix A.1)
+# > For large-scale benchmarks, we parameterize the reward model and the terminal model using a single success
+# > prediction network $f_\psi(s_t, a_t)$, where termination is calculated as $\mathbb{1}(f_\psi(s_t, a_t) > 0.5)$ and
+# > reward is calculated as $\mathbb{1}(f_\psi(s_t, a_t) > 0.5) - 1$. For reward-based tasks, we use a reward model
+# > $r_\psi(s_t, a_t)$ without termination. (Appendix A.1)
 #
-# > we train dynamics models with action chunk lengths of {1, 5, 10, 25} and measure their mean squared prediction
-# > errors along a length-100 dataset trajectory … the errors from a standard one-step model diverge over time. (Figure 2)
+# > Specifically, we train dynamics models with action chunk lengths of $\{1, 5, 10, 25\}$ and measure their mean
+# > squared prediction errors along a length-100 dataset trajectory in puzzle-4x5. Figure 2 presents the result,
+# > suggesting that longer action chunks indeed substantially mitigate error accumulation. Notably, the errors from a
+# > standard one-step model diverge over time, substantiating the necessity of multi-step prediction for long-horizon
+# > tasks. (Section 5.3, Figure 2)
 #
 # | symbol | meaning | code |
 # |---|---|---|
@@ -55,13 +62,68 @@ import matplotlib.pyplot as plt
 # %% [markdown]
 # ## Derivation: why fewer calls means less compounding
 #
-# 1. A model with one-call error $\epsilon$ and Lipschitz constant $\lambda$ w.r.t. its input state, rolled out for
-#    k calls, has error $e_k \le \lambda e_{k-1} + \epsilon$, so $e_k \le \epsilon (\lambda^k - 1)/(\lambda - 1)$.
-# 2. Covering a horizon of T environment steps takes $k = T/n$ calls with chunks of length n.
-# 3. For $\lambda > 1$ the bound grows geometrically in k: dividing k by n shrinks it from $\sim\lambda^T$ to
-#    $\sim\lambda^{T/n}$, even if each chunk call is somewhat less accurate ($\epsilon_n > \epsilon_1$) because it
-#    predicts further ahead.
-# 4. Whether the trade pays off is empirical: the experiment below measures it.
+# Let the true dynamics $s \mapsto f(s)$ be λ-Lipschitz, let each model call add an error $\epsilon_t$ of size at most ε to
+# the state it predicts (ε₁ for a one-step model, εₙ for a chunk model), and let $e_t = \|\hat s_t - s_t\|$ be the
+# rollout's error after t environment steps.
+#
+# 1. **One-step model, one call.** $\hat s_{t+1} - s_{t+1} = f(\hat s_t) - f(s_t) + \epsilon_t$, so $e_{t+1} \le \lambda e_t + \epsilon_1$:
+#    the error already made grows by λ, and the call injects a new one.
+# 2. **One-step model, T steps.** Unrolling from $e_0 = 0$: $e_T \le \epsilon_1 \sum_{i=0}^{T-1} \lambda^i$, i.e. T injections,
+#    the one made i steps before the end amplified by $\lambda^i$.
+# 3. **Chunk model, one call.** It imitates the n-step map $f^n$, whose Lipschitz constant is $\lambda^n$ (at most), not λ:
+#    $e_{t+(k+1)n} \le \lambda^n e_{t+kn} + \epsilon_n$.
+# 4. **Chunk model, T steps.** With $T/n$ calls: $e_T \le \epsilon_n \sum_{j=0}^{T/n-1} \lambda^{nj}$, i.e. only T/n injections,
+#    each amplified by the same true-dynamics factor ($\lambda^{nj}$ after $nj$ steps) as in step 2.
+# 5. **The ratio.** Grouping step 2's sum in blocks of n, $\sum_{i<T} \lambda^i = S_n(\lambda) \sum_{j<T/n} \lambda^{nj}$ with
+#    $S_n(\lambda) = \sum_{i<n} \lambda^i$, so the one-step bound is $(\epsilon_1/\epsilon_n)\, S_n(\lambda)$ times the chunk bound, for every T.
+# 6. **What chunking buys.** Not slower growth (for λ > 1 both bounds grow like $\lambda^T$), but a constant factor:
+#    it drops all but one injection in n, worth $S_n(\lambda)$ ($= n$ at λ = 1, more for λ > 1, less for λ < 1).
+# 7. **When it pays.** The chunk model wins as long as one of its calls is less than $S_n(\lambda)$ times worse than a
+#    one-step call, $\epsilon_n < S_n(\lambda)\,\epsilon_1$; a chunk call predicts further ahead, so $\epsilon_n > \epsilon_1$ is expected.
+# 8. **What the bound leaves out.** A learned model's error is not a constant ε: it grows once an imagined state drifts off
+#    the data, so an early error can also make later calls worse. Whether the trade pays off with learned models is
+#    empirical: the experiment below measures it.
+
+# %% [markdown]
+# ## Toy: a linear system where both errors are measurable
+#
+# True dynamics $x_{t+1} = A x_t$; a one-step model $x \mapsto A x + e$ and a chunk model $x \mapsto A^n x + e$ that make
+# the *same* error e on every call. With $A = \lambda I$ the bounds of steps 2 and 4 hold with equality, so the measured
+# T-step errors must equal them, and their ratio must be $S_n(\lambda)$ whatever T. For any A the chunk model's
+# error after k calls is $\sum_{j<k} A^{nj} e$ (step 4 without norms). Not exported: a notebook toy.
+
+# %%
+def chunk_model_error(A, e, n: int, T: int, x0):
+    "Roll the truth x ↦ Aⁿx and the model x ↦ Aⁿx + e for T/n calls from x0 (S,); the error x̂ − x after each call (T/n, S)."
+    An, x_hat, x, errs = torch.linalg.matrix_power(A, n), x0, x0, []
+    for _ in range(T // n):
+        x_hat, x = An @ x_hat + e, An @ x; errs.append(x_hat - x)
+    return torch.stack(errs)
+
+S_n = lambda lam, n: sum(lam ** i for i in range(n))                      # S_n(λ) = 1 + λ + … + λⁿ⁻¹
+e, x0, n = torch.tensor([1e-3, -2e-3, 5e-4], dtype=torch.float64), torch.ones(3, dtype=torch.float64), 10
+for lam in (0.9, 1.0, 1.05):
+    A = lam * torch.eye(3, dtype=torch.float64)
+    for T in (20, 100):
+        e1, en = chunk_model_error(A, e, 1, T, x0)[-1].norm(), chunk_model_error(A, e, n, T, x0)[-1].norm()
+        test_close(e1, e.norm() * S_n(lam, T), eps=1e-12)                  # step 2: T injections
+        test_close(en, e.norm() * S_n(lam ** n, T // n), eps=1e-12)       # step 4: T/n injections, each grown by λ^{nj}
+        test_close(e1 / en, S_n(lam, n), eps=1e-9)                         # step 5: a constant factor, the same for T = 20 and 100
+torch.manual_seed(0); A = torch.eye(3, dtype=torch.float64) + 0.05 * torch.randn(3, 3, dtype=torch.float64)   # any A
+test_close(chunk_model_error(A, e, n, 100, x0)[-1], sum(torch.linalg.matrix_power(A, n * j) @ e for j in range(10)), eps=1e-12)
+
+# %%
+lam, T = 1.05, 100
+A = lam * torch.eye(3, dtype=torch.float64)
+err1, errn = chunk_model_error(A, e, 1, T, x0).norm(dim=-1), chunk_model_error(A, e, n, T, x0).norm(dim=-1)
+fig, ax = plt.subplots(figsize=(6, 3.4), dpi=80)
+ax.plot(range(1, T + 1), err1, label='one-step model (T calls)')
+ax.plot(range(n, T + 1, n), errn, 'o', ms=5, label=f'chunk model, n = {n} (T/n calls)')
+ax.plot(range(1, T + 1), err1 / S_n(lam, n), ':', c='gray', label='one-step error / $S_n(\\lambda)$')
+ax.set(yscale='log', xlabel='environment steps into the rollout', ylabel='$\\|\\hat x - x\\|$',
+       title=f'Chunks keep the growth rate (λ = {lam}) and cut the error {S_n(lam, n):.1f}-fold')
+ax.legend(fontsize=8); plt.show()
+
 
 # %% [markdown]
 # ## The models
@@ -322,7 +384,9 @@ else: print('not run yet: mac_model_error --out results/model_error')
 # 2. Losses are means over the batch and the state dimensions (official); Eq. 5 writes a squared norm.
 # 3. One deterministic model, no ensemble (official MAC); the baselines' ensembles are not part of MAC.
 # 4. The success model takes $[s, g, \mathbf a]$ when a goal is given (official, goal-conditioned) and $[s, \mathbf a]$
-#    otherwise (the paper's $f_\psi(s_t, \mathbf a_t)$); success is $\sigma(f) > 0.5$.
+#    otherwise (the paper's $f_\psi(s_t, \mathbf a_t)$); success is $\sigma(f) > 0.5$. For reward-based tasks the paper
+#    uses the reward model without termination; the official code still trains the success net there, on all-zero
+#    targets (facts §3 item 4), so nothing terminates.
 # 5. The model-error study compares each prediction with the *same* trajectory's true state; the official
 #    `sample_consecutive` mixes trajectories (facts §1.5, §7 item 11). We use cube-double (the paper: puzzle-4x5 from a
 #    100M dataset, far beyond a 2-core machine) and 100 environment steps (the paper's figure; the code logs 150).

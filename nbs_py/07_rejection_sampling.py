@@ -1,6 +1,6 @@
 # %% [markdown]
 # # Rejection sampling
-# > Act with the chunk the critic likes best among N samples of the behaviour policy: in-distribution by construction.
+# > Act with the chunk the critic likes best among N samples of the behaviour policy: it stays on the learned behaviour policy's support, and the max favours the critic's overestimates.
 
 # %%
 #| default_exp rejection
@@ -25,11 +25,22 @@ from mac.flow import VelocityField, flow_matching_loss, euler_sample
 # %% [markdown]
 # ## In the paper
 #
-# > we employ rejection sampling from an expressive behavioral action-chunk policy … and *define* a policy as the
-# > argmax action chunk (among N chunks sampled from the behavioral policy) of the value function:
-# > $\pi(s_t) \overset{d}{=} \arg\max_{\mathbf a^{(1)},\dots,\mathbf a^{(N)} \sim \pi^\beta(\cdot\mid s_t)} Q(s_t, \mathbf a^{(i)})$ (Eq. 4)
+# > To handle these challenges, we employ rejection sampling from an expressive behavioral action-chunk policy.
+# > Specifically, we use flow matching (Lipman et al., 2024) to train a behavioral cloning (BC) action-chunk policy, and
+# > *define* a policy as the $\arg \max$ action chunk (among $N$ chunks sampled from the BC policy) that maximizes the
+# > learned value function:
+# > $\pi(s_t) \stackrel{d}{=} \arg \max_{\{\mathbf{a}_{t:t+n-1}^{(i)}\}_{i=1}^N \sim \pi^\beta(a_{t:t+n-1} \mid s_t)} Q(s_t, \mathbf{a}_{t:t+n-1}^{(i)}), \quad (4)$
+# > where $\pi^\beta(a_{t:t+n-1} \mid s_t) : \mathcal{S} \rightarrow \Delta(\mathcal{A}^n)$ denotes an action-chunk flow BC
+# > policy, $Q(s_t, a_{t:t+n-1}) : \mathcal{S} \times \mathcal{A}^n \rightarrow \mathbb{R}$ denotes an action-chunk value
+# > function, and $\stackrel{d}{=}$ denotes equality in distribution. (Section 4.1)
 #
-# > we use $N_{\text{train}} = 8$ during training … and $N_{\text{test}} = 32$ at test time. (Appendix A.1)
+# > Compared to Gaussian policies, the flow-based behavior policy better models multi-modal action distributions,
+# > allowing us to sample action chunks that stay in-distribution, which obviates the need for an additional uncertainty
+# > penalization mechanism. (Section 4.1)
+#
+# > Specifically, we use $N_{\text{train}} = 8$ during training (except in `puzzle-4x5`, where a larger
+# > $N_{\text{train}} = 32$ was necessary due to the BC policy branching over 20 possible actions) and
+# > $N_{\text{test}} = 32$ at test time. (Appendix A.1)
 #
 # | symbol | meaning | code |
 # |---|---|---|
@@ -38,13 +49,21 @@ from mac.flow import VelocityField, flow_matching_loss, euler_sample
 # | N | candidates per state (8 in rollouts, 32 when acting) | `N` |
 
 # %% [markdown]
-# ## Why it works, in three lines
+# ## What it ensures, and what it does not
 #
-# 1. Every candidate is a sample of the behaviour policy, so the chosen chunk is always one the data could have
-#    produced: the policy cannot leave the data's support, and the model is never asked about chunks it has not seen.
-# 2. Among those, the argmax of Q picks the best; as N grows the policy moves from $\pi^\beta$ (N = 1) towards the best
-#    in-support chunk, a soft trust region controlled by N rather than by a penalty weight.
-# 3. With a constant Q the choice carries no information and the policy stays $\pi^\beta$.
+# 1. **Ensured: the chunk comes from the learned behaviour policy.** Every candidate is a sample of the behaviour
+#    sampler and choosing among them passes no gradient to the actions, so nothing pushes the chosen chunk off that
+#    sampler's support (gradient ascent on Q does, in the toy below). As N grows the policy moves from $\pi^\beta$
+#    (N = 1) towards the best chunk in that support: a soft trust region set by N rather than by a penalty weight.
+# 2. **Not ensured: that the sampler, the model or Q are right.** The support is that of a *learned* sampler (in MAC
+#    the one-step student $\pi_\omega$, chapter 4), and inside rollouts it is queried at imagined states $\hat s_k$ that
+#    may lie off the data. There the student can propose chunks the data never showed, and the dynamics model and Q
+#    can be wrong about them.
+# 3. **The max amplifies Q's errors.** The argmax favours candidates whose Q is overestimated: if N candidates are
+#    equally good and Q errs by independent noise of std σ, the chosen one's Q exceeds its true value by σ times the
+#    expected maximum of N standard normals, 0 for N = 1, 1.42 for N = 8, 2.07 for N = 32 (it grows like
+#    $\sqrt{2 \ln N}$). A larger N buys a better chunk *and* a more optimistic Q.
+# 4. **A constant Q** carries no information, and the policy stays $\pi^\beta$.
 
 # %% [markdown]
 # ## Implementation
@@ -81,6 +100,25 @@ test_eq(q, cands.sum(-1).max(-1).values); test_eq(pick.sum(-1), q)
 assert ((cands == pick[:, None]).all(-1)).any(-1).all()     # the pick is one of the candidates, per state
 g.manual_seed(3); big = rejection_sample(behaviour, lambda o, a: torch.zeros(a.shape[:2]), torch.randn(20000, 3), 8)[0]
 test_close(big.mean(0), torch.zeros(4), eps=0.03); test_close(big.std(0), torch.full((4,), 2 / 12 ** 0.5), eps=0.03)  # still U[-1, 1]
+
+
+# %% [markdown]
+# Line 3, measured: every candidate is equally good (true Q = 0) and the learned Q is the truth plus N(0, 1) noise.
+# The chosen chunk's Q must then overestimate by the expected maximum of N standard normals,
+# $\int x\, N \varphi(x)\, \Phi(x)^{N-1} dx$, computed here by quadrature.
+
+# %%
+def expected_max(N: int) -> float:
+    "E[max of N standard normals] = ∫ x·N·φ(x)·Φ(x)^(N−1) dx, by the trapezoidal rule."
+    x = torch.linspace(-9, 9, 40001, dtype=torch.float64)
+    phi, Phi = torch.exp(-x ** 2 / 2) / math.sqrt(2 * math.pi), 0.5 * (1 + torch.erf(x / math.sqrt(2)))
+    return torch.trapezoid(x * N * phi * Phi ** (N - 1), x).item()
+
+g.manual_seed(4)
+noisy_q = lambda obs, a: torch.randn(a.shape[:2], generator=g)        # learned Q = true Q (0) + N(0, 1) error
+over = {N: rejection_sample(behaviour, noisy_q, torch.zeros(20000, 3), N)[1].mean().item() for N in (1, 8, 32)}
+for N, o in over.items(): test_close(o, expected_max(N), eps=0.03)    # overestimation of the chosen chunk's value
+test_close([expected_max(8), expected_max(32)], [1.4236, 2.0697], eps=1e-4)   # the numbers quoted in line 3
 
 # %% [markdown]
 # ## Toy: a bandit with a two-mode behaviour policy

@@ -33,14 +33,39 @@ import numpy as np
 # %% [markdown]
 # ## In the paper: Algorithm 1
 #
-# > **for** each gradient step **do**
-# > &nbsp;&nbsp; Sample batch $\{(s_t, \mathbf a_t, \mathbf r_t, s_{t+n})\}$ from $\mathcal D$
-# > &nbsp;&nbsp; Update flow BC policy $\pi_\theta$ with flow-matching loss (Eq. 7); update one-step BC policy $\pi_\omega$ with distillation loss (Eq. 8)
-# > &nbsp;&nbsp; Update dynamics model $p_\psi$ (Eq. 5) and reward model $r_\psi$ (Eq. 6)
-# > &nbsp;&nbsp; Sample imaginary rollouts with rejection sampling from $\pi_\omega$ in $p_\psi$ (Eq. 9)
-# > &nbsp;&nbsp; Update value $V_\varphi$ with nH-step targets from the rollout (Eq. 10); update critic $Q_\varphi$ with $V_\varphi$ (Eq. 11)
-# > &nbsp;&nbsp; Update target network $\bar V$
-# > **Act**: sample $N$ chunks from $\pi_\omega$ and return $\arg\max_i Q_\varphi(s, \hat{\mathbf a}^{(i)})$ (Eq. 4)
+# > **Algorithm 1** Offline Model-Based RL with Action Chunks (MAC)<br>
+# > **Input:** Dataset $\mathcal{D}$, rollout length $H$, action chunking size $n$, rejection sampling size $M$<br>
+# > // Training loop<br>
+# > **while** not converged **do**<br>
+# > &nbsp;&nbsp;▷ Sample action-chunked batch from the dataset ($\mathbf{a}_t = a_{t:t+n-1}$, $\mathbf{r}_t = \sum_{i=0}^{n-1} \gamma^i r_{t+i}$)<br>
+# > &nbsp;&nbsp;Sample batch $\{(s_t, \mathbf{a}_t, \mathbf{r}_t, s_{t+n})\} \sim \mathcal{D}$<br>
+# > &nbsp;&nbsp;▷ Train BC policy using dataset transitions<br>
+# > &nbsp;&nbsp;Update flow BC policy $\pi_\theta$ with flow-matching loss (Equation (7))<br>
+# > &nbsp;&nbsp;Update one-step BC policy $\pi_\omega$ with distillation loss (Equation (8))<br>
+# > &nbsp;&nbsp;▷ Train dynamics and reward model using dataset transitions<br>
+# > &nbsp;&nbsp;Update dynamics model $p_\psi$ to minimize $\mathbb{E}[\|p_\psi(s_t, \mathbf{a}_t) - s_{t+n}\|_2^2]$ (Equation (5))<br>
+# > &nbsp;&nbsp;Update reward model $r_\psi$ to minimize $\mathbb{E}[\|r_\psi(s_t, \mathbf{a}_t) - \mathbf{r}_t\|_2^2]$ (Equation (6))<br>
+# > &nbsp;&nbsp;▷ Generate model rollouts ($\hat{s}_t = s_t$)<br>
+# > &nbsp;&nbsp;**for** $k = 0, 1, \dots, H - 1$ **do**<br>
+# > &nbsp;&nbsp;&nbsp;&nbsp;$\hat{\mathbf{a}}_{t+kn} \leftarrow \text{POLICY}(\hat{s}_{t+kn})$<br>
+# > &nbsp;&nbsp;&nbsp;&nbsp;$\hat{s}_{t+(k+1)n}, \hat{\mathbf{r}}_{t+kn} \sim p_\psi(\cdot \mid \hat{s}_{t+kn}, \hat{\mathbf{a}}_{t+kn}), r_\psi(\cdot \mid \hat{s}_{t+kn}, \hat{\mathbf{a}}_{t+kn})$<br>
+# > &nbsp;&nbsp;▷ Update value using model rollouts<br>
+# > &nbsp;&nbsp;Update value $V_\varphi$ with $nH$-step targets from the rollout (Equation (10))<br>
+# > &nbsp;&nbsp;▷ Learn critic for faster rejection sampling<br>
+# > &nbsp;&nbsp;Update critic $Q_\varphi$ with the learned value function $V_\varphi$ (Equation (11))<br>
+# > // Extract action from flow BC policy $\pi_\theta$ with rejection sampling<br>
+# > **function** POLICY($s$)<br>
+# > &nbsp;&nbsp;$z \sim \mathcal{N}(0, I)$<br>
+# > &nbsp;&nbsp;$\hat{\mathbf{a}}^{(i)} = \pi_\omega(s, z)$<br>
+# > &nbsp;&nbsp;**return** $\arg\max_{\hat{\mathbf{a}}^{(1)}, \dots, \hat{\mathbf{a}}^{(M)}} Q_\varphi(s, \hat{\mathbf{a}}^{(i)})$
+#
+# In our words, two things the algorithm leaves implicit. Its rejection sampling size $M$ is the N of Eq. 4 (8 in
+# rollouts, 32 when acting; the text uses M for the number of imagined trajectories, Eq. 9). And it has no line for a
+# target network, which the paper mentions only in passing: Eq. 3's $\bar V$ is "a target value function", the
+# $\bar\varphi$ named after Eq. 10 are "exponentially averaged target parameters" (chapter 6), and Table 8 lists a
+# target network update rate of 0.005. The official code keeps an EMA copy $\bar V$ of the value network, bootstraps
+# Eq. 10 from it, and updates it once per step from the pre-update value weights (`official-code-facts.md` §3 items 5
+# and 11); we do the same.
 #
 # The official code runs this as **one** gradient step of the **sum** of all losses with a single Adam
 # (`official-code-facts.md` §3). Since each loss reaches only its own network's parameters, that is the same as
