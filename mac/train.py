@@ -205,13 +205,17 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir, resume: bool = False, progress: bool = True):
         self.dir, self.progress, self.device = Path(run_dir), progress, get_device(cfg.device)
         self.ckpt_path = self.dir / 'checkpoint.pt'
-        lock_run_dir(self.dir)     # before looking at the folder: the check below and the run's writes are then ours alone
+        lock_run_dir(self.dir); self._closed = False   # before looking at the folder: the check below and the run's writes are then ours alone
         try: self._setup(cfg, resume)
-        except BaseException: unlock_run_dir(self.dir); raise
+        except BaseException: self._closed = True; unlock_run_dir(self.dir); raise
 
     def close(self):
-        "Release the run folder (also at exit: the kernel drops the lock of a finished or killed process)."
-        if not getattr(self, '_closed', False): self._closed = True; unlock_run_dir(self.dir)
+        "Release the run folder (also when the Trainer is garbage-collected, and at exit: the kernel drops a dead process's lock)."
+        if not getattr(self, '_closed', True): self._closed = True; unlock_run_dir(self.dir)
+
+    def __del__(self):
+        try: self.close()
+        except Exception: pass   # at interpreter exit the module may be gone; the kernel drops the lock anyway
 
     def _setup(self, cfg, resume):
         spec = parse_name(cfg.env)

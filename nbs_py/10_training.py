@@ -272,13 +272,17 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir, resume: bool = False, progress: bool = True):
         self.dir, self.progress, self.device = Path(run_dir), progress, get_device(cfg.device)
         self.ckpt_path = self.dir / 'checkpoint.pt'
-        lock_run_dir(self.dir)     # before looking at the folder: the check below and the run's writes are then ours alone
+        lock_run_dir(self.dir); self._closed = False   # before looking at the folder: the check below and the run's writes are then ours alone
         try: self._setup(cfg, resume)
-        except BaseException: unlock_run_dir(self.dir); raise
+        except BaseException: self._closed = True; unlock_run_dir(self.dir); raise
 
     def close(self):
-        "Release the run folder (also at exit: the kernel drops the lock of a finished or killed process)."
-        if not getattr(self, '_closed', False): self._closed = True; unlock_run_dir(self.dir)
+        "Release the run folder (also when the Trainer is garbage-collected, and at exit: the kernel drops a dead process's lock)."
+        if not getattr(self, '_closed', True): self._closed = True; unlock_run_dir(self.dir)
+
+    def __del__(self):
+        try: self.close()
+        except Exception: pass   # at interpreter exit the module may be gone; the kernel drops the lock anyway
 
     def _setup(self, cfg, resume):
         spec = parse_name(cfg.env)
@@ -458,6 +462,8 @@ holder.stdout.readline()                                                    # th
 test_fail(lambda: Trainer(cfg, tmp / 'busy', progress=False), contains=f"in use by another training ({{\"pid\": {holder.pid}")
 holder.kill(); holder.wait()                                                # killed: the kernel drops its lock
 Trainer(cfg, tmp / 'busy', progress=False).close()                          # and the folder is free again
+t = Trainer(cfg, tmp / 'busy', progress=False); test_eq((tmp / 'busy').resolve() in _LOCKS, True)
+del t; test_eq((tmp / 'busy').resolve() in _LOCKS, False)                    # a dropped Trainer releases its folder
 test_fail(lambda: Trainer(cfg, tmp / 'nothing', resume=True, progress=False), contains='nothing to resume')
 test_fail(lambda: Trainer(make_config('tiny', {'env': 'cube-single-play-v0'}), tmp / 'x', progress=False), contains='single-task datasets')
 boom = Trainer(make_config('tiny', {'dataset_dir': str(data_dir), 'device': 'cpu', 'steps': 60}), tmp / 'nan', progress=False)

@@ -105,6 +105,35 @@ def run_one(variant: str, seed: int, threads: int, steps: int | None = None):
         protocol=dict(eval_every=EVAL_EVERY, eval_episodes=EVAL_EPISODES, replans=REPLANS, final_episodes=FINAL_EPISODES, final_seed=FINAL_SEED)))
 
 
+def explain(variant: str, seeds: list[int], episodes: int = 10, seed0: int = 200_000):
+    "How the executed motion differs between re-planning every step and executing whole chunks, on each final checkpoint."
+    import numpy as np, torch
+    from mac.agent import MACAgent
+    from mac.data import ObsNormalizer
+    from mac.evaluate import eval_env_name, run_episodes
+    from mac.train import config_from_dict, load_checkpoint
+    rows = []
+    for seed in seeds:                            # read-only: the checkpoint alone, no Trainer (and no run-folder lock)
+        ck = load_checkpoint(OUT / variant / f's{seed}' / 'run' / 'checkpoint.pt', 'cpu'); cfg = config_from_dict(json.loads(ck['config']))
+        ag = MACAgent(ck['obs_dim'], ck['action_dim'], cfg.agent, 'cpu'); ag.load_state_dict(ck['agent']); ag.eval()
+        norm = ObsNormalizer.from_state_dict(ck['normalizer'], 'cpu')
+        for rp in REPLANS:
+            g = torch.Generator().manual_seed(seed0); chunks = []
+            def act(obs):
+                with torch.no_grad(): c = ag.act(norm(torch.as_tensor(obs, dtype=torch.float32)), g).numpy()
+                chunks.append(c.reshape(len(obs), -1, ag.action_dim)); return c
+            r = run_episodes(act, eval_env_name(cfg.env), episodes, 1, seed0, rp, ag.action_dim)
+            jerk, flips, i = [], [], 0
+            for L in r['lengths']:                 # one env (workers=1): episode by episode, the chunks it asked for
+                k = -(-L // rp); x = np.clip(np.concatenate([c[0, :rp] for c in chunks[i:i + k]])[:L], -1, 1); i += k
+                jerk.append(np.abs(np.diff(x[:, :4], axis=0)).mean()); flips.append(int((np.diff(np.sign(x[:, 4])) != 0).sum()))
+            rows.append(dict(seed=seed, step=ck['step'], replan=rp, episodes=episodes, success=r['success'], arm_change_per_step=round(float(np.mean(jerk)), 4),
+                             gripper_sign_flips_per_episode=round(float(np.mean(flips)), 1), mean_length=float(np.mean(r['lengths']))))
+            print(rows[-1], flush=True)
+    with open(OUT / variant / 'explain.csv', 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
+
+
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     "95% Wilson score interval of a success rate k/n."
     if n == 0: return (float('nan'), float('nan'))
@@ -181,7 +210,9 @@ if __name__ == '__main__':
     r.add_argument('--seeds', type=int, nargs='+', required=True); r.add_argument('--threads', type=int, default=2)
     r.add_argument('--steps', type=int, default=None, help="train to this many steps instead of the preset's (continues finished runs)")
     sub.add_parser('aggregate')
+    x = sub.add_parser('explain'); x.add_argument('--variant', default='preset'); x.add_argument('--seeds', type=int, nargs='+', required=True)
     a = ap.parse_args()
     if a.cmd == 'aggregate': aggregate()
+    elif a.cmd == 'explain': explain(a.variant, a.seeds)
     else:
         for s in a.seeds: run_one(a.variant, s, a.threads, a.steps)
