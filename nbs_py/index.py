@@ -143,6 +143,7 @@ Markdown('\n'.join(rows))
 # | `09_evaluation` | `mac.evaluate` | OGBench single-task evaluation in parallel environments; videos and plots |
 # | `10_training` | `mac.train` | config and presets, the training loop, exact resume, `mac_train`, the main job |
 # | `11_benchmark` | `mac.bench` | update and action timings, eager and compiled (`mac_bench`) |
+# | `12_sweeps` | `mac.sweep` | grids of training runs (Tables 2, 3, 15, Figure 3) and sharded datasets on Ray, resumable, aggregated as the paper (`mac_sweep`) |
 #
 # Each notebook imports only from earlier ones (evaluation comes before training because the loop evaluates).
 # Edit a notebook, run `make export`, then `make test`.
