@@ -132,8 +132,8 @@ class MLP(nn.Sequential):
 
 
 # %% [markdown]
-# Checks: the layer order is exactly the official one, the output has the right shape on any batch shape,
-# initialisation follows Xavier's bound, and the first hidden representation is normalised (what LN-after-GELU implies).
+# Checks: the layer order is exactly the official one, the output has the right shape on any batch shape, and
+# initialisation follows Xavier's bound.
 
 # %%
 net = MLP(7, 3, hidden=(32, 32, 32, 32))
@@ -147,8 +147,42 @@ assert all((m.bias == 0).all() for m in lin)
 for m in lin:
     bound = (6 / (m.in_features + m.out_features)) ** 0.5
     assert m.weight.abs().max() <= bound and m.weight.abs().max() > 0.9 * bound
-h = nn.Sequential(*list(net)[:3])(torch.randn(64, 7))  # after the first Linear → GELU → LayerNorm
-test_close(h.mean(-1), torch.zeros(64), eps=1e-5); test_close(h.var(-1, unbiased=False), torch.ones(64), eps=1e-3)
+
+
+# %% [markdown]
+# The forward pass against an independent computation: the network written out from the formulas, with GELU's tanh
+# approximation $\tfrac12 h\,(1 + \tanh(\sqrt{2/\pi}\,(h + 0.044715\,h^3)))$ and LayerNorm
+# $(h - \mu)/\sqrt{\sigma^2 + \epsilon}\cdot w + b$ with the *population* variance $\sigma^2$ and $\epsilon = 10^{-6}$. LayerNorm's
+# scale and shift are set away from 1 and 0 first, so that they count; float64 makes any difference in the formulas show.
+
+# %%
+def hand_mlp(net, x):
+    "The MLP from its formulas: per hidden layer affine → tanh-GELU → LayerNorm (population variance, ε = 1e-6); then affine."
+    lin, lns = [m for m in net if isinstance(m, nn.Linear)], [m for m in net if isinstance(m, nn.LayerNorm)]
+    for L, N in zip(lin[:-1], lns):
+        h = x @ L.weight.T + L.bias
+        h = 0.5 * h * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (h + 0.044715 * h ** 3)))
+        mu = h.mean(-1, keepdim=True); var = ((h - mu) ** 2).mean(-1, keepdim=True)
+        x = (h - mu) / torch.sqrt(var + 1e-6) * N.weight + N.bias
+    return x @ lin[-1].weight.T + lin[-1].bias
+
+net = MLP(7, 3, hidden=(32, 32)).double()
+with torch.no_grad():
+    for m in net:
+        if isinstance(m, nn.LayerNorm): m.weight.uniform_(0.5, 1.5); m.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(16, 7, dtype=torch.float64)
+    test_close(net(x), hand_mlp(net, x), eps=1e-10)
+
+# %% [markdown]
+# The ε is not cosmetic. A hidden layer whose features barely differ (population variance $\sigma^2 = 10^{-6}$, as when a
+# layer's inputs are nearly constant) comes out of LayerNorm (unit scale, zero shift) with standard deviation
+# $\sqrt{\sigma^2/(\sigma^2 + \epsilon)}$: 0.71 with Flax's $\epsilon = 10^{-6}$, 0.30 with PyTorch's default $10^{-5}$.
+
+# %%
+ln = MLP(7, 3, hidden=(32,))[2]                                   # a freshly made LayerNorm: scale 1, shift 0
+z = torch.randn(16, 32)
+h = 1e-3 * (z - z.mean(-1, keepdim=True)) / z.std(-1, unbiased=False, keepdim=True)   # variance exactly 1e-6 per row
+with torch.no_grad(): test_close(ln(h).std(-1, unbiased=False), torch.full((16,), (1e-6 / (1e-6 + 1e-6)) ** 0.5), eps=1e-3)
 
 
 # %% [markdown]
@@ -173,7 +207,7 @@ ema_update_(target, online, tau=0.1)
 for e, pt in zip(expected, target.parameters()): test_close(pt.detach(), e.detach(), eps=1e-7)
 ema_update_(target, online, tau=1.0)
 assert all(torch.equal(pt, po) for po, pt in zip(online.parameters(), target.parameters()))
-test_fail(lambda: ema_update_(MLP(3, 1, hidden=(4, 4)), online), contains='')  # different architectures
+test_fail(lambda: ema_update_(MLP(3, 1, hidden=(4, 4)), online), contains='zip()')  # different architectures
 
 
 # %% [markdown]

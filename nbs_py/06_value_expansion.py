@@ -244,20 +244,23 @@ def critic_loss(q: QNet, value: ValueNet, obs0, a0, r0, m0, obs1, gamma_n: float
 
 
 # %% [markdown]
-# Checks: a hand-built 2-step rollout equals the batched one; no gradient reaches the targets or the value net
-# through the critic's target; Q broadcasts one state over N chunks.
+# Checks: a hand-built 2-step rollout equals the batched one, masks included, and carries no graph although the
+# policy has a parameter; no gradient reaches the value net through the critic's target; Q broadcasts one state over
+# N chunks, each scored as on its own.
 
 # %%
 torch.manual_seed(0)
+W_pi = torch.full((2, 4), 0.3, requires_grad=True)                               # a policy with a trainable parameter
 dyn = lambda s, a: s + a[..., :2]
-pol = lambda s: torch.tanh(s @ torch.ones(2, 4) * 0.3)
-rew = lambda s, a: -(s ** 2).sum(-1); msk = lambda s, a: (s[..., 0] < 5).float()
+pol = lambda s: torch.tanh(s @ W_pi)
+rew = lambda s, a: -(s ** 2).sum(-1); msk = lambda s, a: (s[..., 0] < 0.5).float()
 s0 = torch.randn(6, 2)
 ro = model_rollout(pol, dyn, rew, msk, s0, H=2)
-a0 = pol(s0); s1 = dyn(s0, a0); a1 = pol(s1); s2 = dyn(s1, a1)
+with torch.no_grad(): a0 = pol(s0); s1 = dyn(s0, a0); a1 = pol(s1); s2 = dyn(s1, a1)
 test_close(ro['states'], torch.stack([s0, s1, s2])); test_close(ro['actions'], torch.stack([a0, a1]))
 test_close(ro['rewards'], torch.stack([rew(s0, a0), rew(s1, a1)]))
-test_eq(ro['states'].requires_grad, False)
+test_eq(ro['masks'], torch.stack([msk(s0, a0), msk(s1, a1)])); assert 0 < ro['masks'].mean() < 1   # both kinds of step
+test_eq((ro['actions'].requires_grad, ro['states'].requires_grad), (False, False))  # π has a parameter; the rollout is data
 
 V, Qn = ValueNet(2, hidden=(16,)), QNet(2, 4, hidden=(16,))
 tg = nstep_targets(ro['rewards'], ro['masks'], V(ro['states'][-1]), 0.9)
@@ -267,7 +270,31 @@ V.zero_grad()
 critic_loss(Qn, V, s0, a0, ro['rewards'][0], ro['masks'][0], s1, 0.9).backward()
 assert all(p.grad is None or (p.grad == 0).all() for p in V.parameters())        # the critic's target is stop-grad
 assert all(p.grad is not None for p in Qn.parameters())
-test_eq(Qn(s0, torch.randn(6, 8, 4)).shape, (6, 8))                             # one state, N chunks
+A = torch.randn(6, 8, 4)
+test_eq(Qn(s0, A).shape, (6, 8)); test_close(Qn(s0, A)[:, 3], Qn(s0, A[:, 3]), eps=1e-6)   # one state, N chunks
+
+
+# %% [markdown]
+# The two losses against a hand computation, on networks set by hand: with no hidden layers the MLP is one linear map,
+# which we overwrite so that $V(s) = 2 s_0$ and $Q(s, \mathbf a) = 0.5 s_0 + a_0$. The value loss is the mean of
+# $(V(\hat s_k) - G_k)^2$ over all H·B pairs, at the states $\hat s_0..\hat s_{H-1}$ the targets start from, and treats $G_k$ as a
+# constant: $\partial L/\partial w = \frac{2}{HB}\sum_{k,b}(V(\hat s_k) - G_k)\,\hat s_k$. The targets here bootstrap from V itself
+# with its graph attached, so a missing detach would show in the gradient. The critic's target is
+# $\hat r_0 + m_0\gamma^n V(\hat s_1)$ with the V it is given, the mask included (the rollout above has terminations).
+
+# %%
+def linear(net, w):  # a no-hidden-layer ValueNet/QNet set to x ↦ w·x
+    with torch.no_grad(): net.net[0].weight.copy_(torch.tensor([w])); net.net[0].bias.zero_()
+    return net
+V_l, Q_l = linear(ValueNet(2, hidden=()), [2.0, 0.0]), linear(QNet(2, 4, hidden=()), [0.5, 0.0, 1.0, 0.0, 0.0, 0.0])
+st, H, B = ro['states'], 2, 6
+tg = nstep_targets(ro['rewards'], ro['masks'], V_l(st[-1]), 0.9)
+loss = value_loss(V_l, st, tg); loss.backward()
+err = [2 * st[k, :, 0] - tg[k].detach() for k in range(H)]                       # V(ŝ_k) − G_k
+test_close(loss, sum((e ** 2).sum() for e in err) / (H * B), eps=1e-4)
+test_close(V_l.net[0].weight.grad[0], sum(2 * (e[:, None] * st[k]).sum(0) for k, e in enumerate(err)) / (H * B), eps=1e-4)
+y = ro['rewards'][0] + ro['masks'][0] * 0.9 * 2 * s1[:, 0]                      # r̂_0 + m_0 γⁿ V(ŝ_1)
+test_close(critic_loss(Q_l, V_l, s0, a0, ro['rewards'][0], ro['masks'][0], s1, 0.9), ((0.5 * s0[:, 0] + a0[:, 0] - y) ** 2).mean(), eps=1e-4)
 
 # %% [markdown]
 # ## Implementation details

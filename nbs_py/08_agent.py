@@ -272,7 +272,7 @@ MACAgent.losses, MACAgent.update = losses, update
 # On a tiny agent and a random batch: one update changes every trained network, the target moves exactly by the EMA
 # formula applied to the pre-update weights, losses are finite, each loss reaches only its own network, a zero
 # learning rate changes nothing, the ablation flags give the right shapes, and the agent's rollout equals a
-# hand-built two-step one from the same noise.
+# hand-built two-step one from the same noise, its rewards and masks included.
 
 # %%
 tiny = dict(n=3, H=2, actor_hidden=(16, 16), value_hidden=(16, 16), dynamics_hidden=(16, 16), n_train=4, n_test=6, flow_steps=3)
@@ -327,8 +327,62 @@ g = torch.Generator().manual_seed(7)
 a0 = agent.policy(s0, 4, g); s1 = agent.dynamics(s0, a0); a1 = agent.policy(s1, 4, g); s2 = agent.dynamics(s1, a1)
 with torch.no_grad():
     test_close(ro['states'], torch.stack([s0, s1, s2])); test_close(ro['actions'], torch.stack([a0, a1]))
-    test_close(ro['rewards'][1], agent.reward(s1, a1))
-test_eq(ro['masks'].shape, (2, B))
+    test_close(ro['rewards'], torch.stack([agent.reward(s0, a0), agent.reward(s1, a1)]))
+    test_eq(ro['masks'], torch.stack([(torch.sigmoid(agent.success(s, a)) <= 0.5).float() for s, a in ((s0, a0), (s1, a1))]))  # m = 1 − 1(σ(f) > 0.5)
+
+# %% [markdown]
+# ### The value targets against a hand computation
+#
+# At initialisation $\bar V = V$, so the checks above cannot tell which of the two `value_losses` bootstraps from, or which
+# one the critic's target uses. So make them different, known functions. With `value_hidden=()` and
+# `dynamics_hidden=()` each network is one linear map, which we overwrite: $V(s) = 2 s_0$, $\bar V(s) = -3 s_0$,
+# $Q(s, \mathbf a) = 0.5 s_0 + a_0$. On a rollout written by hand (random states and rewards, masks with terminations), the
+# expected targets are Eq. 10's closed form with termination (official GAE with λ = 1, facts §3 item 5), summed term by
+# term rather than by chapter 6's recursion:
+#
+# $$G_k = \sum_{j=k}^{H-1}\Gamma^{j-k}\Big(\prod_{i=k}^{j-1} m_i\Big)\hat r_j + \Gamma^{H-k}\Big(\prod_{i=k}^{H-1} m_i\Big)\bar V(\hat s_H),\qquad \Gamma = \gamma^n.$$
+#
+# The value loss is the mean of $(V(\hat s_k) - G_k)^2$ over all H·B pairs, with the **online** V regressed; the critic's
+# target is $\hat r_0 + m_0\Gamma V(\hat s_1)$ with the **online** V (Eq. 11, facts §3 item 7).
+
+# %%
+lin = MACConfig(**(tiny | dict(H=4, gamma=0.9, value_hidden=(), dynamics_hidden=())))
+H, Bh, Gam = lin.H, 5, lin.gamma ** lin.n
+ag = MACAgent(S, d, lin, device='cpu')
+with torch.no_grad():
+    for layer, w in ((ag.value.net[0], 2.0), (ag.target_value.net[0], -3.0), (ag.critic.net[0], 0.5)):
+        layer.weight.zero_(); layer.bias.zero_(); layer.weight[0, 0] = w
+    ag.critic.net[0].weight[0, S] = 1.0                                           # Q's input is [s, a]: a_0 sits at index S
+V_h, Vbar_h, Q_h = (lambda s: 2.0 * s[..., 0]), (lambda s: -3.0 * s[..., 0]), (lambda s, a: 0.5 * s[..., 0] + a[..., 0])
+g = torch.Generator().manual_seed(3)
+ro_h = dict(states=torch.randn(H + 1, Bh, S, generator=g), actions=torch.rand(H, Bh, lin.n * d, generator=g) * 2 - 1,
+            rewards=-torch.rand(H, Bh, generator=g), masks=(torch.rand(H, Bh, generator=g) > 0.3).float())
+st, r, m = ro_h['states'], ro_h['rewards'], ro_h['masks']
+assert 0 < m.mean() < 1                                                           # some rollouts terminate
+G_h = torch.zeros(H, Bh)
+for k in range(H):
+    alive = torch.ones(Bh)                                                        # Π_{i=k}^{j-1} m_i
+    for j in range(k, H): G_h[k] += Gam ** (j - k) * alive * r[j]; alive = alive * m[j]
+    G_h[k] += Gam ** (H - k) * alive * Vbar_h(st[H])
+value_h = sum(((V_h(st[k]) - G_h[k]) ** 2).sum() for k in range(H)) / (H * Bh)
+critic_h = ((Q_h(st[0], ro_h['actions'][0]) - (r[0] + m[0] * Gam * V_h(st[1]))) ** 2).mean()
+out = ag.value_losses(ro_h)
+test_close(out['value'], value_h, eps=1e-4); test_close(out['critic'], critic_h, eps=1e-4); test_close(out['v_mean'], G_h.mean(), eps=1e-5)
+
+# %% [markdown]
+# The value loss's gradient reaches the online V's weights as the hand derivative
+# $\frac{2}{HB}\sum_{k,b}(V(\hat s_k) - G_k)\,\hat s_k$ says ($G_k$ a constant). And inside `update`, with this hand-built rollout in
+# place of the agent's own, the reported losses are the same numbers (taken with the pre-update networks), and the step
+# moves V's weights against that gradient: Adam's first step is $-\mathrm{lr}\cdot g/(|g| + \epsilon) \approx -\mathrm{lr}\,\mathrm{sign}(g)$.
+
+# %%
+grad_h = sum(2 * ((V_h(st[k]) - G_h[k])[:, None] * st[k]).sum(0) for k in range(H)) / (H * Bh)
+test_close(torch.autograd.grad(out['value'], ag.value.net[0].weight)[0][0], grad_h, eps=1e-4)
+ag.rollout = lambda obs0, generator=None: ro_h                                   # this agent imagines the hand-built rollout
+w0 = ag.value.net[0].weight.detach().clone()
+o = ag.update(batch(torch.Generator().manual_seed(0)))
+test_close(o['value'], value_h, eps=1e-4); test_close(o['critic'], critic_h, eps=1e-4)
+test_close(ag.value.net[0].weight.detach()[0] - w0[0], -lin.lr * grad_h.sign(), eps=1e-6)
 
 # %% [markdown]
 # ## Cost of one update at the paper's width
