@@ -57,7 +57,7 @@ PRESETS = {
     'paper': {},
     'cpu': {'steps': 14_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
             'agent.dynamics_hidden': (256,) * 4, 'agent.rollout_batch': 64, 'agent.gamma': 0.99, 'terminals': True,
-            'pretrain_steps': 5_000, 'eval_every': 2_000, 'log_every': 250, 'ckpt_every': 1_000, 'dataset_episodes': 100},
+            'pretrain_steps': 5_000, 'replan_every': 10, 'eval_every': 2_000, 'log_every': 250, 'ckpt_every': 1_000, 'dataset_episodes': 100},
     'tiny': {'steps': 40, 'batch': 16, 'agent.actor_hidden': (32, 32), 'agent.value_hidden': (32, 32),
              'agent.dynamics_hidden': (32, 32), 'agent.n_train': 4, 'agent.n_test': 4, 'agent.H': 3, 'agent.flow_steps': 3,
              'eval_every': 0, 'eval_episodes': 0, 'final_episodes': 0, 'log_every': 10, 'ckpt_every': 20, 'dataset_episodes': 2},
@@ -197,7 +197,7 @@ class NonFiniteLoss(RuntimeError):
     "A loss became NaN or infinite; the message names it and where the last good checkpoint is."
 
 _RESUMABLE = {'steps', 'eval_every', 'eval_episodes', 'eval_workers', 'log_every', 'ckpt_every', 'device', 'dataset_dir', 'compile',
-              'final_episodes'}
+              'final_episodes', 'replan_every'}   # evaluation and bookkeeping only: a resume may change them
 FINAL_EVAL_SEED = 1_000_000_000   # the final evaluation's env seeds start here; training evaluations use seed + step + i below it
 
 class Trainer:

@@ -72,7 +72,7 @@ PRESETS = {
     'paper': {},
     'cpu': {'steps': 14_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
             'agent.dynamics_hidden': (256,) * 4, 'agent.rollout_batch': 64, 'agent.gamma': 0.99, 'terminals': True,
-            'pretrain_steps': 5_000, 'eval_every': 2_000, 'log_every': 250, 'ckpt_every': 1_000, 'dataset_episodes': 100},
+            'pretrain_steps': 5_000, 'replan_every': 10, 'eval_every': 2_000, 'log_every': 250, 'ckpt_every': 1_000, 'dataset_episodes': 100},
     'tiny': {'steps': 40, 'batch': 16, 'agent.actor_hidden': (32, 32), 'agent.value_hidden': (32, 32),
              'agent.dynamics_hidden': (32, 32), 'agent.n_train': 4, 'agent.n_test': 4, 'agent.H': 3, 'agent.flow_steps': 3,
              'eval_every': 0, 'eval_episodes': 0, 'final_episodes': 0, 'log_every': 10, 'ckpt_every': 20, 'dataset_episodes': 2},
@@ -264,7 +264,7 @@ class NonFiniteLoss(RuntimeError):
     "A loss became NaN or infinite; the message names it and where the last good checkpoint is."
 
 _RESUMABLE = {'steps', 'eval_every', 'eval_episodes', 'eval_workers', 'log_every', 'ckpt_every', 'device', 'dataset_dir', 'compile',
-              'final_episodes'}
+              'final_episodes', 'replan_every'}   # evaluation and bookkeeping only: a resume may change them
 FINAL_EVAL_SEED = 1_000_000_000   # the final evaluation's env seeds start here; training evaluations use seed + step + i below it
 
 class Trainer:
@@ -695,7 +695,7 @@ import matplotlib.pyplot as plt
 V = Path('../results/cpu_variants')
 curves = [('paper-faithful (γ 0.999, no terminals)', V / 'paper_faithful_main_job' / 'run' / 'eval.csv'), ('γ = 0.99', V / 'gamma099' / 'eval.csv'),
           ('γ = 0.99 + terminals', V / 'terminals' / 'eval.csv'), ('γ = 0.99 + terminals + 5k pretraining', V / 'pretrain' / 'eval.csv'),
-          ('cpu preset (= the red run): make main', Path('../results/quickstart/run/eval.csv')),
+          ('cpu preset (= the red run): make main', V / 'main_job_replan1' / 'run' / 'eval.csv'),
           ('cpu preset, seed 1', V / 'preset_seed1' / 'eval.csv')]
 fig, ax = plt.subplots(figsize=(7, 3.4), dpi=100)
 for label, f in curves:
@@ -708,6 +708,53 @@ ax.set(xlabel='gradient steps', ylabel='success (%, 15 episodes)', ylim=(-3, 103
 ax.legend(fontsize=8, loc='upper left'); fig.tight_layout(); plt.show()
 
 # %% [markdown]
+# ## The CPU study: seeds, a fixed protocol, and what re-planning costs
+#
+# One seed per variant could not rank the variants above, so the study behind the issue "MAC learns on a CPU" fixes
+# a protocol first (`results/cpu_study/PROTOCOL.md`, committed before the first run) and runs every variant with
+# several training seeds: every 2k steps 15 episodes (the paper's protocol), after the last step 50 episodes on
+# environment seeds no training evaluation uses, success pooled over seeds with a 95% Wilson interval on the episode
+# count. `tools/cpu_study.py` runs it (resumable) and aggregates it.
+#
+# Its first question costs no training: *how much of each chosen chunk should the agent execute?* The official code
+# re-plans every step (`action_chunking_test = 1`): it draws N_test = 32 fresh chunks, takes the argmax-Q one, executes
+# its first action and throws the rest away. But Q scores a chunk as if all of it runs — the critic's target is
+# r̂ + γⁿ V(ŝ_{t+n}) for the whole chunk — so the chunk that Q prefers is a commitment, and executing one action of it
+# and then a first action of a possibly different chunk is a policy Q never evaluated. The same trained agents were
+# therefore evaluated at three intervals (`replan_every` = 1, 5, 10; 10 = whole chunks).
+
+# %%
+#| echo: false
+S = Path('../results/cpu_study')
+if (S / 'table.csv').exists():
+    tab = list(csv.DictReader(open(S / 'table.csv')))
+    print(f"{'steps':>6} {'re-plan':>7} {'seeds':>5}  {'final success per seed (50 ep.)':<34} {'pooled [95% CI]':<18} mean ± std")
+    for t in tab:
+        print(f"{int(t['step']):>6} {t['replan']:>7} {t['seeds']:>5}  {t['per_seed']:<34} {float(t['pooled']):.0%} [{float(t['ci_lo']):.0%}, {float(t['ci_hi']):.0%}]"
+              f"{'':<4} {float(t['mean']):.0%} ± {float(t['std']):.0%}")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), dpi=100)
+    for rp, c in zip((1, 5, 10), ('C3', 'C1', 'C0')):
+        runs = {}
+        for f in sorted(S.glob('preset/s*/evals.csv')):
+            if not (f.parent / 'final.csv').exists(): continue          # only the seeds that finished
+            runs[f.parent.name] = {int(r['step']): float(r['success']) for r in csv.DictReader(open(f)) if int(r['replan']) == rp}
+        steps = sorted(set.intersection(*[set(v) for v in runs.values()])) if runs else []
+        m = np.array([[v[s] for s in steps] for v in runs.values()])
+        axes[0].plot(steps, 100 * m.mean(0), 'o-', color=c, ms=3, label=f're-plan every {rp} ({len(runs)} seeds)')
+        axes[0].fill_between(steps, 100 * (m.mean(0) - m.std(0)), 100 * (m.mean(0) + m.std(0)), color=c, alpha=0.15)
+    for i, t in enumerate(t for t in tab if int(t['step']) == 14_000):
+        rows = [float(r['success']) for f in sorted(S.glob('preset/s*/final.csv')) for r in csv.DictReader(open(f))
+                if int(r['replan']) == int(t['replan']) and int(r['step']) == 14_000]
+        axes[1].scatter([i] * len(rows), [100 * x for x in rows], color='grey', s=16, zorder=2)
+        p, lo, hi = (100 * float(t[k]) for k in ('pooled', 'ci_lo', 'ci_hi'))
+        axes[1].errorbar(i, p, yerr=[[p - lo], [hi - p]], fmt='o', color='C0', capsize=4, zorder=3)
+    axes[1].set_xticks(range(3), ['every step', 'every 5', 'whole chunk (10)'])
+    for ax in axes: ax.axhline(50, color='grey', ls=':', lw=1); ax.set_ylim(-3, 103)
+    axes[0].set(xlabel='gradient steps', ylabel='success (%, 15 episodes)', title='cpu preset: mean ± std over seeds'); axes[0].legend(fontsize=8)
+    axes[1].set(xlabel='actions executed per chosen chunk', ylabel='final success (%, 50 episodes)', title='at 14k steps: seeds (grey), pooled 95% CI')
+    fig.tight_layout(); plt.show()
+
+# %% [markdown]
 # ## Implementation details
 #
 # 1. One generator drives batches and every noise draw of the update, which, with the optimiser state and the
@@ -717,7 +764,7 @@ ax.legend(fontsize=8, loc='upper left'); fig.tight_layout(); plt.show()
 # 4. The `cpu` preset is what 2 cores can train in about 25 minutes, chosen by the measurements in the section above:
 #    every network 256×4, rollouts from 64 of the 256 batch states, a 100-episode dataset, the official code's *mean*
 #    chunk reward, γ = 0.99 instead of 0.999, `terminals`, 5k steps of model/policy pretraining, then 9k full
-#    updates; n, H, N, F, τ, lr and the batch are the paper's. Measured on 2 cores (`bench_agent`): 0.13 s per full
+#    updates, and at evaluation it executes each chosen chunk whole (item 8); n, H, N, F, τ, lr and the batch are the paper's. Measured on 2 cores (`bench_agent`): 0.13 s per full
 #    update, against 0.28 s with rollouts from all 256 states and 0.82 s at the paper's 512×4.
 #    Why the mean: a pilot with the paper's sum (8k steps, 18.9 min, `results/quickstart_pilot_sum/`) reached 1/15
 #    successes with values still around −400 on their way to ~−1000: Adam at lr 3e-4 needs over 10k steps just to
@@ -737,3 +784,6 @@ ax.legend(fontsize=8, loc='upper left'); fig.tight_layout(); plt.show()
 # 7. `compile` (default off): `torch.compile` of the losses, with an eager fallback (and a warning) where compiling
 #    fails, e.g. on a machine without a C compiler; tests/test_train.py checks that it compiles and that it trains
 #    to the same losses and weights as eager, up to float rounding.
+# 8. `replan_every` (default 1, the official code's `action_chunking_test = 1`; the paper does not say): the `cpu`
+#    preset executes each chosen chunk whole (10), which the CPU study above measured against re-planning every step
+#    on the same trained agents (`results/cpu_study/`).

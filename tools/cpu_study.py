@@ -158,8 +158,9 @@ def aggregate():
         k, n = sum(r['successes'] for r in rs), sum(r['episodes'] for r in rs)
         per = [r['successes'] / r['episodes'] for r in rs]
         lo, hi = wilson(k, n)
-        last2 = [{k: x for k, x in c.items() if k <= st} for c in curves.get((v, rp), {}).values()]   # the curve up to this budget
-        gaps = [abs(c[s2] - c[s1]) for c in last2 for s1, s2 in [sorted(c)[-2:]] if len(c) >= 2]
+        seeds_c = curves.get((v, rp), {})
+        last2 = [sorted((k, x) for k, x in seeds_c[r['seed']].items() if k <= st)[-2:] for r in rs if r['seed'] in seeds_c]  # up to this budget
+        gaps = [abs(c[1][1] - c[0][1]) for c in last2 if len(c) == 2]
         table.append(dict(variant=v, step=st, replan=rp, seeds=len(rs), per_seed=' '.join(f'{p:.0%}' for p in per),
                           seeds_ge_50=sum(p >= 0.5 for p in per), pooled=round(k / n, 3), ci_lo=round(lo, 3), ci_hi=round(hi, 3),
                           mean=round(float(np.mean(per)), 3), std=round(float(np.std(per)), 3),
