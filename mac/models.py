@@ -17,7 +17,7 @@ from torch.nn import functional as Fn
 from tqdm import tqdm
 
 from .core import MLP, atomic_write, get_device, provenance, seed_everything, write_csv, write_json
-from .data import ChunkDataset, ObsNormalizer, chunk_starts, ensure_dataset, load_ogbench, parse_name, sample_windows
+from .data import DEFAULT_DATASET_DIR, ChunkDataset, ObsNormalizer, chunk_starts, ensure_dataset, load_ogbench, parse_name, sample_windows
 
 # %% auto #0
 __all__ = ['ChunkDynamics', 'ChunkReward', 'ChunkSuccess', 'rollout_open_loop', 'model_error_experiment', 'model_error_cli']
@@ -87,7 +87,7 @@ def _train_dynamics(data: ChunkDataset, steps, hidden, batch, lr, generator, pro
 
 def model_error_experiment(out='results/model_error', env: str = 'cube-double', episodes: int = 200, ns=(1, 5, 10, 25),
                            steps: int = 10_000, hidden: int = 512, batch: int = 256, horizon: int = 100, n_traj: int = 256,
-                           seed: int = 0, dataset_dir='~/.ogbench/data', device=None, workers: int | None = None, progress=True) -> list[dict]:
+                           seed: int = 0, dataset_dir=DEFAULT_DATASET_DIR, device=None, workers: int | None = None, progress=True) -> list[dict]:
     "Train chunk dynamics for each n, roll them out open-loop over `horizon` env steps of held-out trajectories; write CSV/PNG/provenance."
     t0, out, device = time.time(), Path(out), get_device(device)
     bad = [n for n in ns if horizon % n]
@@ -140,7 +140,7 @@ def model_error_cli(argv=None):
     ap.add_argument('--steps', type=int, default=10_000, help='gradient steps per model'); ap.add_argument('--hidden', type=int, default=512)
     ap.add_argument('--horizon', type=int, default=100); ap.add_argument('--n-traj', type=int, default=256)
     ap.add_argument('--seed', type=int, default=0); ap.add_argument('--device', default='auto')
-    ap.add_argument('--dataset-dir', default='~/.ogbench/data')
+    ap.add_argument('--dataset-dir', default=DEFAULT_DATASET_DIR)
     a = ap.parse_args(argv)
     try: ns = tuple(int(x) for x in a.ns.split(','))
     except ValueError: ap.error(f'--ns must be comma-separated integers, got {a.ns!r}')

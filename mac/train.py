@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .agent import MACAgent, MACConfig
 from .core import EXIT_DIVERGED, EXIT_USAGE, atomic_write, get_device, provenance, run_cli, seed_everything, write_csv, write_json
-from .data import ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
+from .data import DEFAULT_DATASET_DIR, ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
 from .evaluate import _make_env, eval_env_name, evaluate, plot_success
 
 # %% auto #0
@@ -48,7 +48,7 @@ class TrainConfig:
     final_episodes: int = 50        # episodes of the final evaluation, on seeds no training evaluation uses (0: none)
     log_every: int = 1_000          # steps between log rows (and NaN checks)
     ckpt_every: int = 10_000        # steps between checkpoints
-    dataset_dir: str = '~/.ogbench/data'  # where OGBench's files are (generated here if missing)
+    dataset_dir: str = DEFAULT_DATASET_DIR  # where OGBench's files are (generated here if missing)
     dataset_episodes: int = 1000    # episodes to generate when the dataset is missing (OGBench's size: 1000)
     device: str = 'auto'            # 'auto' (CUDA if available), 'cpu', 'cuda[:i]'
     compile: bool = False           # torch.compile the losses (same math; pays a one-off compile, then faster steps)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from mac.core import MLP, atomic_write, get_device, provenance, seed_everything, write_csv, write_json
 from mac.flow import VelocityField, euler_sample, flow_matching_loss
-from mac.data import ChunkDataset, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
+from mac.data import DEFAULT_DATASET_DIR, ChunkDataset, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
 
 # %%
 #| hide
@@ -286,7 +286,7 @@ def _train(policy, data, steps, batch, lr, generator, desc, progress):
 # %%
 #| export
 def policy_demo(out='results/chunk_policies', env='cube-single', episodes: int = 50, steps: int = 3000, hidden: int = 512,
-                batch: int = 256, n: int = 10, seed: int = 0, dataset_dir='~/.ogbench/data', device=None, progress=True) -> dict:
+                batch: int = 256, n: int = 10, seed: int = 0, dataset_dir=DEFAULT_DATASET_DIR, device=None, progress=True) -> dict:
     "Train flow and Gaussian chunk policies on a generated OGBench dataset; write metrics, figure and provenance."
     t0, out, device = time.time(), Path(out), get_device(device)
     spec = parse_name(env)
@@ -335,7 +335,7 @@ def policy_demo_cli(argv=None):
     ap.add_argument('--steps', type=int, default=3000)
     ap.add_argument('--hidden', type=int, default=512, help='width of the 4 hidden layers (paper: 512)')
     ap.add_argument('--seed', type=int, default=0); ap.add_argument('--device', default='auto')
-    ap.add_argument('--dataset-dir', default='~/.ogbench/data')
+    ap.add_argument('--dataset-dir', default=DEFAULT_DATASET_DIR)
     a = ap.parse_args(argv)
     for k in ('episodes', 'steps', 'hidden'):
         if getattr(a, k) < 1: ap.error(f'--{k} must be >= 1')

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from mac.agent import MACAgent, MACConfig
 from mac.core import EXIT_DIVERGED, EXIT_USAGE, atomic_write, get_device, provenance, run_cli, seed_everything, write_csv, write_json
-from mac.data import ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
+from mac.data import DEFAULT_DATASET_DIR, ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
 from mac.evaluate import _make_env, eval_env_name, evaluate, plot_success
 
 # %%
@@ -63,7 +63,7 @@ class TrainConfig:
     final_episodes: int = 50        # episodes of the final evaluation, on seeds no training evaluation uses (0: none)
     log_every: int = 1_000          # steps between log rows (and NaN checks)
     ckpt_every: int = 10_000        # steps between checkpoints
-    dataset_dir: str = '~/.ogbench/data'  # where OGBench's files are (generated here if missing)
+    dataset_dir: str = DEFAULT_DATASET_DIR  # where OGBench's files are (generated here if missing)
     dataset_episodes: int = 1000    # episodes to generate when the dataset is missing (OGBench's size: 1000)
     device: str = 'auto'            # 'auto' (CUDA if available), 'cpu', 'cuda[:i]'
     compile: bool = False           # torch.compile the losses (same math; pays a one-off compile, then faster steps)
@@ -753,6 +753,28 @@ if (S / 'table.csv').exists():
     axes[0].set(xlabel='gradient steps', ylabel='success (%, 15 episodes)', title='cpu preset: mean ± std over seeds'); axes[0].legend(fontsize=8)
     axes[1].set(xlabel='actions executed per chosen chunk', ylabel='final success (%, 50 episodes)', title='at 14k steps: seeds (grey), pooled 95% CI')
     fig.tight_layout(); plt.show()
+
+# %% [markdown]
+# **Reading** (seeds 0 and 1 finished when this was written; seeds 2-4 resume with the same command, and the
+# table above is always the committed `table.csv`). Executing whole chunks is the one change that helps without a
+# single extra update: at 14k steps the final 50-episode success is 50% and 44% for the two seeds (pooled 47%, 95% CI
+# 38-57%) against 36% and 18% when re-planning every step (pooled 27%, CI 19-36%); executing half a chunk sits in
+# between (30%). In training too, whole chunks do at least as well as re-planning every step at every evaluation
+# from 8k steps on, for both seeds. `tools/cpu_study.py explain` (10 more episodes per seed and interval,
+# `results/cpu_study/preset/explain.csv`) measures the executed motion, and it does not single out one cause:
+# re-planning every step flips the gripper command more often (27.5 and 30.5 times per episode, 0.15-0.16 per step,
+# against 15.4 and 20.9, 0.12-0.14 per step, with whole chunks) while the arm moves about as much, but half chunks
+# flip it least (0.08 per step) and still succeed less than whole chunks. What whole chunks have that the others do
+# not is that the motion executed is exactly the one Q scored; a re-plan executes one action of the argmax of 32
+# fresh candidates, and the next argmax need not continue it.
+#
+# What this does **not** give yet is the issue's goal: ≥ 50% for 4 of 5 seeds. Two seeds sit at 44-50%, the
+# curves still rise at 14k, and a seed's last two 15-episode evaluations differ by up to 33 points (seed 0: 80% at
+# 12k, 47% at 14k), more than the 15 the issue allows; with 15 episodes one evaluation's own standard error is
+# about 13 points. The `cpu` preset executes whole chunks from now on (`replan_every = 10`, item 8 below), chosen
+# by the rule fixed in the protocol (highest pooled final success), provisionally on two of five seeds; the
+# registered next steps are the other three seeds, the same runs continued to 28k steps (the budget 4 of 5 seeds
+# need), and two tasks the study never tuned on (cube-single task 4, scene task 1).
 
 # %% [markdown]
 # ## Implementation details
