@@ -124,6 +124,35 @@ test_fail(lambda: run_episodes(still, 'cube-single-singletask-task2-v0', 1, repl
 
 
 # %% [markdown]
+# The success path needs an agent that succeeds. OGBench's own scripted cube oracle solves task 2 once it is told where
+# the cube must go (the single-task environment keeps the goal observation in `info['goal']`; the cube's position is
+# observation entries 19-21, scaled as chapter 2 showed). Its actions, replayed open-loop through `run_episodes` on the
+# same environment seeds, must succeed in exactly as many steps: this checks the seeding of each episode, the episode's
+# end at the goal, and that success is read at the final step.
+
+# %%
+def oracle_episode(seed: int):
+    "OGBench's cube oracle on task 2: its actions and whether it succeeded."
+    from ogbench.manipspace.oracles.markov.cube_markov import CubeMarkovOracle
+    env = _make_env('cube-single-singletask-task2-v0'); ob, info = env.reset(seed=seed); goal = info['goal']
+    told = lambda info: info | {'privileged/target_block': 0, 'privileged/target_block_pos': goal[19:22] / 10 + np.array([0.425, 0, 0]),
+                                'privileged/target_block_yaw': info['privileged/block_0_yaw']}
+    oracle = CubeMarkovOracle(env=env.unwrapped, min_norm=0.4); oracle.reset(ob, told(info))
+    actions, done = [], False
+    while not done:
+        actions.append(np.clip(oracle.select_action(ob, told(info)), -1, 1))
+        ob, _, term, trunc, info = env.step(actions[-1]); done = term or trunc
+    env.close()
+    return np.array(actions), bool(info['success'])
+
+plans = [oracle_episode(s) for s in (7, 8)]
+test_eq([ok for _, ok in plans], [True, True])
+queue = [a for acts, _ in plans for a in acts]                  # one env (workers=1): episode 7, then episode 8
+res = run_episodes(lambda obs: queue.pop(0)[None], 'cube-single-singletask-task2-v0', episodes=2, workers=1, seed=7)
+test_eq((res['success'], res['lengths'], len(queue)), (1.0, [len(a) for a, _ in plans], 0))
+
+
+# %% [markdown]
 # ## Evaluating an agent
 #
 # `evaluate` wraps an agent (chapter 8) and its observation normaliser (chapter 2): numpy observations → normalised
@@ -150,7 +179,7 @@ def evaluate(agent, normalizer: ObsNormalizer, env_name: str, episodes: int = 15
 agent = MACAgent(28, 5, MACConfig(actor_hidden=(16,), value_hidden=(16,), dynamics_hidden=(16,)), device='cpu')
 norm = ObsNormalizer(torch.zeros(28), torch.ones(28))
 res = evaluate(agent, norm, 'cube-single-play-singletask-task2-v0', episodes=2, workers=2)
-test_eq(res['episodes'], 2); assert 0 <= res['success'] <= 1 and res['ogbench']
+test_eq((res['episodes'], len(res['successes']), res['protocol']), (2, 2, "final-step info['success'], 2 episodes, re-plan every 1 step(s)"))
 print({k: res[k] for k in ('success', 'lengths', 'protocol', 'wall_s')})
 
 
