@@ -179,7 +179,8 @@ def aggregate():
     fig, axes = plt.subplots(1, len(vs), figsize=(5 * len(vs), 3.6), squeeze=False, dpi=100)
     for ax, v in zip(axes[0], vs):
         for rp in REPLANS:
-            c = curves.get((v, rp))
+            done = {r['seed'] for r in rows if r['variant'] == v}          # only the seeds that finished
+            c = {k: x for k, x in curves.get((v, rp), {}).items() if k in done}
             if not c: continue
             steps = sorted(set.intersection(*[set(x) for x in c.values()]))
             if not steps: continue
