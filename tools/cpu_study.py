@@ -61,8 +61,9 @@ def run_one(variant: str, seed: int, threads: int, steps: int | None = None):
     torch.set_num_threads(threads)
     spec = VARIANTS[variant]
     d = OUT / variant / f's{seed}'; d.mkdir(parents=True, exist_ok=True)
-    extra = {'steps': steps} if steps else {}           # a longer budget continues the same runs (exact resume)
-    full = make_config(spec['preset'], {**spec['overrides'], 'seed': seed, 'eval_every': 0, 'eval_episodes': 0, 'final_episodes': 0, **extra})
+    def config(**over):   # the study evaluates by itself: the trainer's own evaluations are off
+        return make_config(spec['preset'], {**spec['overrides'], 'seed': seed, 'eval_every': 0, 'eval_episodes': 0, 'final_episodes': 0, **over})
+    full = config(**({'steps': steps} if steps else {}))   # a longer budget continues the same runs (exact resume)
     assert full.seed + full.steps + EVAL_EPISODES <= FINAL_SEED, 'in-training evaluation seeds would reach the final ones'
     evals, timing = d / 'evals.csv', d / 'timing.csv'
     done_evals = {(int(r['step']), int(r['replan'])) for r in _rows(evals)}
@@ -72,7 +73,7 @@ def run_one(variant: str, seed: int, threads: int, steps: int | None = None):
     for k in milestones:
         if k not in done_segments:
             t0 = time.time()
-            cfg = make_config(spec['preset'], {**spec['overrides'], 'seed': seed, 'eval_every': 0, 'eval_episodes': 0, 'final_episodes': 0, 'steps': k})
+            cfg = config(steps=k)
             if tr is not None and hasattr(tr, 'close'): tr.close()
             tr = Trainer(cfg, d / 'run', resume=(d / 'run' / 'checkpoint.pt').exists(), progress=False)
             start = tr.step
@@ -82,7 +83,7 @@ def run_one(variant: str, seed: int, threads: int, steps: int | None = None):
         for rp in REPLANS:
             if (k, rp) in done_evals: continue
             if tr is None or tr.step != k:   # a resumed study: load the checkpoint of this milestone (only the last is kept)
-                cfg = make_config(spec['preset'], {**spec['overrides'], 'seed': seed, 'eval_every': 0, 'eval_episodes': 0, 'final_episodes': 0, 'steps': k})
+                cfg = config(steps=k)
                 if tr is not None and hasattr(tr, 'close'): tr.close()
                 tr = Trainer(cfg, d / 'run', resume=True, progress=False)
                 if tr.step != k: print(f'{variant}/s{seed}: checkpoint at {tr.step}, cannot evaluate step {k} any more; skipped'); continue
