@@ -25,10 +25,10 @@ from tqdm import tqdm
 from .core import atomic_write, get_device, provenance, run_cli, write_json
 
 # %% auto #0
-__all__ = ['ENVS', 'KINDS', 'REWARD_K', 'DEFAULT_DATASET_DIR', 'REQUIRED', 'DatasetError', 'DatasetName', 'parse_name',
-           'GenConfig', 'collect_episode', 'dataset_paths', 'generate_dataset', 'validate_dataset', 'ensure_dataset',
-           'load_ogbench', 'ObsNormalizer', 'episode_bounds', 'chunk_starts', 'ChunkDataset', 'sample_windows',
-           'data_cli', 'bench_data', 'bench_data_cli']
+__all__ = ['ENVS', 'KINDS', 'REWARD_K', 'DEFAULT_DATASET_DIR', 'NOISY_GEN_KW', 'REQUIRED', 'DatasetError', 'DatasetName',
+           'parse_name', 'GenConfig', 'collect_episode', 'dataset_paths', 'generate_dataset', 'validate_dataset',
+           'ensure_dataset', 'load_ogbench', 'ObsNormalizer', 'episode_bounds', 'chunk_starts', 'ChunkDataset',
+           'sample_windows', 'data_cli', 'bench_data', 'bench_data_cli']
 
 # %% ../nbs/02_data.ipynb #d82110bc
 ENVS = ('cube-single', 'cube-double', 'cube-triple', 'cube-quadruple', 'cube-octuple',
@@ -229,12 +229,14 @@ def _episodes(cfg: GenConfig, indices, workers: int, progress: bool, desc: str, 
     return out
 
 # %% ../nbs/02_data.ipynb #77c0f135
+NOISY_GEN_KW = {'noise': 0.2, 'p_random_action': 0.1}   # OGBench's noisy datasets: oracle noise ξ ≤ 0.2, 10% random actions
+
 def generate_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, seed: int = 0, workers: int = 1,
                      force: bool = False, progress: bool = True, **gen_kw) -> tuple[Path, Path]:
     "Write `<dataset>.npz` (`episodes` episodes) and `<dataset>-val.npz` (episodes // 10) with OGBench's oracles."
     spec = parse_name(name)
     if episodes < 1: raise DatasetError(f'episodes must be >= 1, got {episodes}')
-    if spec.kind == 'noisy': gen_kw = {'noise': 0.2, 'p_random_action': 0.1} | gen_kw
+    if spec.kind == 'noisy': gen_kw = NOISY_GEN_KW | gen_kw
     cfg = GenConfig(spec.env, spec.kind, seed, **gen_kw)
     if cfg.max_episode_steps < 2: raise DatasetError(f'max_episode_steps must be >= 2 (an episode needs a step and its terminal), got {cfg.max_episode_steps}')
     train, val = dataset_paths(name, dataset_dir)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import EXIT_USAGE, provenance, run_cli, write_csv, write_json
-from .data import (DEFAULT_DATASET_DIR, ENVS, DatasetError, GenConfig, _merge, _save_npz, collect_episode, ensure_dataset,
+from .data import (DEFAULT_DATASET_DIR, ENVS, NOISY_GEN_KW, DatasetError, GenConfig, _merge, _save_npz, collect_episode, ensure_dataset,
                       parse_name, validate_dataset)
 from .train import PRESETS, RunFolderBusy, Trainer, _parse_sets, config_to_dict, make_config
 
@@ -346,7 +346,7 @@ def generate_shards(name: str, files: int, episodes: int, dataset_dir=DEFAULT_DA
     "A dataset as `files` files of `episodes` episodes (+ -val twins), one Ray task per file; resumable and worker-independent."
     spec = parse_name(name)
     if files < 1 or episodes < 1: raise DatasetError(f'files and episodes must be >= 1, got {files} and {episodes}')
-    if spec.kind == 'noisy': gen_kw = {'noise': 0.2, 'p_random_action': 0.1} | gen_kw   # as chapter 2's generate_dataset
+    if spec.kind == 'noisy': gen_kw = NOISY_GEN_KW | gen_kw   # chapter 2's noisy recipe
     cfg = GenConfig(spec.env, spec.kind, seed, max_episode_steps, **gen_kw)
     folder = Path(folder) if folder else shard_folder(name, files, episodes, max_episode_steps, dataset_dir)
     manifest = dict(generator='mac.sweep.generate_shards', dataset=spec.dataset, episodes_per_file=episodes,
