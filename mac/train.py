@@ -28,7 +28,8 @@ from .evaluate import _make_env, eval_env_name, evaluate, plot_success
 # %% auto #0
 __all__ = ['PRESETS', 'FINAL_EVAL_SEED', 'TrainConfig', 'make_config', 'config_to_dict', 'config_from_dict', 'save_checkpoint',
            'CheckpointError', 'load_checkpoint', 'RunFolderBusy', 'lock_run_dir', 'unlock_run_dir', 'NonFiniteLoss',
-           'Trainer', 'run', 'evaluate_now', 'final_evaluate', 'train_cli', 'diagnose', 'quickstart', 'quickstart_cli']
+           'Trainer', 'run', 'evaluate_now', 'final_evaluate', 'train_cli', 'discounted_returns', 'diagnose',
+           'quickstart', 'quickstart_cli']
 
 # %% ../nbs/10_training.ipynb #52e23f1a
 @dataclass(frozen=True)
@@ -377,6 +378,15 @@ def train_cli(argv=None):
     return run_cli('mac_train', body, a.debug, ((NonFiniteLoss, EXIT_DIVERGED), (RunFolderBusy, EXIT_USAGE)))
 
 # %% ../nbs/10_training.ipynb #8e66a15b
+def discounted_returns(rewards, cont, first, last, gamma: float) -> np.ndarray:
+    "Gₜ = rₜ + γ·contₜ·Gₜ₊₁ within each episode [first, last] (inclusive), 0 after its last step: the Monte-Carlo return of every data state."
+    G = np.zeros(len(rewards))
+    for a, b in zip(first, last):
+        g = 0.0
+        for t in range(int(b), int(a) - 1, -1): g = rewards[t] + gamma * cont[t] * g; G[t] = g
+    return G
+
+
 def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dict:
     "Numbers on what limits a run: behaviour vs rejection success, value vs Monte-Carlo returns and near success, Q spread."
     ck = load_checkpoint(Path(run_dir) / 'checkpoint.pt', device); cfg = config_from_dict(json.loads(ck['config']))
@@ -387,12 +397,9 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
         out[f'success_N{N}'] = evaluate(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
     _, train, _ = load_ogbench(cfg.env, cfg.dataset_dir)
     data = ChunkDataset.from_ogbench(train, norm, n=cfg.agent.n, gamma=cfg.agent.gamma, reward_agg=cfg.reward_agg, terminals=cfg.terminals, device=device)
-    rew, G = train['rewards'], np.zeros(len(train['rewards']))
+    rew = train['rewards']
     cont = train['masks'] if cfg.terminals else np.ones_like(rew)   # with terminals a return stops at the first success
-    for a, b in zip(data.first, data.last):   # discounted return of each data state, truncated at its episode's end
-        g = 0.0
-        for t in range(b, a - 1, -1): g = rew[t] + cfg.agent.gamma * cont[t] * g; G[t] = g
-    G = G / (cfg.agent.n if cfg.reward_agg == 'mean' else 1)
+    G = discounted_returns(rew, cont, data.first, data.last, cfg.agent.gamma) / (cfg.agent.n if cfg.reward_agg == 'mean' else 1)
     starts = data.starts.cpu().numpy(); idx = np.random.default_rng(seed).choice(starts, 2000)
     solved = rew == 0                         # steps where the task is solved (OGBench single-task reward 0)
     near = np.array([solved[t:t + cfg.agent.n].any() for t in starts]); near_idx = starts[near][:2000]

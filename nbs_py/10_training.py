@@ -563,6 +563,15 @@ def train_cli(argv=None):
 
 # %%
 #| export
+def discounted_returns(rewards, cont, first, last, gamma: float) -> np.ndarray:
+    "Gₜ = rₜ + γ·contₜ·Gₜ₊₁ within each episode [first, last] (inclusive), 0 after its last step: the Monte-Carlo return of every data state."
+    G = np.zeros(len(rewards))
+    for a, b in zip(first, last):
+        g = 0.0
+        for t in range(int(b), int(a) - 1, -1): g = rewards[t] + gamma * cont[t] * g; G[t] = g
+    return G
+
+
 def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dict:
     "Numbers on what limits a run: behaviour vs rejection success, value vs Monte-Carlo returns and near success, Q spread."
     ck = load_checkpoint(Path(run_dir) / 'checkpoint.pt', device); cfg = config_from_dict(json.loads(ck['config']))
@@ -573,12 +582,9 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
         out[f'success_N{N}'] = evaluate(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
     _, train, _ = load_ogbench(cfg.env, cfg.dataset_dir)
     data = ChunkDataset.from_ogbench(train, norm, n=cfg.agent.n, gamma=cfg.agent.gamma, reward_agg=cfg.reward_agg, terminals=cfg.terminals, device=device)
-    rew, G = train['rewards'], np.zeros(len(train['rewards']))
+    rew = train['rewards']
     cont = train['masks'] if cfg.terminals else np.ones_like(rew)   # with terminals a return stops at the first success
-    for a, b in zip(data.first, data.last):   # discounted return of each data state, truncated at its episode's end
-        g = 0.0
-        for t in range(b, a - 1, -1): g = rew[t] + cfg.agent.gamma * cont[t] * g; G[t] = g
-    G = G / (cfg.agent.n if cfg.reward_agg == 'mean' else 1)
+    G = discounted_returns(rew, cont, data.first, data.last, cfg.agent.gamma) / (cfg.agent.n if cfg.reward_agg == 'mean' else 1)
     starts = data.starts.cpu().numpy(); idx = np.random.default_rng(seed).choice(starts, 2000)
     solved = rew == 0                         # steps where the task is solved (OGBench single-task reward 0)
     near = np.array([solved[t:t + cfg.agent.n].any() for t in starts]); near_idx = starts[near][:2000]
@@ -599,9 +605,24 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
 
 
 # %%
+# The Monte-Carlo returns against a hand computation: two episodes, γ = 0.5; the first is solved at its third step
+# (reward 0, cont 0), so its return stops there; the second ends unsolved and its return is cut at its last step.
+r, c = np.array([-1., -1., 0., -1., -1., -1.]), np.array([1., 1., 0., 1., 1., 1.])
+test_close(discounted_returns(r, c, [0, 4], [3, 5], 0.5), [-1.5, -1.0, 0.0, -1.0, -1.5, -1.0])
+# Without terminals (cont = 1) the solved step no longer stops the return: G₁ = -1 + 0.5·(0 + 0.5·(-1)).
+test_close(discounted_returns(r, np.ones(6), [0, 4], [3, 5], 0.5)[1], -1.25)
+
 d = diagnose(tmp / 'full', episodes=1)
-assert {'success_N1', 'success_N4', 'value_return_corr', 'q_std_across_32'} <= set(d) and -1 <= d['value_return_corr'] <= 1
-assert 0 <= diagnose(tmp / 'pre', episodes=2)['imagined_success_N4'] <= 1   # with terminals: the model's own verdict
+assert {'success_N1', 'success_N4', 'value_return_corr', 'q_std_across_32'} <= set(d)
+test_eq(d['eval_seeds'], '1000..1000')
+# The imagined success is the success net's verdict: forge two copies of the run whose success net says "solved"
+# everywhere (a large positive logit) or nowhere; the diagnosis must read 100% and 0% for them.
+ck = load_checkpoint(tmp / 'pre' / 'checkpoint.pt')
+last_bias = [k for k in ck['agent'] if k.startswith('success.') and k.endswith('.bias')][-1]   # the output layer's
+for logit, expected in ((50.0, 1.0), (-50.0, 0.0)):
+    ck['agent'][last_bias] = torch.full_like(ck['agent'][last_bias], logit); (tmp / f'forged{expected}').mkdir(exist_ok=True)
+    torch.save(ck, tmp / f'forged{expected}' / 'checkpoint.pt')
+    test_eq(diagnose(tmp / f'forged{expected}', episodes=2)['imagined_success_N4'], expected)
 
 
 # %% [markdown]
