@@ -2,6 +2,7 @@
 """The CPU study (issue 17): variants of the `cpu` preset × training seeds, on cube-single task 2, under one fixed protocol.
 
     python tools/cpu_study.py run --variant preset --seeds 0 1 2 3 4 [--threads 1]   # resumable: run again to continue
+    python tools/cpu_study.py behaviour --seeds 0 1 2 3 4                             # the behaviour policy alone, same final episodes
     python tools/cpu_study.py aggregate                                               # table.csv, summary.md, curves.png
 
 The protocol (fixed before any result was looked at; results/cpu_study/PROTOCOL.md says the same in prose):
@@ -69,14 +70,14 @@ def run_one(variant: str, seed: int, threads: int, steps: int | None = None):
     done_evals = {(int(r['step']), int(r['replan'])) for r in _rows(evals)}
     done_segments = {int(r['step']) for r in _rows(timing)}
     milestones = list(range(EVAL_EVERY, full.steps, EVAL_EVERY)) + [full.steps]
-    tr = None
+    tr, worked = None, False
     for k in milestones:
         if k not in done_segments:
             t0 = time.time()
             cfg = config(steps=k)
             if tr is not None and hasattr(tr, 'close'): tr.close()
             tr = Trainer(cfg, d / 'run', resume=(d / 'run' / 'checkpoint.pt').exists(), progress=False)
-            start = tr.step
+            start = tr.step; worked = True
             tr.run()
             _add_row(timing, dict(step=k, from_step=start, train_wall_s=round(time.time() - t0, 1), threads=threads,
                                   load_avg=round(os.getloadavg()[0], 2)))
@@ -87,23 +88,51 @@ def run_one(variant: str, seed: int, threads: int, steps: int | None = None):
                 if tr is not None and hasattr(tr, 'close'): tr.close()
                 tr = Trainer(cfg, d / 'run', resume=True, progress=False)
                 if tr.step != k: print(f'{variant}/s{seed}: checkpoint at {tr.step}, cannot evaluate step {k} any more; skipped'); continue
-            r = _evaluate(tr, EVAL_EPISODES, seed + k, rp)
+            r = _evaluate(tr, EVAL_EPISODES, seed + k, rp); worked = True
             _add_row(evals, dict(step=k, replan=rp, success=r['success'], episodes=r['episodes'], seed0=seed + k, wall_s=r['wall_s']))
             print(f'{variant}/s{seed} step {k} replan {rp}: {r["success"]:.0%}', flush=True)
     final = d / 'final.csv'
     done_final = {(int(r['step']), int(r['replan'])) for r in _rows(final)}
+    if tr is None and any((full.steps, rp) not in done_final for rp in REPLANS): tr = Trainer(full, d / 'run', resume=True, progress=False)
     for rp in REPLANS:
         if (full.steps, rp) in done_final: continue
-        r = _evaluate(tr, FINAL_EPISODES, FINAL_SEED, rp)
+        r = _evaluate(tr, FINAL_EPISODES, FINAL_SEED, rp); worked = True
         _add_row(final, dict(step=tr.step, replan=rp, success=r['success'], successes=int(sum(r['successes'])), episodes=r['episodes'],
                              seed0=FINAL_SEED, wall_s=r['wall_s']))
         print(f'{variant}/s{seed} final replan {rp}: {r["success"]:.0%} over {r["episodes"]}', flush=True)
+    import shutil   # a longer budget continues and overwrites checkpoint.pt: keep this budget's final weights beside it
+    if not (d / 'run' / f'checkpoint_{full.steps}.pt').exists(): shutil.copy2(d / 'run' / 'checkpoint.pt', d / 'run' / f'checkpoint_{full.steps}.pt')
+    if not worked: return   # a finished run asked again: its provenance (the code that trained it) stays as written
     train_s = sum(float(r['train_wall_s']) for r in _rows(timing))
     write_json(d / 'provenance.json', provenance(
         seed=seed, wall_time_s=train_s, device=tr.device, variant=variant, preset=spec['preset'], overrides=spec['overrides'],
         config=config_to_dict(tr.cfg), threads=threads, train_wall_s_note='sum of the training segments (timing.csv), evaluations excluded',
         dataset={k: v for k, v in tr.dataset_info.items() if k != 'file'} | {'file': Path(tr.dataset_info['file']).name},
         protocol=dict(eval_every=EVAL_EVERY, eval_episodes=EVAL_EPISODES, replans=REPLANS, final_episodes=FINAL_EPISODES, final_seed=FINAL_SEED)))
+
+
+def behaviour(variant: str, seeds: list[int]):
+    """The behaviour policy alone (N_test = 1: one flow sample per call, no rejection sampling) on each seed's final
+    checkpoint, with the final evaluation's 50 episodes and seeds at every interval: MAC's gain over its own behaviour
+    policy is then a paired comparison on the same start states. Writes `<variant>/s<seed>/final_behaviour.csv`."""
+    import dataclasses, torch
+    from mac.agent import MACAgent
+    from mac.data import ObsNormalizer
+    from mac.evaluate import evaluate
+    from mac.train import config_from_dict, load_checkpoint
+    torch.set_num_threads(1)
+    for seed in seeds:
+        d = OUT / variant / f's{seed}'; out = d / 'final_behaviour.csv'
+        ck = load_checkpoint(d / 'run' / 'checkpoint.pt', 'cpu'); cfg = config_from_dict(json.loads(ck['config']))
+        done = {(int(r['step']), int(r['replan'])) for r in _rows(out)}
+        ag = MACAgent(ck['obs_dim'], ck['action_dim'], dataclasses.replace(cfg.agent, n_test=1), 'cpu'); ag.load_state_dict(ck['agent']); ag.eval()
+        norm = ObsNormalizer.from_state_dict(ck['normalizer'], 'cpu')
+        for rp in REPLANS:
+            if (ck['step'], rp) in done: continue
+            r = evaluate(ag, norm, cfg.env, FINAL_EPISODES, None, seed=FINAL_SEED, replan_every=rp)
+            _add_row(out, dict(step=ck['step'], replan=rp, n_test=1, success=r['success'], successes=int(sum(r['successes'])),
+                               episodes=r['episodes'], seed0=FINAL_SEED, wall_s=r['wall_s']))
+            print(f'{variant}/s{seed} behaviour policy, replan {rp}: {r["success"]:.0%} over {r["episodes"]}', flush=True)
 
 
 def explain(variant: str, seeds: list[int], episodes: int = 10, seed0: int = 200_000):
@@ -150,6 +179,9 @@ def aggregate():
         for sdir in sorted(vdir.glob('s*')):
             for r in _rows(sdir / 'final.csv'):
                 rows.append(dict(variant=vdir.name, seed=int(sdir.name[1:]), replan=int(r['replan']), step=int(r['step']),
+                                 successes=int(float(r['successes'])), episodes=int(r['episodes'])))
+            for r in _rows(sdir / 'final_behaviour.csv'):   # the behaviour policy alone (N_test = 1), same episodes
+                rows.append(dict(variant=f'{vdir.name}:behaviour', seed=int(sdir.name[1:]), replan=int(r['replan']), step=int(r['step']),
                                  successes=int(float(r['successes'])), episodes=int(r['episodes'])))
             for r in _rows(sdir / 'evals.csv'):
                 curves.setdefault((vdir.name, int(r['replan'])), {}).setdefault(int(sdir.name[1:]), {})[int(r['step'])] = float(r['success'])
@@ -213,9 +245,11 @@ if __name__ == '__main__':
     r.add_argument('--seeds', type=int, nargs='+', required=True); r.add_argument('--threads', type=int, default=2)
     r.add_argument('--steps', type=int, default=None, help="train to this many steps instead of the preset's (continues finished runs)")
     sub.add_parser('aggregate')
+    b = sub.add_parser('behaviour'); b.add_argument('--variant', default='preset'); b.add_argument('--seeds', type=int, nargs='+', required=True)
     x = sub.add_parser('explain'); x.add_argument('--variant', default='preset'); x.add_argument('--seeds', type=int, nargs='+', required=True)
     a = ap.parse_args()
     if a.cmd == 'aggregate': aggregate()
     elif a.cmd == 'explain': explain(a.variant, a.seeds)
+    elif a.cmd == 'behaviour': behaviour(a.variant, a.seeds)
     else:
         for s in a.seeds: run_one(a.variant, s, a.threads, a.steps)
