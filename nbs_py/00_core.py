@@ -50,8 +50,12 @@ from fastcore.test import test_eq, test_close, test_fail
 # Every network in MAC (flow policy $v_\theta$, one-step policy $\pi_\omega$, dynamics $p_\psi$, reward $r_\psi$,
 # value $V_\varphi$, critic $Q_\varphi$) is the same MLP with different inputs and outputs. The paper says no more
 # about the target network than the lines above (Algorithm 1 has no step for it); in the official code only the value
-# function has one, a slow-moving EMA copy $\bar V$ updated after every gradient step (`official-code-facts.md` §3
-# item 11). The official code also pins down what "4-layer MLPs with layer normalization" means (§2):
+# function has one, a slow-moving EMA copy $\bar V$ updated after every gradient step (it is declared for the value network alone,
+# [`mac.py:437`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L437), starts as a copy of it, [`mac.py:451-452`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L451-L452), and is blended in by
+# [`mac.py:292-299`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L292-L299), which `update` calls after the optimiser step, [`mac.py:310`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L310)). The official code
+# also pins down what "4-layer MLPs with layer normalization" means (the initialiser is
+# [`networks.py:10-12`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/networks.py#L10-L12), the MLP [`networks.py:46-62`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/networks.py#L46-L62), and each network appends its output width as
+# a last, plain Dense layer, e.g. [`networks.py:341`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/networks.py#L341)):
 #
 # | piece | official code | here |
 # |---|---|---|

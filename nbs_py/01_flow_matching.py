@@ -59,7 +59,8 @@ from fastcore.test import test_eq, test_close, test_fail
 # **Convention.** Eq. 2 puts noise at $u=0$ and data at $u=1$. The paper's Eq. 7 (the BC loss) writes the
 # interpolation the other way round, $\mathbf a_z = (1-u)\mathbf a + u z$, while keeping the target
 # $\mathbf a - z$; that pair is inconsistent (its velocity would be $z - \mathbf a$). The official code follows
-# Eq. 2 (`official-code-facts.md` §3, item 2; §7, item 13). **We follow Eq. 2 and the code everywhere.**
+# Eq. 2: its BC loss puts the Gaussian sample at $u=0$ and the dataset chunk at $u=1$ and regresses on chunk minus
+# noise ([`mac.py:83-93`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L83-L93)), and its sampler integrates from the noise at $u=0$ ([`mac.py:364-369`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L364-L369)). **We follow Eq. 2 and the code everywhere.**
 
 # %% [markdown]
 # ## Derivation

@@ -756,7 +756,8 @@ test_eq(ChunkDataset(obs, acts, valids, solved - 1, 1 - solved, n=3, action_clip
 # The model-error study (chapter 5) needs L successive chunks of *one* trajectory: states
 # $s_t, s_{t+n}, \dots, s_{t+Ln}$ and chunks $\mathbf a_t, \mathbf a_{t+n}, \dots$. The official code gathers the
 # rows time-major, (n·L, B), and then reshapes them as (B, L, n) without a transpose, which interleaves time and
-# batch: its "trajectories" mix different episodes (`official-code-facts.md` §1.5). Ours gathers (B, L, n) index
+# batch: its "trajectories" mix different episodes (`ACGCDataset.sample_consecutive`,
+# [`datasets.py:502-507`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/datasets.py#L502-L507); `ACDataset` repeats the same lines at [`datasets.py:722-727`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/datasets.py#L722-L727)). Ours gathers (B, L, n) index
 # rows directly.
 
 # %%
@@ -926,7 +927,10 @@ def bench_data_cli(argv=None):
 # 2. Noisy datasets default to OGBench's published settings for them (noise 0.2, `p_random_action` 0.1); play
 #    datasets to noise 0.1.
 # 3. Valid chunk starts are all t with rows t … t+n in one episode. The official code additionally drops the last
-#    two windows of each episode (a side effect of the compact format's doubled terminals, facts §1.3); with
+#    two windows of each episode (a side effect of the compact format's doubled terminals:
+#    the data are loaded with `compact_dataset=True`, [`env_utils.py:19-26`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/envs/env_utils.py#L19-L26); ogbench 1.2.2 then flags both of
+#    the last two rows of each episode as terminal, `ogbench/utils.py:71-73`; and a chunk start must lie more than n rows
+#    before the first flagged row, [`datasets.py:688-693`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/datasets.py#L688-L693)); with
 #    1001-step episodes that is 0.2% of the starts.
 # 4. Chunk rewards are the paper's discounted sum by default; `reward_agg='mean'` gives the official code's mean
 #    (rewards, values and Q n times smaller, targets the networks reach in fewer steps; the same argmax).

@@ -53,10 +53,10 @@ import matplotlib.pyplot as plt
 # | F | Euler steps (10) | `steps` |
 # | N | samples per state | `N` |
 #
-# **Convention.** As in chapter 1 we put noise at $u=0$ and the chunk at $u=1$ (Eq. 2 and the official code):
+# **Convention.** As in chapter 1 we put noise at $u=0$ and the chunk at $u=1$ (Eq. 2 and the official code, [`mac.py:83-87`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L83-L87)):
 # $\mathbf a_u = (1-u) z + u \mathbf a_t$ with target $\mathbf a_t - z$. Eq. 7 as printed interpolates the other way,
 # $\mathbf a_z = (1-u)\mathbf a_t + u z$, while keeping the target $\mathbf a_t - z$, which cannot both hold
-# (`official-code-facts.md` §7, item 13).
+# (the straight path from $\mathbf a_t$ at $u=0$ to $z$ at $u=1$ has velocity $z - \mathbf a_t$, the negative of that target).
 
 # %% [markdown]
 # ## Toy first: two ways around an obstacle
@@ -116,7 +116,8 @@ class FlowChunkPolicy(nn.Module):
 # %% [markdown]
 # ## The Gaussian chunk policy (MAC(Gau))
 #
-# As the official ablation (`mbrs_ac.py`'s `GCActor`, facts §5.2): the MLP's hidden layers (each ending in
+# As the official ablation (`mbrs_ac.py` builds a `GCActor`, [`mbrs_ac.py:364-373`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mbrs_ac.py#L364-L373), with the settings of
+# [`mbrs_ac.py:436-439`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mbrs_ac.py#L436-L439); the actor is [`networks.py:199-212`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/networks.py#L199-L212) and [`networks.py:252-256`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/networks.py#L252-L256)): the MLP's hidden layers (each ending in
 # LayerNorm), then two linear heads for the mean $\mu(s)$ and log-std of $x$, initialised small (Xavier with
 # gain 0.1, i.e. variance scale 0.01); the log-std is clipped to $[-5, 2]$ and the chunk is $\mathbf a = \tanh(x)$.
 # With $x = \operatorname{atanh}(\mathbf a)$, the change of variables gives

@@ -58,7 +58,8 @@ from mac.flow import toy_sample, toy_modes, mode_coverage, train_toy_flow, euler
 #    Chapter 1 (derivation step 6) showed what that converges to: at $u = 0$, $v^\star(0, s, z) = \mathbb E[\mathbf a \mid s] - z$,
 #    so $\pi_\omega(s, z) \approx \mathbb E[\mathbf a \mid s]$ for *every* z: the mean chunk, the mode average a Gaussian
 #    would give, with no diversity left for rejection sampling. (The official code has no implementation of this
-#    ablation; this reading follows `official-code-facts.md` §5.2 and is ours.)
+#    ablation: its one-step model learns only from the distillation term, which the BC loss always adds to the
+#    flow loss, [`mac.py:95-104`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L95-L104), and no option switches that off. The reading above is ours.)
 
 # %% [markdown]
 # ## Implementation

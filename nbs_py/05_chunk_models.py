@@ -253,7 +253,7 @@ for n in (1, 10):
 # n ∈ {1, 5, 10, 25}, same width and number of gradient steps. Then, on held-out trajectories from the validation
 # split, start at the true $s_t$ and roll each model open-loop for 100 environment steps feeding the **true** action
 # chunks; compare each prediction $\hat s_{t+kn}$ with **the same trajectory's** true state $s_{t+kn}$ (chapter 2's
-# window gather; the official measurement mixes trajectories, facts §1.5). Every n uses the same start states. Error
+# window gather; the official measurement mixes trajectories: its `sample_consecutive` gathers the windows time-major but reshapes them as if batch-major, which interleaves different start states, [`datasets.py:502-507`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/datasets.py#L502-L507)). Every n uses the same start states. Error
 # is the MSE over state dimensions in normalised observation space, averaged over trajectories, with a 95%
 # confidence band.
 
@@ -364,7 +364,7 @@ test_eq(w['observations'][:, 1], torch.as_tensor(va['observations'][100:121:5]))
 # the validation data whose state and chunk are exactly the ones it is given and returns the state n steps later (NaN
 # when there is no such row). Rolled out open-loop on the experiment's windows, it must reproduce every true state, at
 # every step and not only the first. That fails if a window's chunks are not the ones taken from its states, or if a
-# window mixes trajectories (the official `sample_consecutive` bug, facts §1.5).
+# window mixes trajectories (what the official `sample_consecutive`'s reshape does, [`datasets.py:502-507`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/datasets.py#L502-L507)).
 
 # %%
 obs_va = torch.as_tensor(va['observations'], dtype=torch.float64)
@@ -404,9 +404,9 @@ else: print('not run yet: mac_model_error --out results/model_error')
 # 4. The success model takes $[s, g, \mathbf a]$ when a goal is given (official, goal-conditioned) and $[s, \mathbf a]$
 #    otherwise (the paper's $f_\psi(s_t, \mathbf a_t)$); success is $\sigma(f) > 0.5$. For reward-based tasks the paper
 #    uses the reward model without termination; the official code still trains the success net there, on all-zero
-#    targets (facts §3 item 4), so nothing terminates.
+#    targets (the single-task batches set every mask to 1, [`datasets.py:768`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/datasets.py#L768), and the success target is 1 − mask, [`mac.py:46`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L46)), so nothing terminates.
 # 5. The model-error study compares each prediction with the *same* trajectory's true state; the official
-#    `sample_consecutive` mixes trajectories (facts §1.5, §7 item 11). We use cube-double (the paper: puzzle-4x5 from a
+#    `sample_consecutive` mixes trajectories ([`datasets.py:502-507`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/datasets.py#L502-L507)). We use cube-double (the paper: puzzle-4x5 from a
 #    100M dataset, far beyond a 2-core machine) and 100 environment steps (the paper's figure; the code logs 150).
 
 # %%

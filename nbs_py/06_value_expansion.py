@@ -61,7 +61,8 @@ import matplotlib.pyplot as plt
 #
 # **Which V in the bootstrap.** Eq. 10 as printed bootstraps from the online $V_\varphi(\hat s_{t+Hn})$, yet the sentence
 # after it defines target parameters $\bar\varphi$ that the printed equation never uses. The official code bootstraps
-# from the EMA target network $\bar V$ (`official-code-facts.md` §3 item 5, §7 item 14), as Eq. 3 does, and so do we: in
+# from the EMA target network $\bar V$ (with the default `target_network=True`, [`mac.py:477`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L477),
+# its GAE reads both the values and the next values from `target_value`, [`mac.py:161-163`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L161-L163)), as Eq. 3 does, and so do we: in
 # this chapter's derivation and code the bootstrap is $\bar V(\hat s_H)$. Below, $\hat s_k$ stands for $\hat s_{t+kn}$ and
 # $\hat r_k$ for $\hat{\mathbf r}_{t+kn}$; $[\cdot]_\times$ is the stop-gradient.
 #
@@ -299,12 +300,14 @@ test_close(critic_loss(Q_l, V_l, s0, a0, ro['rewards'][0], ro['masks'][0], s1, 0
 # %% [markdown]
 # ## Implementation details
 #
-# 1. Value targets bootstrap from the EMA target network $\bar V$ (τ = 0.005), as the official code; Eq. 10 prints
-#    $V_\varphi$ while the text says $\bar\varphi$ (facts §7 item 14).
+# 1. Value targets bootstrap from the EMA target network $\bar V$ (τ = 0.005), as the official code
+#    ([`mac.py:161-163`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L161-L163)); Eq. 10 prints $V_\varphi$ while the sentence after it names $\bar\varphi$.
 # 2. The loss averages over all k and rollouts rather than sampling k (same expectation).
 # 3. The critic uses the online $V_\varphi$ under stop-gradient (Eq. 11 and the code) and only the rollout's first step.
 # 4. Masks come from the success model ($m = 1 - \mathbb 1(\sigma(f) > 0.5)$); in single-task runs that model is trained
-#    on all-zero targets (facts §3 item 4), so in practice nothing terminates.
+#    on all-zero targets, so in practice nothing terminates (the rollout masks come from the success net,
+#    [`mac.py:144-150`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L144-L150); its target is $1 - m$, [`mac.py:46`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L46); single-task batches set every $m$ to 1,
+#    [`datasets.py:768`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/datasets.py#L768)).
 # 5. No clipping of values or targets (the code has none).
 
 # %%

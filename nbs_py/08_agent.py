@@ -64,11 +64,15 @@ import numpy as np
 # target network, which the paper mentions only in passing: Eq. 3's $\bar V$ is "a target value function", the
 # $\bar\varphi$ named after Eq. 10 are "exponentially averaged target parameters" (chapter 6), and Table 8 lists a
 # target network update rate of 0.005. The official code keeps an EMA copy $\bar V$ of the value network, bootstraps
-# Eq. 10 from it, and updates it once per step from the pre-update value weights (`official-code-facts.md` §3 items 5
-# and 11); we do the same.
+# Eq. 10 from it, and updates it once per step from the pre-update value weights (created in [`mac.py:437`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L437) and
+# [`mac.py:451-452`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L451-L452), read by the GAE in [`mac.py:161-163`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L161-L163), and blended by
+# [`mac.py:292-299`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L292-L299) from `self.network.params`, i.e. the weights held before the Adam step, when `update`
+# calls it at [`mac.py:310`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L310)); we do the same.
 #
 # The official code runs this as **one** gradient step of the **sum** of all losses with a single Adam
-# (`official-code-facts.md` §3). Since each loss reaches only its own network's parameters, that is the same as
+# (the losses are summed at [`mac.py:289`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L289); `update`, [`mac.py:301-312`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L301-L312), takes one gradient of that
+# sum and one step of the `optax.adam` built at [`mac.py:447`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L447), in [`flax_utils.py:132-159`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/flax_utils.py#L132-L159); a network
+# called without explicit parameters runs on the stored ones and passes no gradient, [`flax_utils.py:90-114`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/flax_utils.py#L90-L114)). Since each loss reaches only its own network's parameters, that is the same as
 # separate optimisers; what matters is that the rollout, every target and the critic's $V_\varphi(\hat s_1)$ use the
 # networks as they were *before* this step, and that the EMA uses the *pre-update* value weights. We do the same.
 
@@ -120,7 +124,7 @@ test_fail(lambda: MACConfig(n=0), contains='MACConfig.n must be >= 1')
 # ## The networks
 #
 # Every network is a separate chapter-0 MLP (no sharing), as in the official code. The critic uses the dynamics
-# widths (a quirk of the official code, facts §7 item 18). The target value network starts as a copy of $V_\varphi$.
+# widths (a quirk of the official code, [`mac.py:407-411`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L407-L411)). The target value network starts as a copy of $V_\varphi$.
 
 # %%
 #| export
@@ -337,13 +341,13 @@ with torch.no_grad():
 # one the critic's target uses. So make them different, known functions. With `value_hidden=()` and
 # `dynamics_hidden=()` each network is one linear map, which we overwrite: $V(s) = 2 s_0$, $\bar V(s) = -3 s_0$,
 # $Q(s, \mathbf a) = 0.5 s_0 + a_0$. On a rollout written by hand (random states and rewards, masks with terminations), the
-# expected targets are Eq. 10's closed form with termination (official GAE with λ = 1, facts §3 item 5), summed term by
+# expected targets are Eq. 10's closed form with termination (official GAE, [`mac.py:169-180`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L169-L180), with λ = 1, [`mac.py:476`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L476)), summed term by
 # term rather than by chapter 6's recursion:
 #
 # $$G_k = \sum_{j=k}^{H-1}\Gamma^{j-k}\Big(\prod_{i=k}^{j-1} m_i\Big)\hat r_j + \Gamma^{H-k}\Big(\prod_{i=k}^{H-1} m_i\Big)\bar V(\hat s_H),\qquad \Gamma = \gamma^n.$$
 #
 # The value loss is the mean of $(V(\hat s_k) - G_k)^2$ over all H·B pairs, with the **online** V regressed; the critic's
-# target is $\hat r_0 + m_0\Gamma V(\hat s_1)$ with the **online** V (Eq. 11, facts §3 item 7).
+# target is $\hat r_0 + m_0\Gamma V(\hat s_1)$ with the **online** V (Eq. 11; official [`mac.py:220-224`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mac.py#L220-L224)).
 
 # %%
 lin = MACConfig(**(tiny | dict(H=4, gamma=0.9, value_hidden=(), dynamics_hidden=())))
@@ -416,7 +420,8 @@ print(f'one update at 512x4, B=256: median {np.median(ts):.2f} s over {len(ts)} 
 # 8. The critic uses the dynamics widths (official). Only V has a target network.
 # 9. MAC(FQL): actor loss on all rollout states, $\alpha\|\pi_\omega - \mathrm{clip}(\pi_\theta)\|^2 - Q/\overline{|Q|}$ through a frozen critic; acts
 #    with one $\pi_\omega$ sample. Unlike the official `mbfql.py` we keep n = 10 and discount chunks by γⁿ in the targets
-#    (the official code's γ there is a bug, facts §7 item 12).
+#    (the official code's γ there is a bug: its GAE discounts each chunk step by γ, [`mbfql.py:150-154`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mbfql.py#L150-L154),
+#    while its critic uses γⁿ, [`mbfql.py:198`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mbfql.py#L198); its default n = 5 is [`mbfql.py:500`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/agents/mbfql.py#L500)).
 # 10. w/o distillation: the flow's own field with one Euler step as the behaviour sampler (chapter 4's reading).
 # 11. MAC(Gau): the Gaussian chunk policy's NLL replaces flow + distillation; rejection sampling over its samples.
 

@@ -34,7 +34,9 @@ from mac.agent import MACAgent, MACConfig
 # %% [markdown]
 # ## The protocol
 #
-# As the paper (and the official code, `official-code-facts.md` §4): for a single-task environment such as
+# As the paper, and as the official code ([`main.py:41`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/main.py#L41) sets 15 episodes, [`main.py:225-239`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/main.py#L225-L239) runs
+# them on a single-task env, and [`evaluation.py:108-109`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/evaluation.py#L108-L109) with [`evaluation.py:132-140`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/evaluation.py#L132-L140) end an episode
+# on termination or truncation and average the last step's `info` over episodes): for a single-task environment such as
 # `cube-single-singletask-task2-v0`, run 15 episodes; an episode's success is the **final** step's `info['success']`;
 # the task's success rate is their mean. Episodes end at the task's time limit (cube-single 200 steps, cube-double
 # 500, scene 750, puzzle 500) or on success (single-task envs terminate at the goal).
