@@ -35,6 +35,9 @@ FINAL_EPISODES, FINAL_SEED = 50, 100_000
 VARIANTS = {
     'preset': dict(preset='cpu', overrides={}),                                     # the `cpu` preset of a803a98
     'data1000': dict(preset='cpu', overrides={'dataset_episodes': 1000, 'dataset_dir': '~/.ogbench/data1000'}),
+    # the tasks held out from tuning (PROTOCOL.md): the chosen preset, unchanged but for the task; run with its budget (--steps)
+    'heldout_cube4': dict(preset='cpu', overrides={'env': 'cube-single-play-singletask-task4-v0'}),
+    'heldout_scene1': dict(preset='cpu', overrides={'env': 'scene-play-singletask-task1-v0'}),
 }
 
 
