@@ -253,8 +253,17 @@ class Trainer:
 
 # %% ../nbs/10_training.ipynb #f61fa5b7
 def _append_csv(path: Path, row: dict | None = None, keep_until: int | None = None):
-    "Append a row (header on first write); with `keep_until`, first drop rows after that step (a resumed run)."
-    rows = list(csv.DictReader(open(path))) if path.exists() else []
+    """Append a row: one line at the end of the file when the header already has its columns; the whole file is
+    rewritten (atomically) only when a new column appears or, with `keep_until`, to drop the rows after that step
+    (a resumed run) and a last line that a killed process left half-written."""
+    path = Path(path)
+    if keep_until is None and row and path.exists():
+        with open(path, newline='') as f: header = next(csv.reader(f), [])
+        if header and set(row) <= set(header):
+            with open(path, 'a', newline='') as f: csv.DictWriter(f, fieldnames=header, restval='').writerow(row)
+            return
+    rows = list(csv.DictReader(open(path, newline=''))) if path.exists() else []
+    rows = [r for r in rows if None not in r.values() and str(r.get('step', '')).isdigit()]   # drop a half-written line
     if keep_until is not None: rows = [r for r in rows if int(r['step']) <= keep_until]
     rows += [row] if row else []
     if rows: write_csv(path, rows)
