@@ -15,7 +15,7 @@ from .core import MLP
 from .policies import FlowChunkPolicy
 
 # %% auto #0
-__all__ = ['OneStepPolicy', 'distillation_loss', 'one_euler_step_policy', 'bench_sampling']
+__all__ = ['OneStepPolicy', 'distillation_loss', 'bench_sampling']
 
 # %% ../nbs/04_distillation.ipynb #970125e4
 class OneStepPolicy(nn.Module):
@@ -40,10 +40,6 @@ def distillation_loss(student: OneStepPolicy, teacher: FlowChunkPolicy, obs, z=N
     if z is None: z = torch.randn((obs.shape[0], teacher.n * teacher.action_dim), generator=generator, device=obs.device)
     with torch.no_grad(): target = teacher(obs, z, steps)
     return ((student(obs, z) - target) ** 2).mean()
-
-def one_euler_step_policy(flow: FlowChunkPolicy):
-    "The 'without distillation' ablation: the flow's own velocity field used with a single Euler step."
-    return lambda obs, z: flow(obs, z, steps=1)
 
 # %% ../nbs/04_distillation.ipynb #e79a61be
 def bench_sampling(widths=(512, 256), obs_dim: int = 28, n: int = 10, d: int = 5, N: int = 32, F: int = 10,

@@ -94,6 +94,10 @@ def distillation_loss(student: OneStepPolicy, teacher: FlowChunkPolicy, obs, z=N
     with torch.no_grad(): target = teacher(obs, z, steps)
     return ((student(obs, z) - target) ** 2).mean()
 
+
+# %%
+# The 'without distillation' ablation as a map (s, z) ↦ chunk, for the checks below. Not exported: the agent
+# (chapter 8) samples it as `flow.sample(obs, N, steps=1)`, the same map with the noise drawn for it.
 def one_euler_step_policy(flow: FlowChunkPolicy):
     "The 'without distillation' ablation: the flow's own velocity field used with a single Euler step."
     return lambda obs, z: flow(obs, z, steps=1)
@@ -141,6 +145,10 @@ st = OneStepPolicy(3, 2, 2, hidden=(8,))
 with torch.no_grad():
     test_close(distillation_loss(st, lin_flow, obs, z, steps=3), ((st(obs, z) - (m + (2 / 3) ** 3 * (z - m)).clamp(-1, 1)) ** 2).mean(), eps=1e-6)
     test_close(one_euler_step_policy(teacher)(obs, z), (z + teacher.v(obs, z, torch.zeros(5, 1))).clamp(-1, 1), eps=1e-6)
+    # the agent's sampler for this ablation, `flow.sample(obs, 1, steps=1)`, is the same map on the noise it draws
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    test_close(teacher.sample(obs, 1, steps=1, generator=g1)[:, 0],
+               one_euler_step_policy(teacher)(obs, torch.randn(z.shape, generator=g2)), eps=1e-6)
 
 # %% [markdown]
 # ## Does it work? Distilling the chapter-1 toy flow

@@ -214,7 +214,7 @@ def rollout(self: MACAgent, obs0, generator=None, N: int | None = None, H: int |
     "Eq. 9: H steps of the policy (N candidates; defaults N_train, H) in the chunk model from obs0 (B, S), no gradients."
     c = self.cfg
     return model_rollout(lambda s: policy(self, s, N or c.n_train, generator), self.dynamics, self.reward,
-                         lambda s, a: 1 - (self.success(s, a) > 0).float(), obs0, H or c.H)
+                         lambda s, a: 1 - self.success.predict(s, a)[1], obs0, H or c.H)   # mask = 1 − predicted success
 
 def value_losses(self: MACAgent, ro) -> dict:
     "Eq. 10 with the target network's bootstrap V̄(ŝ_H), and Eq. 11 with the online V(ŝ_1)."
