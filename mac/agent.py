@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from fastcore.basics import patch
+
 from .core import ema_update_, get_device
 from .distill import OneStepPolicy, distillation_loss
 from .models import ChunkDynamics, ChunkReward, ChunkSuccess
@@ -20,8 +22,7 @@ from .rejection import rejection_sample
 from .value import QNet, ValueNet, critic_loss, model_rollout, nstep_targets, value_loss
 
 # %% auto #0
-__all__ = ['MACConfig', 'MACAgent', 'behaviour_sample', 'policy', 'act', 'model_losses', 'bc_losses', 'rollout', 'value_losses',
-           'fql_actor_loss', 'losses', 'update']
+__all__ = ['MACConfig', 'MACAgent']
 
 # %% ../nbs/08_agent.ipynb #8b6dec16
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class MACAgent(nn.Module):
     def device(self): return next(self.parameters()).device
 
 # %% ../nbs/08_agent.ipynb #c034acc6
+@patch
 @torch.no_grad()
 def behaviour_sample(self: MACAgent, obs, N: int, generator=None):
     "N behaviour chunks per state (B, N, n·d), clipped to [-1, 1]."
@@ -86,20 +88,21 @@ def behaviour_sample(self: MACAgent, obs, N: int, generator=None):
     if c.distill: return self.onestep.sample(obs, N, generator=generator)
     return self.flow.sample(obs, N, steps=1, generator=generator)
 
+@patch
 @torch.no_grad()
-def policy(self: MACAgent, obs, N: int, generator=None):
+def acting_policy(self: MACAgent, obs, N: int, generator=None):
     "The acting policy: rejection sampling over N behaviour chunks with Q (MAC(FQL): one π_ω sample). (B, n·d)."
     if self.cfg.extraction == 'fql': return self.onestep.sample(obs, 1, generator=generator)[:, 0]
-    return rejection_sample(lambda o, k: behaviour_sample(self, o, k, generator), self.critic, obs, N)[0]
+    return rejection_sample(lambda o, k: self.behaviour_sample(o, k, generator), self.critic, obs, N)[0]
 
+@patch
 @torch.no_grad()
 def act(self: MACAgent, obs, generator=None):
     "Test-time chunks (B, n·d) for normalised observations (B, S): N_test candidates, argmax Q."
-    return policy(self, obs, self.cfg.n_test, generator)
-
-MACAgent.behaviour_sample, MACAgent.policy, MACAgent.act = behaviour_sample, policy, act
+    return self.acting_policy(obs, self.cfg.n_test, generator)
 
 # %% ../nbs/08_agent.ipynb #573ddfb8
+@patch
 def model_losses(self: MACAgent, b) -> dict:
     "Eqs. 5-6 and the success BCE on dataset chunks."
     out = dict(dynamics=self.dynamics.loss(b['observations'], b['actions'], b['next_observations']),
@@ -107,6 +110,7 @@ def model_losses(self: MACAgent, b) -> dict:
     if self.cfg.learn_success: out['success'] = self.success.loss(b['observations'], b['actions'], 1 - b['masks'])
     return out
 
+@patch
 def bc_losses(self: MACAgent, b, generator=None) -> dict:
     "Flow BC (Eq. 7) + distillation (Eq. 8), or the Gaussian's NLL, on dataset chunks."
     c, s, a = self.cfg, b['observations'], b['actions']
@@ -116,13 +120,15 @@ def bc_losses(self: MACAgent, b, generator=None) -> dict:
     return out
 
 # %% ../nbs/08_agent.ipynb #4442abdf
+@patch
 @torch.no_grad()
 def rollout(self: MACAgent, obs0, generator=None, N: int | None = None, H: int | None = None) -> dict:
     "Eq. 9: H steps of the policy (N candidates; defaults N_train, H) in the chunk model from obs0 (B, S), no gradients."
     c = self.cfg
-    return model_rollout(lambda s: policy(self, s, N or c.n_train, generator), self.dynamics, self.reward,
+    return model_rollout(lambda s: self.acting_policy(s, N or c.n_train, generator), self.dynamics, self.reward,
                          lambda s, a: 1 - self.success.predict(s, a)[1], obs0, H or c.H)   # mask = 1 − predicted success
 
+@patch
 def value_losses(self: MACAgent, ro) -> dict:
     "Eq. 10 with the target network's bootstrap V̄(ŝ_H), and Eq. 11 with the online V(ŝ_1)."
     gn = self.cfg.gamma ** self.cfg.n
@@ -131,6 +137,7 @@ def value_losses(self: MACAgent, ro) -> dict:
                 critic=critic_loss(self.critic, self.value, ro['states'][0], ro['actions'][0], ro['rewards'][0], ro['masks'][0], ro['states'][1], gn),
                 v_mean=G.mean().detach())
 
+@patch
 def fql_actor_loss(self: MACAgent, ro, generator=None) -> dict:
     "MAC(FQL): on all rollout states, α·distillation − Q(ŝ, clip π_ω(ŝ, z)) / mean|Q|, through a frozen critic."
     s = ro['states'][:-1].reshape(-1, self.obs_dim)
@@ -141,10 +148,8 @@ def fql_actor_loss(self: MACAgent, ro, generator=None) -> dict:
     q = functional_call(self.critic, frozen, (s, a.clamp(-1, 1)))
     return dict(distill=self.cfg.fql_alpha * ((a - target) ** 2).mean(), actor_q=-(q / q.abs().mean().detach()).mean())
 
-MACAgent.model_losses, MACAgent.bc_losses, MACAgent.rollout = model_losses, bc_losses, rollout
-MACAgent.value_losses, MACAgent.fql_actor_loss = value_losses, fql_actor_loss
-
 # %% ../nbs/08_agent.ipynb #6c296d5c
+@patch
 def losses(self: MACAgent, batch, generator=None, values: bool = True) -> dict:
     "Every loss of Algorithm 1 for one batch, with the networks as they are now (values=False: models and policies only)."
     out = {**self.model_losses(batch), **self.bc_losses(batch, generator)}
@@ -154,6 +159,7 @@ def losses(self: MACAgent, batch, generator=None, values: bool = True) -> dict:
     if self.cfg.extraction == 'fql': out.update(self.fql_actor_loss(ro, generator))
     return out
 
+@patch
 def update(self: MACAgent, batch, generator=None, losses_fn=None, values: bool = True) -> dict:
     "One gradient step of the summed losses (official: one jax.grad, one Adam step); EMA with pre-update weights."
     out = (losses_fn or self.losses)(batch, generator, values)  # losses_fn: e.g. torch.compile(agent.losses), same math
@@ -163,5 +169,3 @@ def update(self: MACAgent, batch, generator=None, losses_fn=None, values: bool =
     ema_update_(self.target_value, self.value, self.cfg.tau)   # θ̄ ← τ θ_old + (1 − τ) θ̄, before the step
     self.opt.step()
     return {k: v.detach() for k, v in out.items()} | {'total': total.detach()}
-
-MACAgent.losses, MACAgent.update = losses, update

@@ -18,18 +18,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 from tqdm import tqdm
 
 from .agent import MACAgent, MACConfig
 from .core import EXIT_DIVERGED, EXIT_USAGE, atomic_write, get_device, provenance, run_cli, seed_everything, write_csv, write_json
 from .data import DEFAULT_DATASET_DIR, ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
-from .evaluate import _make_env, eval_env_name, evaluate, plot_success
+from .evaluate import _make_env, eval_env_name, plot_success
+from .evaluate import evaluate as evaluate_agent   # `evaluate` is also the name of a Trainer method
 
 # %% auto #0
 __all__ = ['PRESETS', 'FINAL_EVAL_SEED', 'TrainConfig', 'make_config', 'config_to_dict', 'config_from_dict', 'save_checkpoint',
            'CheckpointError', 'load_checkpoint', 'RunFolderBusy', 'lock_run_dir', 'unlock_run_dir', 'NonFiniteLoss',
-           'Trainer', 'run', 'evaluate_now', 'final_evaluate', 'train_cli', 'discounted_returns', 'diagnose',
-           'quickstart', 'quickstart_cli']
+           'Trainer', 'train_cli', 'discounted_returns', 'diagnose', 'quickstart', 'quickstart_cli']
 
 # %% ../nbs/10_training.ipynb #52e23f1a
 @dataclass(frozen=True)
@@ -284,6 +285,7 @@ def _update(self: Trainer, batch) -> dict:
         self._losses = None
         return self.agent.update(batch, self.gen, None, values)
 
+@patch
 def run(self: Trainer) -> dict:
     "Train to `cfg.steps`, logging, evaluating and checkpointing; returns the last logged losses and evaluation."
     cfg = self.cfg
@@ -322,29 +324,29 @@ def run(self: Trainer) -> dict:
     final = self.final_evaluate() if cfg.final_episodes and self.step == cfg.steps else None
     return dict(losses=last, eval=last_eval, final=final)
 
-def evaluate_now(self: Trainer) -> dict:
+@patch
+def evaluate(self: Trainer) -> dict:
     "Evaluate the current agent (cfg.eval_episodes episodes) and log it to eval.csv / success.png."
     cfg = self.cfg
-    res = evaluate(self.agent, self.norm, cfg.env, cfg.eval_episodes, cfg.eval_workers or None, seed=cfg.seed + self.step, replan_every=cfg.replan_every)
+    res = evaluate_agent(self.agent, self.norm, cfg.env, cfg.eval_episodes, cfg.eval_workers or None, seed=cfg.seed + self.step, replan_every=cfg.replan_every)
     _append_csv(self.dir / 'eval.csv', dict(step=self.step, success=res['success'], episodes=res['episodes'], replan_every=res['replan_every'],
                                             eval_wall_s=res['wall_s']), keep_until=self.step - 1)  # re-evaluating a step replaces its row
     plot_success(self.dir / 'eval.csv', self.dir / 'success.png', title=f'MAC on {eval_env_name(cfg.env)}')
     if self.progress: tqdm.write(f'step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes ({res["wall_s"]:.0f}s)')
     return res
 
+@patch
 def final_evaluate(self: Trainer) -> dict:
     "The final checkpoint's evaluation: `final_episodes` episodes on env seeds from FINAL_EVAL_SEED, in `final_eval.json` (kept on re-runs)."
     cfg, path = self.cfg, self.dir / 'final_eval.json'
     key = dict(step=self.step, episodes=cfg.final_episodes, seed=FINAL_EVAL_SEED, replan_every=cfg.replan_every)
     old = json.loads(path.read_text()) if path.exists() else {}
     if all(old.get(k) == v for k, v in key.items()): return old
-    res = evaluate(self.agent, self.norm, cfg.env, cfg.final_episodes, cfg.eval_workers or None, seed=FINAL_EVAL_SEED, replan_every=cfg.replan_every)
+    res = evaluate_agent(self.agent, self.norm, cfg.env, cfg.final_episodes, cfg.eval_workers or None, seed=FINAL_EVAL_SEED, replan_every=cfg.replan_every)
     out = key | {k: res[k] for k in ('success', 'successes', 'protocol', 'wall_s')}
     write_json(path, out)
     if self.progress: tqdm.write(f'final evaluation at step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes (seeds {FINAL_EVAL_SEED:,}+)')
     return out
-
-Trainer.run, Trainer.evaluate, Trainer.final_evaluate = run, evaluate_now, final_evaluate
 
 # %% ../nbs/10_training.ipynb #15bc0a09
 def _parse_sets(items, ap) -> dict:
@@ -403,7 +405,7 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
     out = dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}')
     for N in (1, cfg.agent.n_test):
         ag = MACAgent(ck['obs_dim'], ck['action_dim'], dataclasses.replace(cfg.agent, n_test=N), device); ag.load_state_dict(ck['agent'])
-        out[f'success_N{N}'] = evaluate(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
+        out[f'success_N{N}'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
     _, train, _ = load_ogbench(cfg.env, cfg.dataset_dir)
     data = ChunkDataset.from_ogbench(train, norm, n=cfg.agent.n, gamma=cfg.agent.gamma, reward_agg=cfg.reward_agg, terminals=cfg.terminals, device=device)
     rew = train['rewards']

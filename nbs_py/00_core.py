@@ -66,7 +66,14 @@ from fastcore.test import test_eq, test_close, test_fail
 # | target | EMA with τ = 0.005 | `ema_update_(target, online, tau)` |
 #
 # Symbols used throughout the notebooks: B batch, S observation size, n chunk length, d action size,
-# H rollout steps, N samples for rejection sampling, F flow (Euler) steps.
+# N samples for rejection sampling, F flow (Euler) steps. Four counts of steps that are easy to mix up:
+#
+# | symbol / name | counts | where |
+# |---|---|---|
+# | H (`MACConfig.H`) | chunks per imagined rollout: model calls, so n·H environment steps | chapters 6, 8 |
+# | L | chunks per window of consecutive data chunks (`sample_windows`) | chapters 2, 5 |
+# | `horizon` | environment steps of an open-loop model-error rollout (L = horizon / n chunks) | chapter 5 |
+# | T | environment steps: of an episode (OGBench's `max_episode_steps`), or of the rollout in chapter 5's error bound | chapters 5, 8, 10 |
 
 # %% [markdown]
 # ## Devices and seeds

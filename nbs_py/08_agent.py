@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from fastcore.basics import patch
+
 from mac.core import ema_update_, get_device
 from mac.distill import OneStepPolicy, distillation_loss
 from mac.models import ChunkDynamics, ChunkReward, ChunkSuccess
@@ -156,11 +158,15 @@ class MACAgent(nn.Module):
 # ## Sampling chunks
 #
 # The behaviour sampler depends on the variant: MAC uses the one-step policy $\pi_\omega$ (one call per chunk); the
-# w/o-distillation ablation uses the flow's own field with one Euler step; MAC(Gau) samples its Gaussian. The policy
-# is rejection sampling over those candidates with the online critic (MAC(FQL): the one-step policy alone).
+# w/o-distillation ablation uses the flow's own field with one Euler step; MAC(Gau) samples its Gaussian. The acting
+# policy is rejection sampling over those candidates with the online critic (MAC(FQL): the one-step policy alone).
+# It is the method `acting_policy`, so that it is not confused with the config field `MACConfig.policy`, which names
+# the kind of behaviour policy ('flow' or 'gaussian'). The methods are defined one cell at a time and attached to
+# `MACAgent` with fastcore's `@patch` (nbdev's own style: they stay methods, not module-level functions).
 
 # %%
 #| export
+@patch
 @torch.no_grad()
 def behaviour_sample(self: MACAgent, obs, N: int, generator=None):
     "N behaviour chunks per state (B, N, n·d), clipped to [-1, 1]."
@@ -169,18 +175,18 @@ def behaviour_sample(self: MACAgent, obs, N: int, generator=None):
     if c.distill: return self.onestep.sample(obs, N, generator=generator)
     return self.flow.sample(obs, N, steps=1, generator=generator)
 
+@patch
 @torch.no_grad()
-def policy(self: MACAgent, obs, N: int, generator=None):
+def acting_policy(self: MACAgent, obs, N: int, generator=None):
     "The acting policy: rejection sampling over N behaviour chunks with Q (MAC(FQL): one π_ω sample). (B, n·d)."
     if self.cfg.extraction == 'fql': return self.onestep.sample(obs, 1, generator=generator)[:, 0]
-    return rejection_sample(lambda o, k: behaviour_sample(self, o, k, generator), self.critic, obs, N)[0]
+    return rejection_sample(lambda o, k: self.behaviour_sample(o, k, generator), self.critic, obs, N)[0]
 
+@patch
 @torch.no_grad()
 def act(self: MACAgent, obs, generator=None):
     "Test-time chunks (B, n·d) for normalised observations (B, S): N_test candidates, argmax Q."
-    return policy(self, obs, self.cfg.n_test, generator)
-
-MACAgent.behaviour_sample, MACAgent.policy, MACAgent.act = behaviour_sample, policy, act
+    return self.acting_policy(obs, self.cfg.n_test, generator)
 
 
 # %% [markdown]
@@ -191,6 +197,7 @@ MACAgent.behaviour_sample, MACAgent.policy, MACAgent.act = behaviour_sample, pol
 
 # %%
 #| export
+@patch
 def model_losses(self: MACAgent, b) -> dict:
     "Eqs. 5-6 and the success BCE on dataset chunks."
     out = dict(dynamics=self.dynamics.loss(b['observations'], b['actions'], b['next_observations']),
@@ -198,6 +205,7 @@ def model_losses(self: MACAgent, b) -> dict:
     if self.cfg.learn_success: out['success'] = self.success.loss(b['observations'], b['actions'], 1 - b['masks'])
     return out
 
+@patch
 def bc_losses(self: MACAgent, b, generator=None) -> dict:
     "Flow BC (Eq. 7) + distillation (Eq. 8), or the Gaussian's NLL, on dataset chunks."
     c, s, a = self.cfg, b['observations'], b['actions']
@@ -209,13 +217,15 @@ def bc_losses(self: MACAgent, b, generator=None) -> dict:
 
 # %%
 #| export
+@patch
 @torch.no_grad()
 def rollout(self: MACAgent, obs0, generator=None, N: int | None = None, H: int | None = None) -> dict:
     "Eq. 9: H steps of the policy (N candidates; defaults N_train, H) in the chunk model from obs0 (B, S), no gradients."
     c = self.cfg
-    return model_rollout(lambda s: policy(self, s, N or c.n_train, generator), self.dynamics, self.reward,
+    return model_rollout(lambda s: self.acting_policy(s, N or c.n_train, generator), self.dynamics, self.reward,
                          lambda s, a: 1 - self.success.predict(s, a)[1], obs0, H or c.H)   # mask = 1 − predicted success
 
+@patch
 def value_losses(self: MACAgent, ro) -> dict:
     "Eq. 10 with the target network's bootstrap V̄(ŝ_H), and Eq. 11 with the online V(ŝ_1)."
     gn = self.cfg.gamma ** self.cfg.n
@@ -224,6 +234,7 @@ def value_losses(self: MACAgent, ro) -> dict:
                 critic=critic_loss(self.critic, self.value, ro['states'][0], ro['actions'][0], ro['rewards'][0], ro['masks'][0], ro['states'][1], gn),
                 v_mean=G.mean().detach())
 
+@patch
 def fql_actor_loss(self: MACAgent, ro, generator=None) -> dict:
     "MAC(FQL): on all rollout states, α·distillation − Q(ŝ, clip π_ω(ŝ, z)) / mean|Q|, through a frozen critic."
     s = ro['states'][:-1].reshape(-1, self.obs_dim)
@@ -233,9 +244,6 @@ def fql_actor_loss(self: MACAgent, ro, generator=None) -> dict:
     frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
     q = functional_call(self.critic, frozen, (s, a.clamp(-1, 1)))
     return dict(distill=self.cfg.fql_alpha * ((a - target) ** 2).mean(), actor_q=-(q / q.abs().mean().detach()).mean())
-
-MACAgent.model_losses, MACAgent.bc_losses, MACAgent.rollout = model_losses, bc_losses, rollout
-MACAgent.value_losses, MACAgent.fql_actor_loss = value_losses, fql_actor_loss
 
 
 # %% [markdown]
@@ -249,6 +257,7 @@ MACAgent.value_losses, MACAgent.fql_actor_loss = value_losses, fql_actor_loss
 
 # %%
 #| export
+@patch
 def losses(self: MACAgent, batch, generator=None, values: bool = True) -> dict:
     "Every loss of Algorithm 1 for one batch, with the networks as they are now (values=False: models and policies only)."
     out = {**self.model_losses(batch), **self.bc_losses(batch, generator)}
@@ -258,6 +267,7 @@ def losses(self: MACAgent, batch, generator=None, values: bool = True) -> dict:
     if self.cfg.extraction == 'fql': out.update(self.fql_actor_loss(ro, generator))
     return out
 
+@patch
 def update(self: MACAgent, batch, generator=None, losses_fn=None, values: bool = True) -> dict:
     "One gradient step of the summed losses (official: one jax.grad, one Adam step); EMA with pre-update weights."
     out = (losses_fn or self.losses)(batch, generator, values)  # losses_fn: e.g. torch.compile(agent.losses), same math
@@ -268,7 +278,6 @@ def update(self: MACAgent, batch, generator=None, losses_fn=None, values: bool =
     self.opt.step()
     return {k: v.detach() for k, v in out.items()} | {'total': total.detach()}
 
-MACAgent.losses, MACAgent.update = losses, update
 
 # %% [markdown]
 # ## Checks
@@ -328,7 +337,7 @@ agent = MACAgent(S, d, MACConfig(**tiny), device='cpu')
 s0 = torch.randn(B, S)
 ro = agent.rollout(s0, torch.Generator().manual_seed(7))
 g = torch.Generator().manual_seed(7)
-a0 = agent.policy(s0, 4, g); s1 = agent.dynamics(s0, a0); a1 = agent.policy(s1, 4, g); s2 = agent.dynamics(s1, a1)
+a0 = agent.acting_policy(s0, 4, g); s1 = agent.dynamics(s0, a0); a1 = agent.acting_policy(s1, 4, g); s2 = agent.dynamics(s1, a1)
 with torch.no_grad():
     test_close(ro['states'], torch.stack([s0, s1, s2])); test_close(ro['actions'], torch.stack([a0, a1]))
     test_close(ro['rewards'], torch.stack([agent.reward(s0, a0), agent.reward(s1, a1)]))
@@ -468,7 +477,7 @@ print(f'800 updates in {time.perf_counter() - t0:.1f} s; last losses', {k: round
 
 # %% [markdown]
 # Acting: each policy emits a chunk, which runs open loop for n = 5 steps (stopping at success), then the next chunk is
-# chosen from the new state; 10 chunks make the 50-step episode. `toy.policy(obs, N)` is what `act` runs with
+# chosen from the new state; 10 chunks make the 50-step episode. `toy.acting_policy(obs, N)` is what `act` runs with
 # N = `n_test`. Besides the agent with N = 1 and N = 32 we run the data-generating policy itself from the same starts.
 
 # %%
@@ -484,7 +493,7 @@ def run_episodes(choose, starts, seed):
 
 def agent_chooser(N):
     "N one-step-policy chunks per state, the one Q scores best (N = 1: the learned behaviour policy alone)."
-    return lambda s, rng, gen: toy.policy(norm(torch.as_tensor(s, dtype=torch.float32)), N, gen).reshape(len(s), toy_cfg.n, 2).numpy()
+    return lambda s, rng, gen: toy.acting_policy(norm(torch.as_tensor(s, dtype=torch.float32)), N, gen).reshape(len(s), toy_cfg.n, 2).numpy()
 
 def data_chooser():
     "The policy that made the data, its heading carried from chunk to chunk."

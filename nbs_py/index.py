@@ -57,7 +57,10 @@
 # ```
 #
 # Other commands: `make docs` renders the notebooks into `docs/` (`nbdev_docs` where Quarto is installed,
-# static HTML otherwise); `make export` runs `nbdev_export`, `nbdev_clean`, refreshes the jupytext pairs in
+# static HTML otherwise, with a local MathJax in `docs/mathjax/` so the equations render offline; open
+# `docs/index.html`); `make docs-check` opens a rendered chapter in headless Chromium (installed from Debian with
+# `apt-get` when missing) and checks that its equations are typeset, its navigation links exist and no prompts show;
+# `make export` runs `nbdev_export`, `nbdev_clean`, refreshes the jupytext pairs in
 # `nbs_py/` and regenerates this README from `nbs/index.ipynb`. GPU users: `make setup TORCH_PIN=` keeps the
 # CUDA build of torch you already have; every function takes a device and defaults to CUDA when present;
 # `--set compile=true` compiles the update (on a CPU or GPU), and `bash tools/gpu_check.sh` benchmarks, generates
