@@ -9,12 +9,13 @@ STAMP := $(VENV)/.mac-installed
 TORCH_PIN ?= torch==2.13.0
 export MUJOCO_GL ?= egl
 
-.PHONY: setup main test docs readme pair export clean-nbs check help
+.PHONY: setup main test docs docs-check readme pair export clean-nbs check help
 
 help:
 	@echo "make main   - the main job (see README)"
 	@echo "make test   - every test: notebooks (nbdev_test) + pytest"
 	@echo "make docs   - render the notebooks to docs/ (nbdev_docs when quarto exists, else static HTML)"
+	@echo "make docs-check - the static docs in headless Chromium (installed with apt-get when missing): math typeset offline"
 	@echo "make export - nbdev_export + nbdev_clean + jupytext pairs + README (run after editing notebooks)"
 
 setup: $(STAMP)
@@ -39,6 +40,16 @@ test: setup
 
 docs: setup
 	$(BIN)/python tools/render_docs.py
+
+# tests/test_docs.py opens a rendered chapter in headless Chromium; it skips where Chromium is missing, so this target
+# (run by CI) installs Chromium from Debian first (root, or sudo) and makes a missing browser fail instead of skip.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+docs-check: setup
+	@command -v chromium >/dev/null || { echo "==> installing Chromium from Debian's packages (headless browser for tests/test_docs.py)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get install -y -q --no-install-recommends chromium \
+	  || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends chromium; }; }
+	MAC_DOCS_CHECK=1 $(BIN)/python -m pytest tests/test_docs.py -v
 
 readme: setup
 	$(BIN)/python tools/make_readme.py
