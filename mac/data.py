@@ -26,9 +26,9 @@ from .core import atomic_write, get_device, provenance, run_cli, write_json
 
 # %% auto #0
 __all__ = ['ENVS', 'KINDS', 'REWARD_K', 'DEFAULT_DATASET_DIR', 'NOISY_GEN_KW', 'REQUIRED', 'DatasetError', 'DatasetName',
-           'parse_name', 'GenConfig', 'collect_episode', 'dataset_paths', 'generate_dataset', 'validate_dataset',
-           'ensure_dataset', 'load_ogbench', 'ObsNormalizer', 'episode_bounds', 'chunk_starts', 'ChunkDataset',
-           'sample_windows', 'data_cli', 'bench_data', 'bench_data_cli']
+           'parse_name', 'GenConfig', 'collect_episode', 'dataset_paths', 'save_npz', 'merge_episodes',
+           'generate_dataset', 'validate_dataset', 'ensure_dataset', 'load_ogbench', 'ObsNormalizer', 'episode_bounds',
+           'chunk_starts', 'ChunkDataset', 'sample_windows', 'data_cli', 'bench_data', 'bench_data_cli']
 
 # %% ../nbs/02_data.ipynb #d82110bc
 ENVS = ('cube-single', 'cube-double', 'cube-triple', 'cube-quadruple', 'cube-octuple',
@@ -190,12 +190,14 @@ def dataset_paths(name: str, dataset_dir=DEFAULT_DATASET_DIR) -> tuple[Path, Pat
     d = Path(os.path.expanduser(str(dataset_dir)))
     return d / f'{stem}.npz', d / f'{stem}-val.npz'
 
-def _save_npz(path: Path, arrays: dict):
+def save_npz(path: Path, arrays: dict):
+    "Write arrays as a compressed .npz atomically: a reader sees the old file or the whole new one, never a part."
     def write(tmp):
         with open(tmp, 'wb') as f: np.savez_compressed(f, **arrays)
     atomic_write(path, write)
 
-def _merge(episodes: list[dict]) -> dict:
+def merge_episodes(episodes: list[dict]) -> dict:
+    "Concatenate per-episode arrays key by key, in order (the file layout of OGBench's datasets)."
     return {k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}
 
 # %% ../nbs/02_data.ipynb #248b8398
@@ -266,8 +268,8 @@ def generate_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, 
     idx = (list(range(episodes)) if todo['train'] else []) + (list(range(episodes, episodes + record['val_episodes'])) if todo['val'] else [])
     eps = _episodes(cfg, idx, workers, progress, f'{spec.dataset} ({workers} worker{"s" * (workers > 1)})')
     k = episodes if todo['train'] else 0   # collect_episode(cfg, i) depends only on i: the val file is episodes[episodes:]
-    if todo['val']: _save_npz(val, _merge(eps[k:]))  # val first: train (the file a loader looks for first) lands last
-    if todo['train']: _save_npz(train, _merge(eps[:k]))
+    if todo['val']: save_npz(val, merge_episodes(eps[k:]))  # val first: train (the file a loader looks for first) lands last
+    if todo['train']: save_npz(train, merge_episodes(eps[:k]))
     steps = sum(len(e['actions']) for e in eps)
     if todo['train']: write_json(side, provenance(wall_time_s=time.time() - t0, workers=workers, steps=steps, **record))
     return train, val

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from .core import EXIT_USAGE, provenance, run_cli, write_csv, write_json
-from .data import (DEFAULT_DATASET_DIR, ENVS, NOISY_GEN_KW, DatasetError, GenConfig, _merge, _save_npz, collect_episode, ensure_dataset,
+from .data import (DEFAULT_DATASET_DIR, ENVS, NOISY_GEN_KW, DatasetError, GenConfig, merge_episodes, save_npz, collect_episode, ensure_dataset,
                       parse_name, validate_dataset)
-from .train import PRESETS, RunFolderBusy, Trainer, _parse_sets, config_to_dict, make_config
+from .train import PRESETS, RunFolderBusy, Trainer, parse_sets, config_to_dict, make_config
 
 # %% auto #0
 __all__ = ['TABLE2_ENVS', 'DEFAULT_TASK', 'FQL_ALPHA', 'ENV_OVERRIDES', 'SEEDS', 'GRIDS', 'Trial', 'trial_from_spec',
@@ -337,7 +337,7 @@ def generate_shard(cfg: GenConfig, i: int, episodes: int, folder: str, name: str
     train, val = shard_paths(Path(folder), name, i); tr, va = shard_indices(i, episodes)
     if _shard_ok(train, len(tr)) and _shard_ok(val, len(va)): return dict(file=i, skipped=True)
     t0 = time.time(); eps = [collect_episode(cfg, j) for j in (*tr, *va)]
-    _save_npz(val, _merge(eps[len(tr):])); _save_npz(train, _merge(eps[:len(tr)]))   # train, the file a loader looks for, last
+    save_npz(val, merge_episodes(eps[len(tr):])); save_npz(train, merge_episodes(eps[:len(tr)]))   # train, the file a loader looks for, last
     return dict(file=i, skipped=False, steps=sum(len(e['actions']) for e in eps), wall_s=round(time.time() - t0, 2))
 
 # %% ../nbs/12_sweeps.ipynb #9ce46b49
@@ -399,7 +399,7 @@ def sweep_cli(argv=None):
     ap.add_argument('--bench', action='store_true', help='print the sweep-overhead and generation-rate figures (minutes)')
     ap.add_argument('--debug', action='store_true', help='show the traceback of an error')
     a = ap.parse_args(argv)
-    over = _parse_sets(a.set, ap)
+    over = parse_sets(a.set, ap)
     def body():
         if a.bench:
             for k, v in bench_sweep().items(): print(f'{k:28s} {v if isinstance(v, tuple) else round(v, 3)}')

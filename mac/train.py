@@ -29,8 +29,9 @@ from .evaluate import evaluate as evaluate_agent   # `evaluate` is also the name
 
 # %% auto #0
 __all__ = ['PRESETS', 'FINAL_EVAL_SEED', 'TrainConfig', 'make_config', 'config_to_dict', 'config_from_dict', 'save_checkpoint',
-           'CheckpointError', 'load_checkpoint', 'RunFolderBusy', 'lock_run_dir', 'unlock_run_dir', 'NonFiniteLoss',
-           'Trainer', 'train_cli', 'discounted_returns', 'diagnose', 'quickstart', 'quickstart_cli']
+           'CheckpointError', 'load_checkpoint', 'load_agent', 'RunFolderBusy', 'lock_run_dir', 'unlock_run_dir',
+           'NonFiniteLoss', 'Trainer', 'parse_sets', 'train_cli', 'discounted_returns', 'diagnose', 'quickstart',
+           'quickstart_cli']
 
 # %% ../nbs/10_training.ipynb #52e23f1a
 @dataclass(frozen=True)
@@ -163,6 +164,15 @@ def load_checkpoint(path, device=None) -> dict:
     missing = {'step', 'config', 'obs_dim', 'agent', 'normalizer'} - set(ck if isinstance(ck, dict) else ())
     if missing: raise CheckpointError(f'{path} is not a mac checkpoint (missing {", ".join(sorted(missing))})')
     return ck
+
+def load_agent(path, device='cpu', **agent_overrides):
+    """A trained agent, read-only (no Trainer, no run-folder lock): `path` is a run folder or a checkpoint file;
+    `agent_overrides` change test-time settings such as `n_test`. Returns (agent, normaliser, config, checkpoint)."""
+    p = Path(path); ck = load_checkpoint(p / 'checkpoint.pt' if p.is_dir() else p, device)
+    cfg = config_from_dict(json.loads(ck['config']))
+    agent = MACAgent(ck['obs_dim'], ck['action_dim'], dataclasses.replace(cfg.agent, **agent_overrides), device)
+    agent.load_state_dict(ck['agent'])
+    return agent, ObsNormalizer.from_state_dict(ck['normalizer'], device), cfg, ck
 
 # %% ../nbs/10_training.ipynb #196a2884
 class RunFolderBusy(RuntimeError):
@@ -349,7 +359,7 @@ def final_evaluate(self: Trainer) -> dict:
     return out
 
 # %% ../nbs/10_training.ipynb #15bc0a09
-def _parse_sets(items, ap) -> dict:
+def parse_sets(items, ap) -> dict:
     "--set key=value pairs; values are JSON when they parse (3, 1e-4, true, [256,256]), else strings; '256,256' is a tuple."
     out = {}
     for it in items or []:
@@ -370,7 +380,7 @@ def train_cli(argv=None):
     ap.add_argument('--set', action='append', metavar='KEY=VALUE', help='override any config key, e.g. agent.n_train=16 (repeatable)')
     ap.add_argument('--debug', action='store_true', help='show the traceback of an error')
     a = ap.parse_args(argv)
-    over = _parse_sets(a.set, ap)
+    over = parse_sets(a.set, ap)
     for k in ('env', 'steps', 'seed', 'device'):
         if getattr(a, k) is not None: over[k] = getattr(a, k)
     if a.dataset_dir: over['dataset_dir'] = a.dataset_dir
@@ -400,11 +410,10 @@ def discounted_returns(rewards, cont, first, last, gamma: float) -> np.ndarray:
 
 def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dict:
     "Numbers on what limits a run: behaviour vs rejection success, value vs Monte-Carlo returns and near success, Q spread."
-    ck = load_checkpoint(Path(run_dir) / 'checkpoint.pt', device); cfg = config_from_dict(json.loads(ck['config']))
-    norm = ObsNormalizer.from_state_dict(ck['normalizer'], device)
+    ag, norm, cfg, ck = load_agent(run_dir, device)
     out = dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}')
     for N in (1, cfg.agent.n_test):
-        ag = MACAgent(ck['obs_dim'], ck['action_dim'], dataclasses.replace(cfg.agent, n_test=N), device); ag.load_state_dict(ck['agent'])
+        ag = load_agent(run_dir, device, n_test=N)[0]
         out[f'success_N{N}'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
     _, train, _ = load_ogbench(cfg.env, cfg.dataset_dir)
     data = ChunkDataset.from_ogbench(train, norm, n=cfg.agent.n, gamma=cfg.agent.gamma, reward_agg=cfg.reward_agg, terminals=cfg.terminals, device=device)

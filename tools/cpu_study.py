@@ -118,18 +118,16 @@ def behaviour(variant: str, seeds: list[int]):
     """The behaviour policy alone (N_test = 1: one flow sample per call, no rejection sampling) on each seed's final
     checkpoint, with the final evaluation's 50 episodes and seeds at every interval: MAC's gain over its own behaviour
     policy is then a paired comparison on the same start states. Writes `<variant>/s<seed>/final_behaviour.csv`."""
-    import dataclasses, torch
-    from mac.agent import MACAgent
-    from mac.data import ObsNormalizer
+    import torch
     from mac.evaluate import evaluate
-    from mac.train import config_from_dict, load_checkpoint
+    from mac.train import load_agent
     torch.set_num_threads(1)
     for seed in seeds:
         d = OUT / variant / f's{seed}'; out = d / 'final_behaviour.csv'
-        ck = load_checkpoint(d / 'run' / 'checkpoint.pt', 'cpu'); cfg = config_from_dict(json.loads(ck['config']))
+        ag, norm, cfg, ck = load_agent(d / 'run', 'cpu', n_test=1)
+        if ck['step'] not in {int(r['step']) for r in _rows(d / 'final.csv')}:   # a run still training: not a final checkpoint
+            print(f'{variant}/s{seed}: checkpoint at step {ck["step"]} has no final evaluation yet; skipped'); continue
         done = {(int(r['step']), int(r['replan'])) for r in _rows(out)}
-        ag = MACAgent(ck['obs_dim'], ck['action_dim'], dataclasses.replace(cfg.agent, n_test=1), 'cpu'); ag.load_state_dict(ck['agent']); ag.eval()
-        norm = ObsNormalizer.from_state_dict(ck['normalizer'], 'cpu')
         for rp in REPLANS:
             if (ck['step'], rp) in done: continue
             r = evaluate(ag, norm, cfg.env, FINAL_EPISODES, None, seed=FINAL_SEED, replan_every=rp)
@@ -141,15 +139,11 @@ def behaviour(variant: str, seeds: list[int]):
 def explain(variant: str, seeds: list[int], episodes: int = 10, seed0: int = 200_000):
     "How the executed motion differs between re-planning every step and executing whole chunks, on each final checkpoint."
     import numpy as np, torch
-    from mac.agent import MACAgent
-    from mac.data import ObsNormalizer
     from mac.evaluate import eval_env_name, run_episodes
-    from mac.train import config_from_dict, load_checkpoint
+    from mac.train import load_agent
     rows = []
     for seed in seeds:                            # read-only: the checkpoint alone, no Trainer (and no run-folder lock)
-        ck = load_checkpoint(OUT / variant / f's{seed}' / 'run' / 'checkpoint.pt', 'cpu'); cfg = config_from_dict(json.loads(ck['config']))
-        ag = MACAgent(ck['obs_dim'], ck['action_dim'], cfg.agent, 'cpu'); ag.load_state_dict(ck['agent']); ag.eval()
-        norm = ObsNormalizer.from_state_dict(ck['normalizer'], 'cpu')
+        ag, norm, cfg, ck = load_agent(OUT / variant / f's{seed}' / 'run', 'cpu')
         for rp in REPLANS:
             g = torch.Generator().manual_seed(seed0); chunks = []
             def act(obs):
