@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .agent import MACAgent, MACConfig
-from .core import get_device, provenance, seed_everything, write_json
+from .core import get_device, median_seconds, provenance, seed_everything, write_json
 from .distill import distillation_loss
 from .train import PRESETS, make_config
 from torch.utils.flop_counter import FlopCounterMode
@@ -31,17 +31,9 @@ def _batch(B, S, nd, device, g):
 def matmul_gflops(device=None, n: int = 2048, reps: int = 5) -> float:
     "The machine's float32 matrix-product rate (GFLOP/s, median of `reps` n×n products): the ceiling for an update."
     dev = get_device(device); a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
-    return 2 * n ** 3 / _median(lambda: a @ b, reps, 2, dev) / 1e9
+    return 2 * n ** 3 / median_seconds(lambda: a @ b, reps, 2) / 1e9
 
-def _median(fn, reps, warmup, device):
-    for _ in range(warmup): fn()
-    ts = []
-    for _ in range(reps):
-        if device.type == 'cuda': torch.cuda.synchronize()
-        t0 = time.perf_counter(); fn()
-        if device.type == 'cuda': torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
+
 
 # %% ../nbs/11_benchmark.ipynb #25f0cc04
 def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 50, warmup: int = 3,
@@ -58,7 +50,7 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
         if dev.type == 'cuda': torch.cuda.synchronize()
         out['compile_s'] = time.perf_counter() - t0
     step = lambda: agent.update(b, gd, losses)
-    out['update_s'] = _median(step, reps, warmup, dev)
+    out['update_s'] = median_seconds(step, reps, warmup)
     if not compile:  # matrix FLOPs of one update (forward + backward), counted by torch, and the rate they ran at
         with FlopCounterMode(display=False) as fc: agent.update(b, gd)
         out['gflop'] = fc.get_total_flops() / 1e9; out['gflop_per_s'] = out['gflop'] / out['update_s']
@@ -66,18 +58,18 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
         def fb(fn):  # forward + backward of one loss
             def run():
                 v = fn(); (sum(v.values()) if isinstance(v, dict) else v).backward(); agent.opt.zero_grad(set_to_none=True)
-            return _median(run, max(reps // 2, 5), 2, dev)
+            return median_seconds(run, max(reps // 2, 5), 2)
         s, a = b['observations'], b['actions']
         ro = agent.rollout(s[: cfg.rollout_batch], gd)
         if cfg.policy == 'flow':
             out['flow_bc_s'] = fb(lambda: agent.flow.loss(s, a, generator=gd))
             if cfg.distill: out['distill_s'] = fb(lambda: distillation_loss(agent.onestep, agent.flow, s, steps=cfg.flow_steps, generator=gd))
         out['model_s'] = fb(lambda: agent.model_losses(b))
-        out['rollout_s'] = _median(lambda: agent.rollout(s[: cfg.rollout_batch], gd), max(reps // 2, 5), 2, dev)
+        out['rollout_s'] = median_seconds(lambda: agent.rollout(s[: cfg.rollout_batch], gd), max(reps // 2, 5), 2)
         out['value_s'] = fb(lambda: agent.value_losses(ro)['value'])
         out['critic_s'] = fb(lambda: agent.value_losses(ro)['critic'])
     obs1 = torch.randn(1, obs_dim, device=dev)
-    out['act_ms'] = 1e3 * _median(lambda: agent.act(obs1, gd), max(reps * 4, 100), 10, dev)
+    out['act_ms'] = 1e3 * median_seconds(lambda: agent.act(obs1, gd), max(reps * 4, 100), 10)
     return out
 
 # %% ../nbs/11_benchmark.ipynb #af552c98

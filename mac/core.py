@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['EXIT_USAGE', 'EXIT_DIVERGED', 'EXIT_SYSTEM', 'get_device', 'seed_everything', 'MLP', 'ema_update_', 'atomic_write',
-           'write_json', 'write_csv', 'provenance', 'run_cli']
+__all__ = ['EXIT_USAGE', 'EXIT_DIVERGED', 'EXIT_SYSTEM', 'get_device', 'seed_everything', 'median_seconds', 'MLP', 'ema_update_',
+           'atomic_write', 'write_json', 'write_csv', 'provenance', 'run_cli']
 
 # %% ../nbs/00_core.ipynb #f907e748
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -44,6 +44,15 @@ def seed_everything(seed: int) -> torch.Generator:
     "Seed Python, NumPy and torch (all devices); return a CPU `torch.Generator` seeded the same way."
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+# %% ../nbs/00_core.ipynb #896f3816
+def median_seconds(fn, reps: int = 50, warmup: int = 3) -> float:
+    "Median wall seconds of one call of `fn()` over `reps` timed calls, after `warmup` untimed ones."
+    from torch.utils.benchmark.utils.timer import timer as clock   # torch.utils.benchmark's clock: syncs a GPU first
+    for _ in range(warmup): fn()
+    ts = []
+    for _ in range(reps): t0 = clock(); fn(); ts.append(clock() - t0)
+    return float(np.median(ts))
 
 # %% ../nbs/00_core.ipynb #37e23d7a
 class MLP(nn.Sequential):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .core import MLP
+from .core import MLP, median_seconds
 from .policies import FlowChunkPolicy
 
 # %% auto #0
@@ -51,12 +51,6 @@ def bench_sampling(widths=(512, 256), obs_dim: int = 28, n: int = 10, d: int = 5
         student = OneStepPolicy(obs_dim, d, n, (w,) * 4).to(device).eval()
         obs = torch.randn(1, obs_dim, device=device)
         for name, fn in (('student (1 call)', lambda: student.sample(obs, N)), (f'teacher (F = {F})', lambda: teacher.sample(obs, N, F))):
-            with torch.inference_mode():
-                for _ in range(20): fn()
-                ts = []
-                for _ in range(reps):
-                    t0 = time.perf_counter(); fn()
-                    if torch.device(device).type == 'cuda': torch.cuda.synchronize()
-                    ts.append(time.perf_counter() - t0)
-            rows.append(dict(width=f'{w}x4', sampler=name, N=N, median_ms=round(1e3 * float(np.median(ts)), 3)))
+            with torch.inference_mode(): t = median_seconds(fn, reps, warmup=20)
+            rows.append(dict(width=f'{w}x4', sampler=name, N=N, median_ms=round(1e3 * t, 3)))
     return rows

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mac.core import atomic_write, get_device, provenance, run_cli, write_json
+from mac.core import atomic_write, get_device, median_seconds, provenance, run_cli, write_json
 
 # %%
 #| hide
@@ -894,10 +894,7 @@ def bench_data(env: str = 'cube-single', episodes: int = 6, workers: int = 2, ma
         out['mb_per_100k_transitions'] = tr.stat().st_size / 1e6 / (episodes * max_episode_steps / 1e5)
     data = ChunkDataset(np.random.randn(100_000, 28), np.random.uniform(-1, 1, (100_000, 5)), np.r_[np.ones(99_999), 0], n=10, device='cpu')
     g = torch.Generator().manual_seed(0)
-    for _ in range(50): data.sample(256, g)
-    ts = []
-    for _ in range(500): t0 = time.perf_counter(); data.sample(256, g); ts.append(time.perf_counter() - t0)
-    out['batch_256_ms_median'] = 1e3 * float(np.median(ts))
+    out['batch_256_ms_median'] = 1e3 * median_seconds(lambda: data.sample(256, g), reps=500, warmup=50)
     out['load_avg'] = os.getloadavg()
     return out
 
