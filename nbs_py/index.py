@@ -67,6 +67,23 @@
 # data and trains on a GPU machine in one go (results from one H200 below).
 
 # %% [markdown]
+# ## What is here, and what is not yet
+#
+# - **Built and checked, chapter by chapter:** every part of MAC for single-task, reward-based OGBench tasks (the
+#   chunk flow policy and its distillation, chunk dynamics/reward/success models, value expansion, rejection sampling,
+#   the agent, OGBench evaluation, training with exact resume, benchmarks, Ray sweeps), with the paper's ablation
+#   flags (`policy=gaussian`, `extraction=fql`, `distill=false`, chunk length `n`) and the paper's hyperparameters
+#   (`--preset paper`).
+# - **Run at CPU scale only:** every training result below is from 2 CPU cores and about 1-3% of the paper's 1M
+#   updates, on locally generated datasets (100 episodes for the `cpu` preset; OGBench's own size is 1000). They show that the assembled
+#   agent learns (and by how much rejection sampling lifts it over its behaviour policy); they are not a reproduction
+#   of the paper's numbers.
+# - **Not there yet:** the goal-conditioned, large-scale setting that is the paper's headline (Table 1: oracle goal
+#   representations, goal sampling, 100M-transition datasets); runs of the ablations (Table 3, Table 15, Figure 3);
+#   GPU-scale runs of Table 2; the speed work of a whole update in one CUDA graph. Each is an open issue.
+#
+
+# %% [markdown]
 # ## Results so far
 #
 # Every number below is read from a committed `results/` folder, next to its provenance record (commit, command,
