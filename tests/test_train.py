@@ -85,7 +85,7 @@ def test_final_evaluation_seeds_are_disjoint_from_training_evaluations(tmp_path,
     def fake_evaluate(agent, norm, env, episodes, workers=None, seed=0, replan_every=1, progress=False):
         seen.append((seed, episodes))
         return dict(success=0.0, successes=[0.0] * episodes, episodes=episodes, replan_every=replan_every, wall_s=0.0, protocol='fake')
-    monkeypatch.setattr(T, 'evaluate', fake_evaluate); monkeypatch.setattr(T, 'plot_success', lambda *a, **k: None)
+    monkeypatch.setattr(T, 'evaluate_agent', fake_evaluate); monkeypatch.setattr(T, 'plot_success', lambda *a, **k: None)
     cfg = T.make_config('tiny', {'dataset_dir': str(tmp_path / 'data'), 'device': 'cpu', 'seed': 3, 'steps': 40,
                                  'eval_every': 10, 'eval_episodes': 15, 'final_episodes': 50})
     res = T.Trainer(cfg, tmp_path / 'run', progress=False).run()
