@@ -613,11 +613,11 @@ def discounted_returns(rewards, cont, first, last, gamma: float) -> np.ndarray:
 
 def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dict:
     "Numbers on what limits a run: behaviour vs rejection success, value vs Monte-Carlo returns and near success, Q spread."
-    ag, norm, cfg, ck = load_agent(run_dir, device)
+    ag, norm, cfg, ck = load_agent(run_dir, device, n_test=1)                 # the behaviour policy alone
     out = dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}')
-    for N in (1, cfg.agent.n_test):
-        ag = load_agent(run_dir, device, n_test=N)[0]
-        out[f'success_N{N}'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
+    out['success_N1'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
+    ag = load_agent(run_dir, device)[0]                                        # the agent as trained: N_test candidates
+    out[f'success_N{cfg.agent.n_test}'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
     _, train, _ = load_ogbench(cfg.env, cfg.dataset_dir)
     data = ChunkDataset.from_ogbench(train, norm, n=cfg.agent.n, gamma=cfg.agent.gamma, reward_agg=cfg.reward_agg, terminals=cfg.terminals, device=device)
     rew = train['rewards']

@@ -22,6 +22,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -103,7 +104,7 @@ def run_one(variant: str, seed: int, threads: int, steps: int | None = None):
         _add_row(final, dict(step=tr.step, replan=rp, success=r['success'], successes=int(sum(r['successes'])), episodes=r['episodes'],
                              seed0=FINAL_SEED, wall_s=r['wall_s']))
         print(f'{variant}/s{seed} final replan {rp}: {r["success"]:.0%} over {r["episodes"]}', flush=True)
-    import shutil   # a longer budget continues and overwrites checkpoint.pt: keep this budget's final weights beside it
+    # a longer budget continues and overwrites checkpoint.pt: keep this budget's final weights beside it
     if not (d / 'run' / f'checkpoint_{full.steps}.pt').exists(): shutil.copy2(d / 'run' / 'checkpoint.pt', d / 'run' / f'checkpoint_{full.steps}.pt')
     if not worked: return   # a finished run asked again: its provenance (the code that trained it) stays as written
     train_s = sum(float(r['train_wall_s']) for r in _rows(timing))
