@@ -16,7 +16,7 @@ import torch
 from .agent import MACAgent, MACConfig
 from .core import get_device, median_seconds, provenance, seed_everything, write_json
 from .distill import distillation_loss
-from .train import PRESETS, make_config
+from .config import PRESETS, make_config
 from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0

@@ -25,7 +25,7 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['EXIT_USAGE', 'EXIT_DIVERGED', 'EXIT_SYSTEM', 'get_device', 'seed_everything', 'median_seconds', 'MLP', 'ema_update_',
-           'atomic_write', 'write_json', 'write_csv', 'provenance', 'run_cli']
+           'atomic_write', 'write_json', 'write_csv', 'append_csv', 'provenance', 'run_cli']
 
 # %% ../nbs/00_core.ipynb #f907e748
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -94,6 +94,24 @@ def write_csv(path: str | Path, rows: list[dict]) -> Path:
         with open(p, 'w', newline='') as f:
             w = csv.DictWriter(f, fieldnames=fields, restval=''); w.writeheader(); w.writerows(rows)
     return atomic_write(path, write)
+
+# %% ../nbs/00_core.ipynb #d69489c4
+def append_csv(path: Path, row: dict | None = None, keep_until: int | None = None):
+    """Append a row: one line at the end of the file when the header already has its columns; the whole file is
+    rewritten (atomically) only when a new column appears or, with `keep_until`, to drop the rows after that step
+    (a resumed run) and a last line that a killed process left half-written."""
+    path = Path(path)
+    if keep_until is None and row and path.exists():
+        with open(path, newline='') as f: header = next(csv.reader(f), [])
+        if header and set(row) <= set(header):
+            with open(path, 'a', newline='') as f: csv.DictWriter(f, fieldnames=header, restval='').writerow(row)
+            return
+    rows = list(csv.DictReader(open(path, newline=''))) if path.exists() else []
+    rows = [r for r in rows if None not in r.values() and str(r.get('step', '')).isdigit()]   # drop a half-written line
+    if keep_until is not None: rows = [r for r in rows if int(r['step']) <= keep_until]
+    rows += [row] if row else []
+    if rows: write_csv(path, rows)
+
 
 # %% ../nbs/00_core.ipynb #8bcf0113
 def _git(*args):

@@ -28,7 +28,7 @@ from .core import atomic_write, get_device, median_seconds, provenance, run_cli,
 __all__ = ['ENVS', 'KINDS', 'REWARD_K', 'DEFAULT_DATASET_DIR', 'NOISY_GEN_KW', 'REQUIRED', 'DatasetError', 'DatasetName',
            'parse_name', 'GenConfig', 'collect_episode', 'dataset_paths', 'save_npz', 'merge_episodes',
            'generate_dataset', 'validate_dataset', 'ensure_dataset', 'load_ogbench', 'ObsNormalizer', 'episode_bounds',
-           'chunk_starts', 'ChunkDataset', 'sample_windows', 'data_cli', 'bench_data', 'bench_data_cli']
+           'chunk_starts', 'ChunkReturn', 'ChunkDataset', 'sample_windows', 'data_cli', 'bench_data', 'bench_data_cli']
 
 # %% ../nbs/02_data.ipynb #d82110bc
 ENVS = ('cube-single', 'cube-double', 'cube-triple', 'cube-quadruple', 'cube-octuple',
@@ -385,16 +385,55 @@ def chunk_starts(first, last, span: int) -> np.ndarray:
     if not starts: raise DatasetError(f'no valid chunk: every episode is shorter than {span + 1} steps (longest: {int((last - first).max()) + 1})')
     return np.concatenate(starts)
 
+# %% ../nbs/02_data.ipynb #efae0263
+@dataclass(frozen=True)
+class ChunkReturn:
+    "What a chunk is worth: n per-step rewards → one chunk reward and mask, and returns discounted by Γ = γⁿ per chunk."
+    n: int = 10                # chunk length (the agent's n)
+    gamma: float = 0.999       # per-env-step discount γ
+    agg: str = 'sum'           # 'sum' (paper: Σᵢ γⁱ r_{t+i}) or 'mean' (official code: the same sum / n)
+    terminals: bool = False    # end a chunk at its first success (mask 0, later rewards dropped); paper and official code: never
+
+    def __post_init__(self):
+        if self.n < 1: raise ValueError(f'chunk length n must be >= 1, got {self.n}')
+        if not 0 < self.gamma <= 1: raise ValueError(f'gamma must be in (0, 1], got {self.gamma}')
+        if self.agg not in ('sum', 'mean'): raise ValueError(f"reward_agg must be 'sum' (paper) or 'mean' (official code), got {self.agg!r}")
+
+    @property
+    def gamma_n(self) -> float: return self.gamma ** self.n                 # Γ, the discount of one chunk
+    @property
+    def scale(self) -> float: return 1 / self.n if self.agg == 'mean' else 1.0
+
+    def weights(self, device=None) -> torch.Tensor:
+        "(n,) weights wᵢ = scale·γⁱ: the chunk reward is Σᵢ wᵢ r_{t+i}."
+        return self.scale * self.gamma ** torch.arange(self.n, dtype=torch.float32, device=device)
+
+    def chunk(self, rewards, masks, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
+        "Per-step rewards and OGBench masks (0 where the task is solved), both (B, n) → chunk rewards (B,), chunk masks (B,)."
+        if self.terminals:  # the chunk ends at its first success: later rewards drop out, the chunk's mask is 0
+            alive = torch.cumprod(torch.cat([torch.ones_like(masks[:, :1]), masks[:, :-1]], 1), 1)   # 1 up to the first success
+            rewards, m = rewards * alive, masks.prod(1)
+        else: m = torch.ones(len(rewards), device=rewards.device)
+        return rewards @ (self.weights(rewards.device) if weights is None else weights), m
+
+    def returns(self, rewards, masks, first, last) -> np.ndarray:
+        "The Monte-Carlo return from every row of a dataset (episodes [first, last], inclusive), in chunk-reward units."
+        cont = np.asarray(masks, dtype=np.float64) if self.terminals else np.ones(len(rewards))   # a return stops at a success
+        G = np.zeros(len(rewards))
+        for a, b in zip(first, last):
+            g = 0.0
+            for t in range(int(b), int(a) - 1, -1): g = rewards[t] + self.gamma * cont[t] * g; G[t] = g
+        return self.scale * G
+
 # %% ../nbs/02_data.ipynb #08aa648c
 class ChunkDataset:
     "A dataset on a device that samples action-chunk batches (and consecutive windows) with vectorised gathers."
-    def __init__(self, observations, actions, valids, rewards=None, masks=None, n: int = 10, gamma: float = 0.999,
-                 reward_agg: str = 'sum', device=None, action_clip: float = 1 - 1e-5, normalizer: ObsNormalizer | None = None,
-                 terminals: bool = False):
-        if reward_agg not in ('sum', 'mean'): raise ValueError(f"reward_agg must be 'sum' (paper) or 'mean' (official code), got {reward_agg!r}")
-        if n < 1: raise ValueError(f'chunk length n must be >= 1, got {n}')
+    def __init__(self, observations, actions, valids, rewards=None, masks=None, *, ret: ChunkReturn = ChunkReturn(), device=None,
+                 action_clip: float = 1 - 1e-5, normalizer: ObsNormalizer | None = None):
+        if not isinstance(ret, ChunkReturn): raise TypeError(f'ret must be a ChunkReturn (e.g. ChunkReturn(n=10)), got {ret!r}')
         dev = get_device(device); t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=dev)
-        self.n, self.device, self.normalizer, self.terminals = n, dev, normalizer, terminals
+        self.ret, self.n, self.device, self.normalizer = ret, ret.n, dev, normalizer
+        n = ret.n
         obs = t(observations)
         self.obs = normalizer(obs) if normalizer is not None else obs         # (N, S)
         self.actions = t(actions).clamp(-action_clip, action_clip)          # (N, d)
@@ -402,15 +441,14 @@ class ChunkDataset:
         self.masks = t(masks) if masks is not None else torch.ones(len(obs), device=dev)
         self.first, self.last = episode_bounds(valids)
         self.starts = torch.as_tensor(chunk_starts(self.first, self.last, n), device=dev)
-        w = gamma ** torch.arange(n, dtype=torch.float32, device=dev)
-        self.reward_weights = w / n if reward_agg == 'mean' else w          # (n,)
+        self._weights = ret.weights(dev)                                     # (n,)
         self._offsets = torch.arange(n, device=dev)
 
     @classmethod
-    def from_ogbench(cls, dataset: dict, normalizer: ObsNormalizer | None = None, **kw):
+    def from_ogbench(cls, dataset: dict, normalizer: ObsNormalizer | None = None, *, ret: ChunkReturn = ChunkReturn(), **kw):
         "From a compact OGBench dataset dict (as `load_ogbench` returns)."
         return cls(dataset['observations'], dataset['actions'], dataset['valids'], dataset.get('rewards'), dataset.get('masks'),
-                   normalizer=normalizer, **kw)
+                   ret=ret, normalizer=normalizer, **kw)
 
     @property
     def obs_dim(self): return self.obs.shape[1]
@@ -421,14 +459,9 @@ class ChunkDataset:
         "B chunks: observations (B,S), actions (B,n·d), rewards (B,), next_observations (B,S), masks (B,)."
         t = self.starts[torch.randint(len(self.starts), (B,), device=self.device, generator=generator)]  # (B,)
         rows = t[:, None] + self._offsets                                                            # (B, n)
-        r = self.rewards[rows]                                                                       # (B, n)
-        if self.terminals:  # the chunk ends at its first success: later rewards drop out, the chunk's mask is 0
-            m = self.masks[rows]
-            alive = torch.cumprod(torch.cat([torch.ones_like(m[:, :1]), m[:, :-1]], 1), 1)           # 1 up to the first success
-            r, masks = r * alive, m.prod(1)
-        else: masks = torch.ones(B, device=self.device)
+        rewards, masks = self.ret.chunk(self.rewards[rows], self.masks[rows], self._weights)             # (B,), (B,)
         return dict(observations=self.obs[t], actions=self.actions[rows].reshape(B, -1),
-                    rewards=r @ self.reward_weights, next_observations=self.obs[t + self.n], masks=masks)
+                    rewards=rewards, next_observations=self.obs[t + self.n], masks=masks)
 
 # %% ../nbs/02_data.ipynb #513546a5
 def sample_windows(data: ChunkDataset, B: int, L: int, generator: torch.Generator | None = None, t=None) -> dict[str, torch.Tensor]:
@@ -499,7 +532,7 @@ def bench_data(env: str = 'cube-single', episodes: int = 6, workers: int = 2, ma
     with tempfile.TemporaryDirectory() as d:
         tr, _ = generate_dataset(env, episodes, Path(d), seed, progress=False, max_episode_steps=max_episode_steps)
         out['mb_per_100k_transitions'] = tr.stat().st_size / 1e6 / (episodes * max_episode_steps / 1e5)
-    data = ChunkDataset(np.random.randn(100_000, 28), np.random.uniform(-1, 1, (100_000, 5)), np.r_[np.ones(99_999), 0], n=10, device='cpu')
+    data = ChunkDataset(np.random.randn(100_000, 28), np.random.uniform(-1, 1, (100_000, 5)), np.r_[np.ones(99_999), 0], ret=ChunkReturn(n=10), device='cpu')
     g = torch.Generator().manual_seed(0)
     out['batch_256_ms_median'] = 1e3 * median_seconds(lambda: data.sample(256, g), reps=500, warmup=50)
     out['load_avg'] = os.getloadavg()

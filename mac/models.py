@@ -5,22 +5,14 @@
 # %% ../nbs/05_chunk_models.ipynb #ed8643b9
 from __future__ import annotations
 
-import argparse
-import os
-import time
-from pathlib import Path
-
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as Fn
-from tqdm import tqdm
 
-from .core import MLP, atomic_write, get_device, provenance, seed_everything, write_csv, write_json
-from .data import DEFAULT_DATASET_DIR, ChunkDataset, ObsNormalizer, chunk_starts, ensure_dataset, load_ogbench, parse_name, sample_windows
+from .core import MLP
 
 # %% auto #0
-__all__ = ['ChunkDynamics', 'ChunkReward', 'ChunkSuccess', 'rollout_open_loop', 'model_error_experiment', 'model_error_cli']
+__all__ = ['ChunkDynamics', 'ChunkReward', 'ChunkSuccess', 'rollout_open_loop']
 
 # %% ../nbs/05_chunk_models.ipynb #d37dfe98
 class ChunkDynamics(nn.Module):
@@ -72,83 +64,3 @@ def rollout_open_loop(dynamics, obs0, chunks):
     states = [obs0]
     for a in chunks: states.append(dynamics(states[-1], a))
     return torch.stack(states)
-
-# %% ../nbs/05_chunk_models.ipynb #d68019f5
-def _train_dynamics(data: ChunkDataset, steps, hidden, batch, lr, generator, progress, desc):
-    model = ChunkDynamics(data.obs_dim, data.action_dim, data.n, (hidden,) * 4).to(data.device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    for i in (bar := tqdm(range(steps), desc=desc, disable=not progress, mininterval=2)):
-        b = data.sample(batch, generator)
-        loss = model.loss(b['observations'], b['actions'], b['next_observations'])
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-        if i % 100 == 0: losses.append(loss.item()); bar.set_postfix(loss=f'{losses[-1]:.2e}')
-    return model, losses
-
-def model_error_experiment(out='results/model_error', env: str = 'cube-double', episodes: int = 200, ns=(1, 5, 10, 25),
-                           steps: int = 10_000, hidden: int = 512, batch: int = 256, horizon: int = 100, n_traj: int = 256,
-                           seed: int = 0, dataset_dir=DEFAULT_DATASET_DIR, device=None, workers: int | None = None, progress=True) -> list[dict]:
-    "Train chunk dynamics for each n, roll them out open-loop over `horizon` env steps of held-out trajectories; write CSV/PNG/provenance."
-    t0, out, device = time.time(), Path(out), get_device(device)
-    bad = [n for n in ns if horizon % n]
-    if bad: raise ValueError(f'horizon {horizon} must be a multiple of every chunk length, not of {bad}')
-    spec = parse_name(env)
-    used = ensure_dataset(spec.dataset, episodes, dataset_dir, workers=workers or min(2, os.cpu_count() or 1), progress=progress)
-    _, train, val = load_ogbench(spec.dataset, dataset_dir)
-    norm = ObsNormalizer.from_data(val['observations'])
-    seed_everything(seed); gd = torch.Generator(device).manual_seed(seed)
-    held1 = ChunkDataset.from_ogbench(val, norm, n=1, device=device)
-    starts = chunk_starts(held1.first, held1.last, horizon)
-    t = torch.as_tensor(np.random.default_rng(seed).choice(starts, n_traj, replace=len(starts) < n_traj), device=device)
-    rows, curves = [], {}
-    for n in ns:
-        model, losses = _train_dynamics(ChunkDataset.from_ogbench(train, norm, n=n, device=device), steps, hidden, batch, 3e-4, gd, progress, f'dynamics n={n}')
-        w = sample_windows(ChunkDataset.from_ogbench(val, norm, n=n, device=device), n_traj, horizon // n, t=t)
-        with torch.no_grad(): pred = rollout_open_loop(model, w['observations'][0], w['actions'])
-        mse = ((pred - w['observations']) ** 2).mean(-1)                                    # (L+1, n_traj)
-        mean, half = mse.mean(1), 1.96 * mse.std(1) / n_traj ** 0.5
-        curves[n] = losses
-        rows += [dict(n=n, env_step=k * n, mse=mean[k].item(), ci95_low=(mean[k] - half[k]).item(), ci95_high=(mean[k] + half[k]).item(),
-                      final_train_loss=losses[-1]) for k in range(len(mean))]
-    _write_model_error(out, rows, ns, horizon, spec.dataset)
-    write_json(out / 'provenance.json', provenance(seed=seed, wall_time_s=time.time() - t0, device=device, env=spec.dataset, dataset=used,
-               ns=list(ns), steps=steps, hidden=f'{hidden}x4', batch=batch, horizon=horizon, n_traj=n_traj, loss_curves_every_100=curves))
-    return rows
-
-# %% ../nbs/05_chunk_models.ipynb #0f0e4fb6
-def _write_model_error(out: Path, rows, ns, horizon, dataset):
-    import matplotlib.pyplot as plt
-    write_csv(out / 'model_error.csv', rows)
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for i, n in enumerate(ns):
-        r = [x for x in rows if x['n'] == n and x['env_step'] > 0]  # step 0 is exact (MSE 0): off a log scale
-        x = [q['env_step'] for q in r]
-        ax.plot(x, [q['mse'] for q in r], 'o-' if n > 1 else '-', ms=3, color=f'C{i}', label=f'n = {n}')
-        ax.fill_between(x, [q['ci95_low'] for q in r], [q['ci95_high'] for q in r], color=f'C{i}', alpha=0.2)
-    ax.set(yscale='log', xlabel='environment steps into the open-loop rollout', ylabel='MSE (normalised observations)',
-           title=f'Longer chunks compound less model error\n({dataset}, held-out trajectories, 95% CI)', xlim=(0, horizon))
-    ax.legend(); fig.tight_layout()
-    atomic_write(out / 'model_error.png', lambda p: fig.savefig(p, format='png'))
-    plt.close(fig)
-
-def model_error_cli(argv=None):
-    "Command line: `mac_model_error --out results/model_error --env cube-double --episodes 200 --steps 10000`."
-    ap = argparse.ArgumentParser(prog='mac_model_error', description="Reproduce the paper's Figure 2: open-loop model error vs chunk length.")
-    ap.add_argument('--out', default='results/model_error'); ap.add_argument('--env', default='cube-double')
-    ap.add_argument('--episodes', type=int, default=200, help='episodes to generate when no dataset exists (an existing one is used as is)')
-    ap.add_argument('--ns', default='1,5,10,25', help='chunk lengths, comma-separated')
-    ap.add_argument('--steps', type=int, default=10_000, help='gradient steps per model'); ap.add_argument('--hidden', type=int, default=512)
-    ap.add_argument('--horizon', type=int, default=100); ap.add_argument('--n-traj', type=int, default=256)
-    ap.add_argument('--seed', type=int, default=0); ap.add_argument('--device', default='auto')
-    ap.add_argument('--dataset-dir', default=DEFAULT_DATASET_DIR)
-    a = ap.parse_args(argv)
-    try: ns = tuple(int(x) for x in a.ns.split(','))
-    except ValueError: ap.error(f'--ns must be comma-separated integers, got {a.ns!r}')
-    for k in ('episodes', 'steps', 'hidden', 'horizon', 'n_traj'):
-        if getattr(a, k) < 1: ap.error(f"--{k.replace('_', '-')} must be >= 1")
-    if any(n < 1 for n in ns): ap.error('chunk lengths must be >= 1')
-    try: rows = model_error_experiment(a.out, a.env, a.episodes, ns, a.steps, a.hidden, horizon=a.horizon, n_traj=a.n_traj,
-                                       seed=a.seed, dataset_dir=a.dataset_dir, device=get_device(a.device))
-    except ValueError as e: ap.error(str(e))
-    for n in ns: print(f'n = {n:2d}: MSE after {a.horizon} env steps = {[r["mse"] for r in rows if r["n"] == n][-1]:.4g}')
-    print(f'wrote {a.out}/model_error.csv, model_error.png, provenance.json')

@@ -25,7 +25,8 @@ import numpy as np
 from .core import EXIT_USAGE, provenance, run_cli, write_csv, write_json
 from .data import (DEFAULT_DATASET_DIR, ENVS, NOISY_GEN_KW, DatasetError, GenConfig, merge_episodes, save_npz, collect_episode, ensure_dataset,
                       parse_name, validate_dataset)
-from .train import PRESETS, RunFolderBusy, Trainer, parse_sets, config_to_dict, make_config
+from .config import PRESETS, config_to_dict, make_config, parse_sets
+from .train import RunFolderBusy, Trainer
 
 # %% auto #0
 __all__ = ['TABLE2_ENVS', 'DEFAULT_TASK', 'FQL_ALPHA', 'ENV_OVERRIDES', 'SEEDS', 'GRIDS', 'Trial', 'trial_from_spec',

@@ -277,6 +277,45 @@ def write_csv(path: str | Path, rows: list[dict]) -> Path:
     return atomic_write(path, write)
 
 
+# %% [markdown]
+# Logs of long runs grow one row at a time and must survive a kill: `append_csv` adds a line at the end (the file is
+# not rewritten, so a tail -f or TensorBoard keeps reading it) and rewrites the whole file atomically only when a row
+# brings a new column or when a resumed run drops the rows after its checkpoint (`keep_until`), together with a last
+# line that a killed process left half-written. Rows carry a `step` column.
+
+# %%
+#| export
+def append_csv(path: Path, row: dict | None = None, keep_until: int | None = None):
+    """Append a row: one line at the end of the file when the header already has its columns; the whole file is
+    rewritten (atomically) only when a new column appears or, with `keep_until`, to drop the rows after that step
+    (a resumed run) and a last line that a killed process left half-written."""
+    path = Path(path)
+    if keep_until is None and row and path.exists():
+        with open(path, newline='') as f: header = next(csv.reader(f), [])
+        if header and set(row) <= set(header):
+            with open(path, 'a', newline='') as f: csv.DictWriter(f, fieldnames=header, restval='').writerow(row)
+            return
+    rows = list(csv.DictReader(open(path, newline=''))) if path.exists() else []
+    rows = [r for r in rows if None not in r.values() and str(r.get('step', '')).isdigit()]   # drop a half-written line
+    if keep_until is not None: rows = [r for r in rows if int(r['step']) <= keep_until]
+    rows += [row] if row else []
+    if rows: write_csv(path, rows)
+
+
+
+# %%
+# The logs grow by appending one line (the file is not rewritten: its inode stays); a new column rewrites it with the
+# wider header; a resume drops the rows after the checkpoint's step and a half-written last line.
+f = Path(tempfile.mkdtemp()) / 'log.csv'
+for s in (10, 20): append_csv(f, dict(step=s, loss=0.5))
+ino = f.stat().st_ino; append_csv(f, dict(step=30, loss=0.4)); test_eq(f.stat().st_ino, ino)
+test_eq(f.read_text().count('step'), 1)
+append_csv(f, dict(step=40, loss=0.3, V=-1.0))                               # a new column: header widened, file rewritten
+test_eq([r['V'] for r in csv.DictReader(open(f))], ['', '', '', '-1.0'])
+with open(f, 'a') as fh: fh.write('5')              # killed while writing the row of step 50: '5' would pass for step 5
+append_csv(f, keep_until=40); test_eq([int(r['step']) for r in csv.DictReader(open(f))], [10, 20, 30, 40])
+append_csv(f, keep_until=20); test_eq([int(r['step']) for r in csv.DictReader(open(f))], [10, 20])
+
 # %%
 with tempfile.TemporaryDirectory() as d:
     f = write_json(Path(d) / 'sub' / 'a.json', {'x': 1})

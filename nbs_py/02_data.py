@@ -640,7 +640,7 @@ test_close(ObsNormalizer.from_data(np.array([[0., 5.], [2., 5.]]))(torch.tensor(
 # critic networks must output. A value is worth about $1/(1-\gamma^n) \approx 100$ chunk rewards (γ = 0.999, n = 10),
 # so it reaches about −1000·K with the sum and −100·K with the mean, and since Adam moves each weight by roughly the
 # learning rate per step, the larger targets take more steps to reach (chapter 10's `cpu` preset takes the mean for
-# that reason). We follow the paper (`reward_agg='sum'`); `'mean'` reproduces the code.
+# that reason). We follow the paper (`ChunkReturn(agg='sum')`, the config's `reward_agg`); `'mean'` reproduces the code.
 
 # %%
 #| export
@@ -666,17 +666,85 @@ test_fail(lambda: chunk_starts(f_, l_, 4), contains='every episode is shorter th
 test_fail(lambda: episode_bounds(np.array([1, 0, 1])), contains='compact dataset')
 
 
+# %% [markdown]
+# **One home for the chunk return.** Four choices decide what a chunk is worth, and every part of MAC that turns
+# per-step rewards into chunk rewards or returns must make them the same way: the chunk length n, the discount γ (a
+# chunk is discounted by Γ = γⁿ), sum or mean, and whether a chunk ends at the task's success (`terminals`, below).
+# `ChunkReturn` holds the four together. The dataset's batches (`chunk`), the Monte-Carlo returns that chapter 10's
+# `diagnose` compares values with (`returns`) and the trainer's config (`TrainConfig.chunk_return`) all take theirs
+# from it. The check below ties the two views together: the return from a row equals its chunk reward plus Γ times
+# the return n rows later, the recursion the value targets of chapter 6 are built on.
+
+# %%
+#| export
+@dataclass(frozen=True)
+class ChunkReturn:
+    "What a chunk is worth: n per-step rewards → one chunk reward and mask, and returns discounted by Γ = γⁿ per chunk."
+    n: int = 10                # chunk length (the agent's n)
+    gamma: float = 0.999       # per-env-step discount γ
+    agg: str = 'sum'           # 'sum' (paper: Σᵢ γⁱ r_{t+i}) or 'mean' (official code: the same sum / n)
+    terminals: bool = False    # end a chunk at its first success (mask 0, later rewards dropped); paper and official code: never
+
+    def __post_init__(self):
+        if self.n < 1: raise ValueError(f'chunk length n must be >= 1, got {self.n}')
+        if not 0 < self.gamma <= 1: raise ValueError(f'gamma must be in (0, 1], got {self.gamma}')
+        if self.agg not in ('sum', 'mean'): raise ValueError(f"reward_agg must be 'sum' (paper) or 'mean' (official code), got {self.agg!r}")
+
+    @property
+    def gamma_n(self) -> float: return self.gamma ** self.n                 # Γ, the discount of one chunk
+    @property
+    def scale(self) -> float: return 1 / self.n if self.agg == 'mean' else 1.0
+
+    def weights(self, device=None) -> torch.Tensor:
+        "(n,) weights wᵢ = scale·γⁱ: the chunk reward is Σᵢ wᵢ r_{t+i}."
+        return self.scale * self.gamma ** torch.arange(self.n, dtype=torch.float32, device=device)
+
+    def chunk(self, rewards, masks, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
+        "Per-step rewards and OGBench masks (0 where the task is solved), both (B, n) → chunk rewards (B,), chunk masks (B,)."
+        if self.terminals:  # the chunk ends at its first success: later rewards drop out, the chunk's mask is 0
+            alive = torch.cumprod(torch.cat([torch.ones_like(masks[:, :1]), masks[:, :-1]], 1), 1)   # 1 up to the first success
+            rewards, m = rewards * alive, masks.prod(1)
+        else: m = torch.ones(len(rewards), device=rewards.device)
+        return rewards @ (self.weights(rewards.device) if weights is None else weights), m
+
+    def returns(self, rewards, masks, first, last) -> np.ndarray:
+        "The Monte-Carlo return from every row of a dataset (episodes [first, last], inclusive), in chunk-reward units."
+        cont = np.asarray(masks, dtype=np.float64) if self.terminals else np.ones(len(rewards))   # a return stops at a success
+        G = np.zeros(len(rewards))
+        for a, b in zip(first, last):
+            g = 0.0
+            for t in range(int(b), int(a) - 1, -1): g = rewards[t] + self.gamma * cont[t] * g; G[t] = g
+        return self.scale * G
+
+
+# %%
+# Monte-Carlo returns by hand: two episodes (rows 0-3, 4-5), γ = 0.5; the first is solved at row 2 (reward 0, mask 0),
+# so with terminals its return stops there; the second ends unsolved and its return is cut at its last row.
+r, c = np.array([-1., -1, 0, -1, -1, -1]), np.array([1., 1, 0, 1, 1, 1])
+test_close(ChunkReturn(2, 0.5, terminals=True).returns(r, c, [0, 4], [3, 5]), [-1.5, -1.0, 0.0, -1.0, -1.5, -1.0])
+test_close(ChunkReturn(2, 0.5).returns(r, c, [0, 4], [3, 5])[1], -1.25)   # without terminals it runs on: -1 + 0.5·(0 + 0.5·(-1))
+test_close(ChunkReturn(2, 0.5, 'mean').returns(r, c, [0, 4], [3, 5]), ChunkReturn(2, 0.5).returns(r, c, [0, 4], [3, 5]) / 2)
+test_fail(lambda: ChunkReturn(agg='max'), contains="'sum' (paper) or 'mean'")
+test_fail(lambda: ChunkReturn(n=0), contains='n must be >= 1')
+# the two views agree: G_t = chunk reward of rows t..t+n-1 + Γ·(chunk mask)·G_{t+n}, on a random episode, every setting
+rng = np.random.default_rng(0); r = -rng.integers(0, 2, 40).astype(np.float64); m = (r < 0).astype(np.float64)
+for ret in (ChunkReturn(4, 0.9), ChunkReturn(4, 0.9, 'mean'), ChunkReturn(4, 0.9, terminals=True), ChunkReturn(4, 0.9, 'mean', True)):
+    G = ret.returns(r, m, [0], [39]); t = np.arange(0, 36)
+    rows = t[:, None] + np.arange(4)
+    cr, cm = ret.chunk(torch.tensor(r[rows], dtype=torch.float32), torch.tensor(m[rows], dtype=torch.float32))
+    test_close(G[t], cr.double().numpy() + ret.gamma_n * cm.double().numpy() * G[t + 4], eps=1e-5)
+
+
 # %%
 #| export
 class ChunkDataset:
     "A dataset on a device that samples action-chunk batches (and consecutive windows) with vectorised gathers."
-    def __init__(self, observations, actions, valids, rewards=None, masks=None, n: int = 10, gamma: float = 0.999,
-                 reward_agg: str = 'sum', device=None, action_clip: float = 1 - 1e-5, normalizer: ObsNormalizer | None = None,
-                 terminals: bool = False):
-        if reward_agg not in ('sum', 'mean'): raise ValueError(f"reward_agg must be 'sum' (paper) or 'mean' (official code), got {reward_agg!r}")
-        if n < 1: raise ValueError(f'chunk length n must be >= 1, got {n}')
+    def __init__(self, observations, actions, valids, rewards=None, masks=None, *, ret: ChunkReturn = ChunkReturn(), device=None,
+                 action_clip: float = 1 - 1e-5, normalizer: ObsNormalizer | None = None):
+        if not isinstance(ret, ChunkReturn): raise TypeError(f'ret must be a ChunkReturn (e.g. ChunkReturn(n=10)), got {ret!r}')
         dev = get_device(device); t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=dev)
-        self.n, self.device, self.normalizer, self.terminals = n, dev, normalizer, terminals
+        self.ret, self.n, self.device, self.normalizer = ret, ret.n, dev, normalizer
+        n = ret.n
         obs = t(observations)
         self.obs = normalizer(obs) if normalizer is not None else obs         # (N, S)
         self.actions = t(actions).clamp(-action_clip, action_clip)          # (N, d)
@@ -684,15 +752,14 @@ class ChunkDataset:
         self.masks = t(masks) if masks is not None else torch.ones(len(obs), device=dev)
         self.first, self.last = episode_bounds(valids)
         self.starts = torch.as_tensor(chunk_starts(self.first, self.last, n), device=dev)
-        w = gamma ** torch.arange(n, dtype=torch.float32, device=dev)
-        self.reward_weights = w / n if reward_agg == 'mean' else w          # (n,)
+        self._weights = ret.weights(dev)                                     # (n,)
         self._offsets = torch.arange(n, device=dev)
 
     @classmethod
-    def from_ogbench(cls, dataset: dict, normalizer: ObsNormalizer | None = None, **kw):
+    def from_ogbench(cls, dataset: dict, normalizer: ObsNormalizer | None = None, *, ret: ChunkReturn = ChunkReturn(), **kw):
         "From a compact OGBench dataset dict (as `load_ogbench` returns)."
         return cls(dataset['observations'], dataset['actions'], dataset['valids'], dataset.get('rewards'), dataset.get('masks'),
-                   normalizer=normalizer, **kw)
+                   ret=ret, normalizer=normalizer, **kw)
 
     @property
     def obs_dim(self): return self.obs.shape[1]
@@ -703,18 +770,13 @@ class ChunkDataset:
         "B chunks: observations (B,S), actions (B,n·d), rewards (B,), next_observations (B,S), masks (B,)."
         t = self.starts[torch.randint(len(self.starts), (B,), device=self.device, generator=generator)]  # (B,)
         rows = t[:, None] + self._offsets                                                            # (B, n)
-        r = self.rewards[rows]                                                                       # (B, n)
-        if self.terminals:  # the chunk ends at its first success: later rewards drop out, the chunk's mask is 0
-            m = self.masks[rows]
-            alive = torch.cumprod(torch.cat([torch.ones_like(m[:, :1]), m[:, :-1]], 1), 1)           # 1 up to the first success
-            r, masks = r * alive, m.prod(1)
-        else: masks = torch.ones(B, device=self.device)
+        rewards, masks = self.ret.chunk(self.rewards[rows], self.masks[rows], self._weights)             # (B,), (B,)
         return dict(observations=self.obs[t], actions=self.actions[rows].reshape(B, -1),
-                    rewards=r @ self.reward_weights, next_observations=self.obs[t + self.n], masks=masks)
+                    rewards=rewards, next_observations=self.obs[t + self.n], masks=masks)
 
 
 # %% [markdown]
-# `masks` are all ones, as in the official code (single-task data has no termination). With `terminals=True` the
+# `masks` are all ones, as in the official code (single-task data has no termination). With `ChunkReturn(terminals=True)` the
 # chunk instead ends at the first step whose OGBench mask is 0 (the task is solved there): rewards after it are
 # dropped and the chunk's mask is 0 — the MDP the evaluation environment runs, since OGBench's single-task
 # environments end an episode at the goal. Chapter 10 explains when that is worth it. Checks against a
@@ -728,7 +790,7 @@ obs = np.stack([ep_id, step], 1).astype(np.float32)
 acts = np.stack([ep_id, step, step * 0.01, -step * 0.01, ep_id * 0.1], 1).astype(np.float32) * 0.01
 valids = np.concatenate([np.r_[np.ones(L - 1), 0] for L in lengths])
 rew = (step * 0.1 - 1).astype(np.float32)
-toy = ChunkDataset(obs, acts, valids, rew, n=3, gamma=0.9, action_clip=10)
+toy = ChunkDataset(obs, acts, valids, rew, ret=ChunkReturn(3, 0.9), action_clip=10)
 b = toy.sample(500, generator=torch.Generator().manual_seed(0))
 test_eq(b['actions'].shape, (500, 3 * 5))
 s0, s_n = b['observations'], b['next_observations']
@@ -737,19 +799,19 @@ a = b['actions'].reshape(500, 3, 5)
 test_close(a[:, :, 1], (s0[:, 1:2] + torch.arange(3)) * 0.01, eps=1e-6)               # consecutive, time-major actions
 test_close(b['rewards'], sum(0.9 ** i * ((s0[:, 1] + i) * 0.1 - 1) for i in range(3)), eps=1e-5)
 test_eq(set(toy.starts.tolist()), set(np.flatnonzero((step <= np.repeat(np.array(lengths) - 1, lengths) - 3))))
-toy_mean = ChunkDataset(obs, acts, valids, rew, n=3, gamma=0.9, reward_agg='mean', action_clip=10)
+toy_mean = ChunkDataset(obs, acts, valids, rew, ret=ChunkReturn(3, 0.9, 'mean'), action_clip=10)
 test_close(toy_mean.sample(64, torch.Generator().manual_seed(0))['rewards'] * 3, toy.sample(64, torch.Generator().manual_seed(0))['rewards'], eps=1e-5)
-test_fail(lambda: ChunkDataset(obs, acts, valids, n=12), contains='every episode is shorter than 13 steps')
-test_fail(lambda: ChunkDataset(obs, acts, valids, reward_agg='max'), contains="'sum' (paper) or 'mean'")
-test_close(ChunkDataset(obs, acts * 1e3, valids, n=2).actions.abs().max().item(), 1 - 1e-5, eps=1e-7)  # actions clipped to ±(1 − 1e-5)
+test_fail(lambda: ChunkDataset(obs, acts, valids, ret=ChunkReturn(12)), contains='every episode is shorter than 13 steps')
+test_fail(lambda: ChunkDataset(obs, acts, valids, ret=12), contains='ret must be a ChunkReturn')
+test_close(ChunkDataset(obs, acts * 1e3, valids, ret=ChunkReturn(2)).actions.abs().max().item(), 1 - 1e-5, eps=1e-7)  # actions clipped to ±(1 − 1e-5)
 solved = (step % 4 == 2).astype(np.float32)                           # "success" at steps 2, 6, 10 of each episode
-term = ChunkDataset(obs, acts, valids, solved - 1, 1 - solved, n=3, gamma=0.9, terminals=True, action_clip=10)
+term = ChunkDataset(obs, acts, valids, solved - 1, 1 - solved, ret=ChunkReturn(3, 0.9, terminals=True), action_clip=10)
 b = term.sample(500, generator=torch.Generator().manual_seed(0)); t0 = b['observations'][:, 1]
 first = torch.stack([(t0 + i) % 4 == 2 for i in range(3)], 1).float().argmax(1)     # offset of the first success (if any)
 hit = torch.stack([(t0 + i) % 4 == 2 for i in range(3)], 1).any(1)
 test_eq(b['masks'], (~hit).float())
 test_close(b['rewards'], torch.where(hit, -(1 - 0.9 ** first) / 0.1, torch.full_like(t0, -(1 + 0.9 + 0.81))), eps=1e-5)
-test_eq(ChunkDataset(obs, acts, valids, solved - 1, 1 - solved, n=3, action_clip=10).sample(64)['masks'], torch.ones(64))
+test_eq(ChunkDataset(obs, acts, valids, solved - 1, 1 - solved, ret=ChunkReturn(3), action_clip=10).sample(64)['masks'], torch.ones(64))
 
 
 # %% [markdown]
@@ -804,7 +866,7 @@ t0 = time.time()
 generate_dataset('cube-single', 4, tmp2, seed=0, progress=False)
 print(f'4 + 1 episodes of 1001 steps in {time.time() - t0:.1f}s')
 env, train, val = load_ogbench('cube-single-play-singletask-task2-v0', tmp2)
-data = ChunkDataset.from_ogbench(train, ObsNormalizer.from_data(val['observations']), n=10)
+data = ChunkDataset.from_ogbench(train, ObsNormalizer.from_data(val['observations']), ret=ChunkReturn(n=10))
 batch = data.sample(256, generator=torch.Generator().manual_seed(0))
 print({k: tuple(v.shape) for k, v in batch.items()})
 test_eq(batch['actions'].shape, (256, 50))
@@ -892,7 +954,7 @@ def bench_data(env: str = 'cube-single', episodes: int = 6, workers: int = 2, ma
     with tempfile.TemporaryDirectory() as d:
         tr, _ = generate_dataset(env, episodes, Path(d), seed, progress=False, max_episode_steps=max_episode_steps)
         out['mb_per_100k_transitions'] = tr.stat().st_size / 1e6 / (episodes * max_episode_steps / 1e5)
-    data = ChunkDataset(np.random.randn(100_000, 28), np.random.uniform(-1, 1, (100_000, 5)), np.r_[np.ones(99_999), 0], n=10, device='cpu')
+    data = ChunkDataset(np.random.randn(100_000, 28), np.random.uniform(-1, 1, (100_000, 5)), np.r_[np.ones(99_999), 0], ret=ChunkReturn(n=10), device='cpu')
     g = torch.Generator().manual_seed(0)
     out['batch_256_ms_median'] = 1e3 * median_seconds(lambda: data.sample(256, g), reps=500, warmup=50)
     out['load_avg'] = os.getloadavg()
@@ -931,9 +993,9 @@ def bench_data_cli(argv=None):
 #    the last two rows of each episode as terminal, `ogbench/utils.py:71-73`; and a chunk start must lie more than n rows
 #    before the first flagged row, [`datasets.py:688-693`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/datasets.py#L688-L693)); with
 #    1001-step episodes that is 0.2% of the starts.
-# 4. Chunk rewards are the paper's discounted sum by default; `reward_agg='mean'` gives the official code's mean
+# 4. Chunk rewards are the paper's discounted sum by default; `ChunkReturn(agg='mean')` (config: `reward_agg='mean'`) gives the official code's mean
 #    (rewards, values and Q n times smaller, targets the networks reach in fewer steps; the same argmax).
-# 5. Masks are all ones (the official code ignores OGBench's success masks for single-task data); `terminals=True`
+# 5. Masks are all ones (the official code ignores OGBench's success masks for single-task data); `ChunkReturn(terminals=True)`
 #    ends a chunk at its first success instead (rewards after it dropped, mask 0).
 # 6. Observations are min-max normalised with the validation split's statistics, as the official code; actions
 #    are clipped to ±(1 − 1e-5).

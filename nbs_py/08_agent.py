@@ -432,7 +432,7 @@ test_close(ag.value.net[0].weight.detach()[0] - w0[0], -lin.lr * grad_h.sign(), 
 
 # %%
 import matplotlib.pyplot as plt
-from mac.data import ChunkDataset, ObsNormalizer
+from mac.data import ChunkDataset, ChunkReturn, ObsNormalizer
 
 GOAL, RADIUS, T = np.array([0.6, 0.6]), 0.15, 50                     # goal disk; episode length (env steps)
 def env_step(s, a): return np.clip(s + 0.1 * np.clip(a, -1, 1), -1, 1)
@@ -465,8 +465,8 @@ threads = torch.get_num_threads(); torch.set_num_threads(1)
 toy_cfg = MACConfig(n=5, H=3, gamma=0.95, lr=1e-3, tau=0.01, flow_steps=5, n_train=8, n_test=32,
                     actor_hidden=(64, 64), value_hidden=(64, 64), dynamics_hidden=(64, 64))
 norm = ObsNormalizer.from_data(D['observations'])
-toy_data = ChunkDataset(D['observations'], D['actions'], D['valids'], D['rewards'], D['masks'], n=toy_cfg.n,
-                        gamma=toy_cfg.gamma, normalizer=norm, terminals=True, device='cpu')
+toy_data = ChunkDataset(D['observations'], D['actions'], D['valids'], D['rewards'], D['masks'],
+                        ret=ChunkReturn(toy_cfg.n, toy_cfg.gamma, terminals=True), normalizer=norm, device='cpu')
 torch.manual_seed(0)
 toy = MACAgent(2, 2, toy_cfg, device='cpu')
 g = torch.Generator().manual_seed(0)

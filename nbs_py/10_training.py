@@ -1,6 +1,11 @@
 # %% [markdown]
 # # Training
-# > The training run: a config with the paper's defaults and CPU presets, the loop with progress, logs, evaluation and checkpoints, exact resume, and the `mac_train` command.
+# > The training run: the loop with progress, logs, evaluation and checkpoints, exact resume, and the `mac_train` command.
+
+# %% [markdown]
+# The run's configuration (`TrainConfig`, the presets `paper`, `cpu` and `tiny`, `make_config`) is
+# [chapter 9a](09a_config.ipynb) (`mac.config`): a module of its own, so that tools which only need a config, such as
+# the benchmark of chapter 11, do not import the training loop.
 
 # %%
 #| default_exp train
@@ -17,7 +22,6 @@ import json
 import os
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +29,11 @@ import torch
 from fastcore.basics import patch
 from tqdm import tqdm
 
-from mac.agent import MACAgent, MACConfig
-from mac.core import EXIT_DIVERGED, EXIT_USAGE, atomic_write, get_device, provenance, run_cli, seed_everything, write_csv, write_json
-from mac.data import DEFAULT_DATASET_DIR, ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
-from mac.evaluate import _make_env, eval_env_name, plot_success
+from mac.agent import MACAgent
+from mac.config import PRESETS, TrainConfig, config_from_dict, config_to_dict, make_config, parse_sets
+from mac.core import EXIT_DIVERGED, EXIT_USAGE, append_csv, atomic_write, get_device, provenance, run_cli, seed_everything, write_csv, write_json
+from mac.data import ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
+from mac.evaluate import eval_env_name, plot_success
 from mac.evaluate import evaluate as evaluate_agent   # `evaluate` is also the name of a Trainer method
 
 # %%
@@ -36,136 +41,6 @@ from mac.evaluate import evaluate as evaluate_agent   # `evaluate` is also the n
 from fastcore.test import test_eq, test_close, test_fail
 import tempfile, shutil, subprocess, sys
 import warnings; warnings.filterwarnings('ignore', category=UserWarning, module='gymnasium')
-
-
-# %% [markdown]
-# ## The configuration
-#
-# One frozen dataclass; its defaults are the paper's single-task settings (Tables 7-8: 1M steps, batch 256, and the
-# agent's `MACConfig`: 512×4, lr 3e-4, γ 0.999, τ 0.005, F 10, N_train 8, N_test 32, H 10, n 10), evaluation as the
-# paper (15 episodes every 100k steps). Presets change a few fields: `cpu` (what trains in minutes on a laptop-class
-# CPU, chosen by measurement below) and `tiny` (tests). Keys of the agent's config are written `agent.<field>`.
-
-# %%
-#| export
-@dataclass(frozen=True)
-class TrainConfig:
-    env: str = 'cube-single-play-singletask-task2-v0'  # OGBench single-task dataset name
-    steps: int = 1_000_000          # gradient steps
-    batch: int = 256                # dataset chunks per update
-    seed: int = 0                   # seeds network init, data sampling and all noise
-    reward_agg: str = 'sum'         # chunk reward: 'sum' (paper) or 'mean' (official code)
-    terminals: bool = False         # end chunks at the task's success, as OGBench's eval env does (paper, official: never)
-    pretrain_steps: int = 0         # first steps train the models and policies only, no rollouts (paper, official: 0)
-    agent: MACConfig = field(default_factory=MACConfig)  # the agent's hyperparameters (chapter 8)
-    eval_every: int = 100_000       # evaluate every this many steps (0: only at the end)
-    eval_episodes: int = 15         # episodes per evaluation (paper: 15; 0: never evaluate)
-    eval_workers: int = 0           # parallel eval environments (0: one per CPU core)
-    replan_every: int = 1           # actions executed per chunk at evaluation (official: 1, re-plan every step)
-    final_episodes: int = 50        # episodes of the final evaluation, on seeds no training evaluation uses (0: none)
-    log_every: int = 1_000          # steps between log rows (and NaN checks)
-    ckpt_every: int = 10_000        # steps between checkpoints
-    dataset_dir: str = DEFAULT_DATASET_DIR  # where OGBench's files are (generated here if missing)
-    dataset_episodes: int = 1000    # episodes to generate when the dataset is missing (OGBench's size: 1000)
-    device: str = 'auto'            # 'auto' (CUDA if available), 'cpu', 'cuda[:i]'
-    compile: bool = False           # torch.compile the losses (same math; pays a one-off compile, then faster steps)
-
-PRESETS = {
-    'paper': {},
-    'cpu': {'steps': 14_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
-            'agent.dynamics_hidden': (256,) * 4, 'agent.rollout_batch': 64, 'agent.gamma': 0.99, 'terminals': True,
-            'pretrain_steps': 5_000, 'replan_every': 10, 'eval_every': 2_000, 'log_every': 250, 'ckpt_every': 1_000, 'dataset_episodes': 100},
-    'tiny': {'steps': 40, 'batch': 16, 'agent.actor_hidden': (32, 32), 'agent.value_hidden': (32, 32),
-             'agent.dynamics_hidden': (32, 32), 'agent.n_train': 4, 'agent.n_test': 4, 'agent.H': 3, 'agent.flow_steps': 3,
-             'eval_every': 0, 'eval_episodes': 0, 'final_episodes': 0, 'log_every': 10, 'ckpt_every': 20, 'dataset_episodes': 2},
-}
-
-
-# %% [markdown]
-# Overrides and presets go through one function that checks every key and converts JSON lists back to tuples, so a
-# config survives a round trip through `config.json` exactly.
-
-# %%
-#| export
-def _fields(cls): return {f.name: f for f in dataclasses.fields(cls)}
-
-def _coerce(cls, name, value, key):
-    "`value` as the type of the field's default, or a ValueError that names the key and what it expects."
-    f = _fields(cls)[name]
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    def bad(want): raise ValueError(f'config key {key!r}: {value!r} is not {want}')
-    isnum = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
-    if isinstance(default, bool):
-        if isinstance(value, bool): return value
-        if isinstance(value, str) and value.lower() in ('true', 'false', '1', '0', 'yes', 'no'): return value.lower() in ('true', '1', 'yes')
-        bad('true or false')
-    if isinstance(default, (int, float)):
-        if isinstance(value, str):
-            try: value = float(value)
-            except ValueError: bad('a number')
-        if not isnum(value): bad('a number')
-        if isinstance(default, float): return float(value)
-        if float(value) != int(value): bad('a whole number')   # steps=25.5 would never reach its last checkpoint
-        return int(value)
-    if isinstance(default, tuple):
-        if isinstance(value, str):
-            try: value = tuple(int(x) for x in value.split(','))
-            except ValueError: bad('a list of layer sizes such as 256,256,256,256')
-        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in value):
-            bad('a list of layer sizes such as 256,256,256,256')
-        return tuple(value)
-    if isinstance(default, str) and not isinstance(value, str): bad('a string')
-    return value
-
-_AT_LEAST = dict(steps=1, batch=1, seed=0, pretrain_steps=0, eval_every=0, eval_episodes=0, eval_workers=0, replan_every=1,
-                 final_episodes=0, log_every=1, ckpt_every=1, dataset_episodes=1)
-
-def _check_ranges(cfg: TrainConfig):
-    "Every range a TrainConfig must respect (MACConfig checks its own), each error naming its key."
-    for k, lo in _AT_LEAST.items():
-        if getattr(cfg, k) < lo: raise ValueError(f'config key {k!r} must be >= {lo}, got {getattr(cfg, k)}')
-    if cfg.reward_agg not in ('sum', 'mean'): raise ValueError(f"config key 'reward_agg' must be 'sum' or 'mean', got {cfg.reward_agg!r}")
-    if cfg.replan_every > cfg.agent.n: raise ValueError(f"config key 'replan_every' ({cfg.replan_every}) exceeds the chunk length agent.n = {cfg.agent.n}")
-    if cfg.agent.lr <= 0: raise ValueError(f"config key 'agent.lr' must be > 0, got {cfg.agent.lr}")
-
-def make_config(preset: str = 'paper', overrides: dict | None = None) -> TrainConfig:
-    "A TrainConfig from a preset plus overrides ({'steps': 10, 'agent.n_train': 4, …}); unknown keys are an error."
-    if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}: choose one of {", ".join(PRESETS)}')
-    top, agent = {}, {}
-    for k, v in {**PRESETS[preset], **(overrides or {})}.items():
-        cls, name, dst = (MACConfig, k[6:], agent) if k.startswith('agent.') else (TrainConfig, k, top)
-        if name not in _fields(cls) or (cls is TrainConfig and name == 'agent'):
-            valid = [f for f in _fields(TrainConfig) if f != 'agent'] + [f'agent.{f}' for f in _fields(MACConfig)]
-            raise ValueError(f'unknown config key {k!r}; valid keys: {", ".join(valid)}')
-        dst[name] = _coerce(cls, name, v, k)
-    try: agent_cfg = MACConfig(**agent)
-    except ValueError as e: raise ValueError(f'config key agent.{str(e).removeprefix("MACConfig.")}') from None
-    cfg = TrainConfig(**top, agent=agent_cfg)
-    _check_ranges(cfg)
-    return cfg
-
-def config_to_dict(cfg: TrainConfig) -> dict: return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-def config_from_dict(d: dict) -> TrainConfig:
-    "Inverse of `config_to_dict` (as read back from JSON)."
-    d = dict(d); agent = d.pop('agent', {})
-    return make_config('paper', {**d, **{f'agent.{k}': v for k, v in agent.items()}})
-
-
-# %%
-test_eq(TrainConfig().agent, MACConfig()); test_eq((TrainConfig().steps, TrainConfig().batch), (1_000_000, 256))
-c = make_config('cpu', {'agent.n_train': 4, 'seed': '3'})
-test_eq((c.agent.n_train, c.seed, c.agent.actor_hidden), (4, 3, (256,) * 4))
-test_eq(config_from_dict(json.loads(json.dumps(config_to_dict(c)))), c)           # JSON round trip, tuples included
-test_fail(lambda: make_config('cpu', {'agent.widht': 3}), contains="unknown config key 'agent.widht'; valid keys: env, steps")
-test_fail(lambda: make_config('fast'), contains="unknown preset 'fast'")
-for bad, says in [({'batch': 0}, "'batch' must be >= 1"), ({'ckpt_every': 0}, "'ckpt_every' must be >= 1"), ({'log_every': 0}, "'log_every' must be >= 1"),
-                  ({'steps': 25.5}, "'steps': 25.5 is not a whole number"), ({'steps': 'many'}, "'steps': 'many' is not a number"),
-                  ({'agent.actor_hidden': 'abc'}, "'agent.actor_hidden': 'abc' is not a list of layer sizes"),
-                  ({'terminals': 'maybe'}, "'terminals': 'maybe' is not true or false"), ({'agent.n': 0}, 'agent.n must be >= 1'),
-                  ({'replan_every': 20}, "exceeds the chunk length agent.n = 10"), ({'reward_agg': 'max'}, "'reward_agg' must be 'sum' or 'mean'")]:
-    test_fail(lambda: make_config('cpu', bad), contains=says)
-test_eq(make_config('cpu', {'steps': '2e4', 'agent.lr': 1, 'terminals': 'false'}).steps, 20_000)
 
 
 # %% [markdown]
@@ -316,7 +191,7 @@ class Trainer:
             raise CheckpointError(f'the checkpoint expects observations of size {ck["obs_dim"]}, the dataset has {train["observations"].shape[1]}: '
                                   f'resume on the dataset the run was trained on')
         self.norm = ObsNormalizer.from_state_dict(ck['normalizer'], self.device) if ck else ObsNormalizer.from_data(val['observations'], device=self.device)
-        self.data = ChunkDataset.from_ogbench(train, self.norm, n=cfg.agent.n, gamma=cfg.agent.gamma, reward_agg=cfg.reward_agg, terminals=cfg.terminals, device=self.device)
+        self.data = ChunkDataset.from_ogbench(train, self.norm, ret=cfg.chunk_return, device=self.device)
         seed_everything(cfg.seed)
         self.agent = MACAgent(self.data.obs_dim, self.data.action_dim, cfg.agent, self.device)
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
@@ -331,22 +206,6 @@ class Trainer:
 
 # %%
 #| export
-def _append_csv(path: Path, row: dict | None = None, keep_until: int | None = None):
-    """Append a row: one line at the end of the file when the header already has its columns; the whole file is
-    rewritten (atomically) only when a new column appears or, with `keep_until`, to drop the rows after that step
-    (a resumed run) and a last line that a killed process left half-written."""
-    path = Path(path)
-    if keep_until is None and row and path.exists():
-        with open(path, newline='') as f: header = next(csv.reader(f), [])
-        if header and set(row) <= set(header):
-            with open(path, 'a', newline='') as f: csv.DictWriter(f, fieldnames=header, restval='').writerow(row)
-            return
-    rows = list(csv.DictReader(open(path, newline=''))) if path.exists() else []
-    rows = [r for r in rows if None not in r.values() and str(r.get('step', '')).isdigit()]   # drop a half-written line
-    if keep_until is not None: rows = [r for r in rows if int(r['step']) <= keep_until]
-    rows += [row] if row else []
-    if rows: write_csv(path, rows)
-
 def _tensorboard(run_dir):
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -367,7 +226,7 @@ def _update(self: Trainer, batch) -> dict:
 def run(self: Trainer) -> dict:
     "Train to `cfg.steps`, logging, evaluating and checkpointing; returns the last logged losses and evaluation."
     cfg = self.cfg
-    for name in ('log.csv', 'eval.csv'): _append_csv(self.dir / name, keep_until=self.step)  # resumed: forget rows after the checkpoint
+    for name in ('log.csv', 'eval.csv'): append_csv(self.dir / name, keep_until=self.step)  # resumed: forget rows after the checkpoint
     tb, bad, last, last_eval = _tensorboard(self.dir), {}, {}, None
     t0, s0 = time.time(), self.step
     bar = tqdm(total=cfg.steps, initial=self.step, desc='MAC', disable=not self.progress, mininterval=2, dynamic_ncols=True)
@@ -387,7 +246,7 @@ def run(self: Trainer) -> dict:
                                     f'learning rate, e.g. --set agent.lr={cfg.agent.lr / 3:.1e}')
             last = {k: v.item() for k, v in out.items()}
             sps = (self.step - s0) / max(time.time() - t0, 1e-9)
-            _append_csv(self.dir / 'log.csv', dict(step=self.step, time_s=round(time.time() - t0, 1), steps_per_s=round(sps, 2),
+            append_csv(self.dir / 'log.csv', dict(step=self.step, time_s=round(time.time() - t0, 1), steps_per_s=round(sps, 2),
                                                    **{k: round(v, 6) for k, v in last.items()}))
             if tb:
                 for k, v in last.items(): tb.add_scalar(f'loss/{k}', v, self.step)
@@ -407,7 +266,7 @@ def evaluate(self: Trainer) -> dict:
     "Evaluate the current agent (cfg.eval_episodes episodes) and log it to eval.csv / success.png."
     cfg = self.cfg
     res = evaluate_agent(self.agent, self.norm, cfg.env, cfg.eval_episodes, cfg.eval_workers or None, seed=cfg.seed + self.step, replan_every=cfg.replan_every)
-    _append_csv(self.dir / 'eval.csv', dict(step=self.step, success=res['success'], episodes=res['episodes'], replan_every=res['replan_every'],
+    append_csv(self.dir / 'eval.csv', dict(step=self.step, success=res['success'], episodes=res['episodes'], replan_every=res['replan_every'],
                                             eval_wall_s=res['wall_s']), keep_until=self.step - 1)  # re-evaluating a step replaces its row
     plot_success(self.dir / 'eval.csv', self.dir / 'success.png', title=f'MAC on {eval_env_name(cfg.env)}')
     if self.progress: tqdm.write(f'step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes ({res["wall_s"]:.0f}s)')
@@ -426,19 +285,6 @@ def final_evaluate(self: Trainer) -> dict:
     if self.progress: tqdm.write(f'final evaluation at step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes (seeds {FINAL_EVAL_SEED:,}+)')
     return out
 
-
-# %%
-# The logs grow by appending one line (the file is not rewritten: its inode stays); a new column rewrites it with the
-# wider header; a resume drops the rows after the checkpoint's step and a half-written last line.
-f = Path(tempfile.mkdtemp()) / 'log.csv'
-for s in (10, 20): _append_csv(f, dict(step=s, loss=0.5))
-ino = f.stat().st_ino; _append_csv(f, dict(step=30, loss=0.4)); test_eq(f.stat().st_ino, ino)
-test_eq(f.read_text().count('step'), 1)
-_append_csv(f, dict(step=40, loss=0.3, V=-1.0))                               # a new column: header widened, file rewritten
-test_eq([r['V'] for r in csv.DictReader(open(f))], ['', '', '', '-1.0'])
-with open(f, 'a') as fh: fh.write('5')              # killed while writing the row of step 50: '5' would pass for step 5
-_append_csv(f, keep_until=40); test_eq([int(r['step']) for r in csv.DictReader(open(f))], [10, 20, 30, 40])
-_append_csv(f, keep_until=20); test_eq([int(r['step']) for r in csv.DictReader(open(f))], [10, 20])
 
 # %% [markdown]
 # ## Checks: a tiny run, exact resume, bad input
@@ -548,16 +394,6 @@ test_fail(boom.run, contains='checkpoint.pt (step 20) is the last good checkpoin
 
 # %%
 #| export
-def parse_sets(items, ap) -> dict:
-    "--set key=value pairs; values are JSON when they parse (3, 1e-4, true, [256,256]), else strings; '256,256' is a tuple."
-    out = {}
-    for it in items or []:
-        if '=' not in it: ap.error(f'--set expects key=value, got {it!r}')
-        k, v = it.split('=', 1)
-        try: out[k] = json.loads(v)
-        except json.JSONDecodeError: out[k] = tuple(int(x) for x in v.split(',')) if v.replace(',', '').isdigit() else v
-    return out
-
 def train_cli(argv=None):
     "Command line: train MAC on an OGBench single-task dataset."
     ap = argparse.ArgumentParser(prog='mac_train', description='Train MAC (Algorithm 1) on an OGBench single-task dataset; the dataset is generated with OGBench\'s oracles if missing.')
@@ -587,275 +423,9 @@ def train_cli(argv=None):
         return 0
     return run_cli('mac_train', body, a.debug, ((NonFiniteLoss, EXIT_DIVERGED), (RunFolderBusy, EXIT_USAGE)))
 
-
 # %% [markdown]
-# ## When a run falls short: `diagnose`
-#
-# A run that does not succeed should say why, with numbers. `diagnose` loads a run's checkpoint and measures: success
-# of the behaviour policy alone (N_test = 1) against rejection sampling (N_test = 32), on fresh evaluation seeds;
-# whether the value function has learned anything state-dependent (its correlation with the dataset's discounted
-# returns, and its mean on states one chunk away from solving the task against its mean on all states); and how much
-# the critic's Q varies across the 32 candidates. With `terminals`, it also rolls the agent out *in its own model*
-# from the evaluation's start states for an episode's length and reports how often the success net says the task
-# was solved: set against the real success rate, that measures how far the model flatters the policy.
-# The main job adds it to its summary when the success rate is below 50%.
-
-# %%
-#| export
-def discounted_returns(rewards, cont, first, last, gamma: float) -> np.ndarray:
-    "Gₜ = rₜ + γ·contₜ·Gₜ₊₁ within each episode [first, last] (inclusive), 0 after its last step: the Monte-Carlo return of every data state."
-    G = np.zeros(len(rewards))
-    for a, b in zip(first, last):
-        g = 0.0
-        for t in range(int(b), int(a) - 1, -1): g = rewards[t] + gamma * cont[t] * g; G[t] = g
-    return G
-
-
-def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dict:
-    "Numbers on what limits a run: behaviour vs rejection success, value vs Monte-Carlo returns and near success, Q spread."
-    ag, norm, cfg, ck = load_agent(run_dir, device, n_test=1)                 # the behaviour policy alone
-    out = dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}')
-    out['success_N1'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
-    ag = load_agent(run_dir, device)[0]                                        # the agent as trained: N_test candidates
-    out[f'success_N{cfg.agent.n_test}'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
-    _, train, _ = load_ogbench(cfg.env, cfg.dataset_dir)
-    data = ChunkDataset.from_ogbench(train, norm, n=cfg.agent.n, gamma=cfg.agent.gamma, reward_agg=cfg.reward_agg, terminals=cfg.terminals, device=device)
-    rew = train['rewards']
-    cont = train['masks'] if cfg.terminals else np.ones_like(rew)   # with terminals a return stops at the first success
-    G = discounted_returns(rew, cont, data.first, data.last, cfg.agent.gamma) / (cfg.agent.n if cfg.reward_agg == 'mean' else 1)
-    starts = data.starts.cpu().numpy(); idx = np.random.default_rng(seed).choice(starts, 2000)
-    solved = rew == 0                         # steps where the task is solved (OGBench single-task reward 0)
-    near = np.array([solved[t:t + cfg.agent.n].any() for t in starts]); near_idx = starts[near][:2000]
-    with torch.no_grad():
-        V = ag.value(data.obs[idx]).cpu().numpy()
-        V_near = ag.value(data.obs[near_idx]).cpu().numpy() if len(near_idx) else np.zeros(1)
-        q = ag.critic(data.obs[idx[:256]], ag.behaviour_sample(data.obs[idx[:256]], 32)).cpu().numpy()
-    if cfg.terminals:  # the model's own forecast from the evaluation's start states, to set against the real success rate
-        env = _make_env(eval_env_name(cfg.env)); T = env.spec.max_episode_steps   # the evaluation's own env factory
-        s0 = norm(torch.as_tensor(np.stack([env.reset(seed=seed + i)[0] for i in range(episodes)]), dtype=torch.float32, device=device))
-        env.close()
-        g = torch.Generator(device).manual_seed(seed)
-        ro = ag.rollout(s0, g, N=cfg.agent.n_test, H=-(-T // cfg.agent.n))   # acting policy, one episode's length
-        out[f'imagined_success_N{cfg.agent.n_test}'] = float((1 - ro['masks'].prod(0)).mean())  # the model's verdict on the same episodes
-    return out | dict(value_mean=float(V.mean()), data_return_mean=float(G[idx].mean()), value_return_corr=float(np.corrcoef(V, G[idx])[0, 1]),
-                      value_near_success=float(V_near.mean()),  # states whose next chunk solves the task: should be the highest
-                      q_std_across_32=float(q.std(1).mean()), q_mean=float(q.mean()), data_solved_rate=float(solved.mean()))
-
-
-# %%
-# The Monte-Carlo returns against a hand computation: two episodes, γ = 0.5; the first is solved at its third step
-# (reward 0, cont 0), so its return stops there; the second ends unsolved and its return is cut at its last step.
-r, c = np.array([-1., -1., 0., -1., -1., -1.]), np.array([1., 1., 0., 1., 1., 1.])
-test_close(discounted_returns(r, c, [0, 4], [3, 5], 0.5), [-1.5, -1.0, 0.0, -1.0, -1.5, -1.0])
-# Without terminals (cont = 1) the solved step no longer stops the return: G₁ = -1 + 0.5·(0 + 0.5·(-1)).
-test_close(discounted_returns(r, np.ones(6), [0, 4], [3, 5], 0.5)[1], -1.25)
-
-d = diagnose(tmp / 'full', episodes=1)
-assert {'success_N1', 'success_N4', 'value_return_corr', 'q_std_across_32'} <= set(d)
-test_eq(d['eval_seeds'], '1000..1000')
-# The imagined success is the success net's verdict: forge two copies of the run whose success net says "solved"
-# everywhere (a large positive logit) or nowhere; the diagnosis must read 100% and 0% for them.
-ck = load_checkpoint(tmp / 'pre' / 'checkpoint.pt')
-last_bias = [k for k in ck['agent'] if k.startswith('success.') and k.endswith('.bias')][-1]   # the output layer's
-for logit, expected in ((50.0, 1.0), (-50.0, 0.0)):
-    ck['agent'][last_bias] = torch.full_like(ck['agent'][last_bias], logit); (tmp / f'forged{expected}').mkdir(exist_ok=True)
-    torch.save(ck, tmp / f'forged{expected}' / 'checkpoint.pt')
-    test_eq(diagnose(tmp / f'forged{expected}', episodes=2)['imagined_success_N4'], expected)
-
-
-# %% [markdown]
-# ## The main job: `make main`
-#
-# `mac_quickstart` is what README's main command runs: make sure a cube-single play dataset exists (generated with
-# OGBench's oracles if missing, `dataset_episodes` of the `cpu` preset), train MAC with the `cpu` preset on the default
-# task (task 2), evaluate as the paper during training (15 episodes every 2k steps, final-step success), evaluate the
-# final agent on 50 episodes whose environment seeds no training evaluation uses (from `FINAL_EVAL_SEED`), and write
-# `results/quickstart/`: the training log (`run/log.csv`), evaluations (`run/eval.csv`), the success plot
-# (`success.png`) and `summary.json` with provenance. Re-running it continues the run from its checkpoint instead of
-# starting over. `--smoke` runs the same pipeline on the `tiny` preset in seconds (the test suite does).
-
-# %%
-#| export
-def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, device=None, dataset_dir=None, progress: bool = True) -> dict:
-    "The main job: dataset → train (cpu preset, cube-single task 2) → evaluate → results/quickstart/ with a summary."
-    out = Path(out); t0 = time.time()
-    over = {'seed': seed} | ({'device': str(device)} if device else {}) | ({'dataset_dir': str(dataset_dir)} if dataset_dir else {})
-    if smoke: over |= {'eval_episodes': 2, 'final_episodes': 2, 'steps': 20}
-    cfg = make_config('tiny' if smoke else 'cpu', over)
-    tr = Trainer(cfg, out / 'run', resume=(out / 'run' / 'checkpoint.pt').exists(), progress=progress)
-    final = tr.run()['final']                      # a finished run only reads its final evaluation back
-    if (out / 'run' / 'success.png').exists(): atomic_write(out / 'success.png', lambda p: p.write_bytes((out / 'run' / 'success.png').read_bytes()))
-    curve = [dict(step=int(r['step']), success=float(r['success'])) for r in csv.DictReader(open(out / 'run' / 'eval.csv'))]
-    summary = dict(env=cfg.env, preset='tiny (smoke)' if smoke else 'cpu', steps=cfg.steps, success=final['success'],
-                   successes=final['successes'], protocol=final['protocol'], final_eval_seeds=f'{FINAL_EVAL_SEED}..{FINAL_EVAL_SEED + len(final["successes"]) - 1}',
-                   training_evals=curve, dataset={**tr.dataset_info, 'file': Path(tr.dataset_info['file']).name},
-                   train_and_eval_min=round((time.time() - t0) / 60, 1))
-    if not smoke and summary['success'] < 0.5: summary['diagnosis'] = diagnose(out / 'run', device=tr.device)  # say what limits it
-    summary['wall_time_min'] = round((time.time() - t0) / 60, 1)
-    prov = provenance(seed=seed, wall_time_s=time.time() - t0, device=tr.device, config=config_to_dict(cfg))
-    write_json(out / 'provenance.json', prov)
-    write_json(out / 'summary.json', summary | {'provenance': prov})
-    tr.close()
-    return summary
-
-def quickstart_cli(argv=None):
-    "Command line: `mac_quickstart [--out results/quickstart] [--smoke] [--seed 0] [--device auto]`."
-    ap = argparse.ArgumentParser(prog='mac_quickstart', description='The main job: generate data if missing, train MAC (cpu preset) on cube-single task 2, evaluate, write results.')
-    ap.add_argument('--out', default='results/quickstart'); ap.add_argument('--smoke', action='store_true', help='tiny preset: the whole pipeline in seconds')
-    ap.add_argument('--seed', type=int, default=0); ap.add_argument('--device', default=None); ap.add_argument('--dataset-dir', default=None)
-    ap.add_argument('--debug', action='store_true', help='show the traceback of an error')
-    a = ap.parse_args(argv)
-    def body():
-        s = quickstart(a.out, a.smoke, a.seed, a.device, a.dataset_dir)
-        print(f"{s['env']}: success {s['success']:.0%} ({s['protocol']}) after {s['steps']} steps, {s['wall_time_min']} min in all; wrote {a.out}/summary.json")
-        return 0
-    return run_cli('mac_quickstart', body, a.debug, ((NonFiniteLoss, EXIT_DIVERGED), (RunFolderBusy, EXIT_USAGE)))
-
-
-# %%
-qs = quickstart(tmp / 'qs', smoke=True, dataset_dir=data_dir, device='cpu', progress=False)
-test_eq((qs['steps'], len(qs['successes'])), (20, 2))
-assert all((tmp / 'qs' / f).exists() for f in ('summary.json', 'provenance.json', 'success.png'))
-
-# %% [markdown]
-# ## What the CPU budget buys, and what limits it
-#
-# The issue's goal for the main job is ≥ 50% success on cube-single task 2 within 30 minutes on 2 cores. The paper
-# reaches 100% after 1M updates on a GPU; 2 cores fit 10-15k updates in that time (0.13 s per full update at
-# 256×4), about 1% of the paper's budget. What we measured, one seed each, 15 evaluation episodes per point
-# (`results/cpu_variants/`, each run with its config, logs and provenance):
-#
-# | run (256×4, 100-episode dataset) | steps | success at the last evaluations | wall time |
-# |---|---|---|---|
-# | paper-faithful: γ = 0.999, no termination (the first main job) | 11k | 0, 0, 7, 7% (every 2750 steps) | 24.9 min |
-# | γ = 0.99 | 11k | 0, 0, 13, 7% | 23.3 min |
-# | γ = 0.99 + `terminals` | 11k, resumed to 16k | 20% at 11k, 20, 27, 20% at 12k, 14k, 16k | (two runs shared the cores) |
-# | γ = 0.99 + `terminals` + 5k pretraining steps | 14k | 13, 7, 33% at 12k, 13k, 14k; 27% on fresh seeds | (two runs shared the cores) |
-# | the `cpu` preset (= the last row), `make main` | 14k | 0, 7, 7, 0, 7% at 6k-14k; 20% on fresh seeds | 25.4 min (data generation included) |
-# | the `cpu` preset, seed 1 (`mac_train --preset cpu --seed 1`) | 14k | 0, 7, 13, 20, 40% at 6k-14k | 22.1 min (dataset present) |
-#
-# So the CPU budget buys 7-40% success, not 50%. The last three rows are one configuration: the pretraining run and
-# `make main` share the seed too (they differ in thread count, hence in float rounding) and end at 33% and 7%; seed 1
-# ends at 40%, still rising. At this budget the spread between runs is as large as the gaps between variants, and
-# one seed each cannot rank them. Pooled, the runs that end chunks at success reach 15/60 at their last evaluation
-# against 2/30 for those that do not; the preset takes them for that and for the mechanism (their value singles out
-# the goal, item 5 below), not for a proven gain.
-# `diagnose` says why the rest is out of reach at this budget: rolled out **in its own model** from the 15 evaluation
-# start states, the agent solves the task every time (imagined success 100% in all three diagnosed runs), in MuJoCo
-# 7-27% of the time. The videos (`results/cpu_variants/term99-11k-seed100*.gif`) show where reality parts from the
-# model: the gripper reaches the cube but never lifts it, only nudging it along the table. Rejection sampling keeps
-# the *actions* on the data, but after 10-15k updates the chunk model's contact dynamics are not yet accurate enough
-# for the critic to tell a grasp from a near miss, and the paper's 1M updates are far beyond this budget. On a GPU
-# the same update takes 17-29 ms (chapter 11): the paper's 1M updates are 5-8 hours there.
-
-# %%
-#| echo: false
-import matplotlib.pyplot as plt
-V = Path('../results/cpu_variants')
-curves = [('paper-faithful (γ 0.999, no terminals)', V / 'paper_faithful_main_job' / 'run' / 'eval.csv'), ('γ = 0.99', V / 'gamma099' / 'eval.csv'),
-          ('γ = 0.99 + terminals', V / 'terminals' / 'eval.csv'), ('γ = 0.99 + terminals + 5k pretraining', V / 'pretrain' / 'eval.csv'),
-          ('cpu preset (= the red run): make main', V / 'main_job_replan1' / 'run' / 'eval.csv'),
-          ('cpu preset, seed 1', V / 'preset_seed1' / 'eval.csv')]
-fig, ax = plt.subplots(figsize=(7, 3.4), dpi=100)
-for label, f in curves:
-    if f.exists():
-        r = list(csv.DictReader(open(f)))
-        ax.plot([int(x['step']) for x in r], [100 * float(x['success']) for x in r], 'o-', ms=3, label=label)
-ax.axhline(50, color='grey', ls=':', lw=1); ax.axvline(14_000, color='grey', ls='--', lw=1)
-ax.text(14_300, 88, 'the main job\nstops here', fontsize=8, color='grey')
-ax.set(xlabel='gradient steps', ylabel='success (%, 15 episodes)', ylim=(-3, 103), title='cube-single task 2 on 2 CPU cores')
-ax.legend(fontsize=8, loc='upper left'); fig.tight_layout(); plt.show()
-
-# %% [markdown]
-# ## The CPU study: seeds, a fixed protocol, and what re-planning costs
-#
-# One seed per variant could not rank the variants above, so the study behind the issue "MAC learns on a CPU" fixes
-# a protocol first (`results/cpu_study/PROTOCOL.md`, committed before the first run) and runs every variant with
-# several training seeds: every 2k steps 15 episodes (the paper's protocol), after the last step 50 episodes on
-# environment seeds no training evaluation uses, success pooled over seeds with a 95% Wilson interval on the episode
-# count. `tools/cpu_study.py` runs it (resumable) and aggregates it.
-#
-# Its first question costs no training: *how much of each chosen chunk should the agent execute?* The official code
-# re-plans every step (`action_chunking_test = 1`): it draws N_test = 32 fresh chunks, takes the argmax-Q one, executes
-# its first action and throws the rest away. But Q scores a chunk as if all of it runs — the critic's target is
-# r̂ + γⁿ V(ŝ_{t+n}) for the whole chunk — so the chunk that Q prefers is a commitment, and executing one action of it
-# and then a first action of a possibly different chunk is a policy Q never evaluated. The same trained agents were
-# therefore evaluated at three intervals (`replan_every` = 1, 5, 10; 10 = whole chunks).
-
-# %%
-#| echo: false
-S = Path('../results/cpu_study')
-if (S / 'table.csv').exists():
-    tab = list(csv.DictReader(open(S / 'table.csv')))
-    print(f"{'policy':<22} {'steps':>6} {'re-plan':>7} {'seeds':>5}  {'final success per seed (50 ep.)':<34} {'pooled [95% CI]':<18} mean ± std")
-    for t in tab:
-        who = 'behaviour (N_test=1)' if t['variant'].endswith(':behaviour') else 'MAC (N_test=32)'
-        print(f"{who:<22} {int(t['step']):>6} {t['replan']:>7} {t['seeds']:>5}  {t['per_seed']:<34} {float(t['pooled']):.0%} [{float(t['ci_lo']):.0%}, {float(t['ci_hi']):.0%}]"
-              f"{'':<4} {float(t['mean']):.0%} ± {float(t['std']):.0%}")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), dpi=100)
-    for rp, c in zip((1, 5, 10), ('C3', 'C1', 'C0')):
-        runs = {}
-        for f in sorted(S.glob('preset/s*/evals.csv')):
-            if not (f.parent / 'final.csv').exists(): continue          # only the seeds that finished
-            runs[f.parent.name] = {int(r['step']): float(r['success']) for r in csv.DictReader(open(f)) if int(r['replan']) == rp}
-        steps = sorted(set.intersection(*[set(v) for v in runs.values()])) if runs else []
-        m = np.array([[v[s] for s in steps] for v in runs.values()])
-        axes[0].plot(steps, 100 * m.mean(0), 'o-', color=c, ms=3, label=f're-plan every {rp} ({len(runs)} seeds)')
-        axes[0].fill_between(steps, 100 * (m.mean(0) - m.std(0)), 100 * (m.mean(0) + m.std(0)), color=c, alpha=0.15)
-    budgets = sorted({int(t['step']) for t in tab})
-    ticks = []
-    for i, (rp, st) in enumerate((rp, st) for rp in (1, 5, 10) for st in budgets):
-        k = [t['seeds'] for t in tab if t['variant'] == 'preset' and int(t['replan']) == rp and int(t['step']) == st]
-        ticks.append(f'{"every step" if rp == 1 else f"every {rp}"}' + (f'\n{st // 1000}k\n{k[0] if k else 0} seeds' if len(budgets) > 1 else ''))
-        for variant, dx, colour, mark in (('preset', -0.12, 'C0', 'o'), ('preset:behaviour', 0.12, 'C7', 's')):
-            t = [t for t in tab if t['variant'] == variant and int(t['replan']) == rp and int(t['step']) == st]
-            if not t: continue
-            rows = [float(r['success']) for f in sorted(S.glob(f'preset/s*/final{"_behaviour" if ":" in variant else ""}.csv'))
-                    for r in csv.DictReader(open(f)) if int(r['replan']) == rp and int(r['step']) == st]
-            axes[1].scatter([i + dx] * len(rows), [100 * x for x in rows], color='grey', s=12, zorder=2)
-            p, lo, hi = (100 * float(t[0][k]) for k in ('pooled', 'ci_lo', 'ci_hi'))
-            axes[1].errorbar(i + dx, p, yerr=[[p - lo], [hi - p]], fmt=mark, color=colour, capsize=4, zorder=3,
-                             label=('MAC, N_test = 32' if variant == 'preset' else 'behaviour policy alone, N_test = 1') if i == 0 else None)
-    axes[1].set_xticks(range(len(ticks)), ticks, fontsize=7)
-    for ax in axes: ax.axhline(50, color='grey', ls=':', lw=1); ax.set_ylim(-3, 103)
-    axes[0].set(xlabel='gradient steps', ylabel='success (%, 15 episodes)', title='cpu preset: mean ± std over seeds'); axes[0].legend(fontsize=8)
-    axes[1].set(xlabel='re-planning interval (10 = whole chunks)', ylabel='final success (%, 50 episodes)', title='final: seeds (grey), pooled 95% CI')
-    axes[1].legend(fontsize=8, loc='upper left')
-    fig.tight_layout(); plt.show()
-
-# %% [markdown]
-# **Reading** (five training seeds at 14k steps; the table above is always the committed `table.csv`, and rows at
-# 28k appear as the registered continuation finishes). Executing whole chunks is the one change that helps without a
-# single extra update: the final 50-episode success is 50%, 44%, 48%, 52% and 56% for the five seeds (pooled 50%,
-# 95% CI 44-56%) against 36%, 18%, 12%, 30% and 36% when re-planning every step (pooled 26%, CI 21-32%); executing half
-# a chunk sits in between (33%, CI 28-39%). In training too, whole chunks beat re-planning every step at every
-# evaluation from 6k steps on, for all five seeds (25 of 25 comparisons). `tools/cpu_study.py explain` (10 more episodes
-# per seed and interval on seeds 0, 1, 4, `results/cpu_study/preset/explain.csv`) measures the executed motion, and it
-# does not single out one cause: re-planning every step flips the gripper command more often (0.15, 0.15 and 0.35 flips
-# per step, against 0.14, 0.12 and 0.12 with whole chunks) while the arm moves about as much, but half chunks flip it
-# least (0.08-0.12 per step) and still succeed less than whole chunks. What whole chunks have that the others do not
-# is that the motion executed is exactly the one Q scored; a re-plan executes one action of the argmax of 32 fresh
-# candidates, and the next argmax need not continue it.
-#
-# The same checkpoints with rejection sampling switched off (`cpu_study.py behaviour`: N_test = 1, one sample of the
-# one-step policy, the same 50 episodes) succeed 1-4% of the time (whole chunks: 6%, 2%, 4%, 4%, 6%; pooled 4%, CI
-# 2-8%). So at this budget almost all of MAC's success comes from choosing among 32 samples with the learned Q, which
-# is the paper's point about rejection sampling (chapter 7), measured here on the same start states.
-#
-# What this does **not** give yet is the issue's goal: ≥ 50% for 4 of 5 seeds. Three of five seeds reach 50% with whole
-# chunks (50%, 52%, 56%; the others 44% and 48%), and a seed's last two 15-episode evaluations differ by up to 33 points
-# (seed 0: 80% at 12k, 47% at 14k), more than the 15 the issue allows; with 15 episodes one evaluation's own standard
-# error is about 13 points at 50%, so two evaluations of an unchanged agent that succeeds half the time differ by more
-# than 15 points in 36% of cases (exact binomial). The `cpu` preset executes whole chunks (`replan_every = 10`, item 8 below), chosen by the rule fixed
-# in the protocol (highest pooled final success over the five seeds). The registered next steps are running: the same
-# runs continued to 28k steps (the budget 4 of 5 seeds may need), then two tasks the study never tuned on (cube-single
-# task 4, scene task 1).
-#
-# **At 28k steps** (two of the five seeds so far; the rows with fewer than five seeds in the table are partial): whole
-# chunks reach 80% and 74% on the 50 final episodes, against 50% and 44% for the same two seeds at 14k, while the
-# behaviour policy alone stays at 6% and 2%. The goal is read when all five seeds are in; the 15-episode curve of
-# seed 0 still swings by 40 points between its last two evaluations (87% at 26k, 47% at 28k, then 80% on the 50 final
-# episodes), so a single 15-episode evaluation is not a reliable reading of one agent.
+# What the trainer above is for, the main job (`make main`), with `diagnose` for a run that falls short and the
+# study that chose the `cpu` preset, is [chapter 10a](10a_main_job.ipynb) (`mac.main_job`).
 
 # %% [markdown]
 # ## Implementation details
@@ -864,7 +434,7 @@ if (S / 'table.csv').exists():
 #    weights, is what makes a resume exact; torch's, NumPy's and Python's global states are saved as well.
 # 2. NaN/inf checks cost one host synchronisation per `log_every` steps: the update itself never synchronises.
 # 3. Evaluations use seeds `seed + step` for their episodes, so successive evaluations see different initial states.
-# 4. The `cpu` preset is what 2 cores can train in about 25 minutes, chosen by the measurements in the section above:
+# 4. The `cpu` preset is what 2 cores can train in about 25 minutes, chosen by the measurements of chapter 10a:
 #    every network 256×4, rollouts from 64 of the 256 batch states, a 100-episode dataset, the official code's *mean*
 #    chunk reward, γ = 0.99 instead of 0.999, `terminals`, 5k steps of model/policy pretraining, then 9k full
 #    updates, and at evaluation it executes each chosen chunk whole (item 8); n, H, N, F, τ, lr and the batch are the paper's. Measured on 2 cores (`bench_agent`): 0.13 s per full
@@ -888,5 +458,5 @@ if (S / 'table.csv').exists():
 #    fails, e.g. on a machine without a C compiler; tests/test_train.py checks that it compiles and that it trains
 #    to the same losses and weights as eager, up to float rounding.
 # 8. `replan_every` (default 1, the official code's `action_chunking_test = 1`; the paper does not say): the `cpu`
-#    preset executes each chosen chunk whole (10), which the CPU study above measured against re-planning every step
+#    preset executes each chosen chunk whole (10), which the CPU study (chapter 10a) measured against re-planning every step
 #    on the same trained agents (`results/cpu_study/`).

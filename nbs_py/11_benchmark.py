@@ -20,7 +20,7 @@ import torch
 from mac.agent import MACAgent, MACConfig
 from mac.core import get_device, median_seconds, provenance, seed_everything, write_json
 from mac.distill import distillation_loss
-from mac.train import PRESETS, make_config
+from mac.config import PRESETS, make_config
 from torch.utils.flop_counter import FlopCounterMode
 
 # %%

@@ -29,7 +29,8 @@ import numpy as np
 from mac.core import EXIT_USAGE, provenance, run_cli, write_csv, write_json
 from mac.data import (DEFAULT_DATASET_DIR, ENVS, NOISY_GEN_KW, DatasetError, GenConfig, merge_episodes, save_npz, collect_episode, ensure_dataset,
                       parse_name, validate_dataset)
-from mac.train import PRESETS, RunFolderBusy, Trainer, parse_sets, config_to_dict, make_config
+from mac.config import PRESETS, config_to_dict, make_config, parse_sets
+from mac.train import RunFolderBusy, Trainer
 
 # %%
 #| hide

@@ -115,7 +115,7 @@ if (M / 'summary.json').exists():
                 f"{s['steps']:,} steps, {s['wall_time_min']} min on 2 CPU cores, dataset generation included | — | `results/cpu_variants/main_job_replan1/` |")
     d = s.get('diagnosis')
     if d and 'imagined_success_N32' in d:
-        rows.append(f"| why that main job fell short | `mac.train.diagnose` on its checkpoint, 15 fresh episodes | behaviour alone {d['success_N1']:.0%}, rejection "
+        rows.append(f"| why that main job fell short | `mac.main_job.diagnose` on its checkpoint, 15 fresh episodes | behaviour alone {d['success_N1']:.0%}, rejection "
                     f"sampling {d['success_N32']:.0%}; the same agent rolled out in its own model from the same start states: {d['imagined_success_N32']:.0%} "
                     "(the model flatters the grasp: in MuJoCo the gripper reaches the cube but never lifts it, see the GIFs) | — | `results/cpu_variants/` |")
 if (V / 'paper_faithful_main_job' / 'summary.json').exists():
@@ -168,17 +168,25 @@ Markdown('\n'.join(rows))
 # | `01_flow_matching` | `mac.flow` | flow matching derived; velocity field, loss, Euler sampler; why Gaussians average modes |
 # | `02_data` | `mac.data` | OGBench datasets generated locally with OGBench's oracles, loaded by OGBench, normalised; chunk batches |
 # | `03_chunk_policies` | `mac.policies` | the flow behaviour policy over action chunks and the Gaussian chunk policy (MAC(Gau)) |
+# | `03a_policy_experiment` | `mac.experiments.chunk_policies` | experiment: both chunk policies trained on OGBench data, compared at held-out states (`mac_policy_demo`) |
 # | `04_distillation` | `mac.distill` | the one-step policy distilled from the flow; the "without distillation" ablation |
-# | `05_chunk_models` | `mac.models` | chunk dynamics, reward and success models; the compounding-error experiment (Figure 2) |
+# | `05_chunk_models` | `mac.models` | chunk dynamics, reward and success models; why chunks cut compounding error |
+# | `05a_model_error_experiment` | `mac.experiments.model_error` | experiment: open-loop model error against chunk length, the paper's Figure 2 (`mac_model_error`) |
 # | `06_value_expansion` | `mac.value` | model rollouts, nH-step targets (= the official GAE with λ = 1), value and critic losses |
 # | `07_rejection_sampling` | `mac.rejection` | argmax-Q over N behaviour samples, and why it stays on the data |
 # | `08_agent` | `mac.agent` | Algorithm 1: one update of every network; acting; the paper's ablations as flags |
 # | `09_evaluation` | `mac.evaluate` | OGBench single-task evaluation in parallel environments; videos and plots |
-# | `10_training` | `mac.train` | config and presets, the training loop, exact resume, `mac_train`, the main job |
+# | `09a_config` | `mac.config` | a run's configuration: the paper's defaults, the `cpu` and `tiny` presets, checked overrides |
+# | `10_training` | `mac.train` | the training loop, checkpoints and exact resume, logs, `mac_train` |
+# | `10a_main_job` | `mac.main_job` | the main job (`make main`), `diagnose`, and the CPU study behind the `cpu` preset |
 # | `11_benchmark` | `mac.bench` | update and action timings, eager and compiled (`mac_bench`) |
 # | `12_sweeps` | `mac.sweep` | grids of training runs (Tables 2, 3, 15, Figure 3) and sharded datasets on Ray, resumable, aggregated as the paper (`mac_sweep`) |
 #
-# Each notebook imports only from earlier ones (evaluation comes before training because the loop evaluates).
+# Each notebook exports one module and imports only from earlier ones (evaluation comes before training because the
+# loop evaluates). A chapter's `a` notebook holds what would otherwise make its module do two jobs: the experiments of
+# chapters 3 and 5 (in `mac.experiments`, so that the modules defining networks import no data code), the run
+# configuration (so that the benchmark needs no training loop) and the main job (so that the trainer does not carry
+# the study). `tests/test_imports.py` checks the reading order and the network modules' imports.
 # Edit a notebook, run `make export`, then `make test`.
 
 # %% [markdown]

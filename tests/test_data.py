@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import BIN, ROOT
 
-from mac.data import REWARD_K, ChunkDataset, ObsNormalizer, generate_dataset, load_ogbench, validate_dataset
+from mac.data import REWARD_K, ChunkDataset, ChunkReturn, ObsNormalizer, generate_dataset, load_ogbench, validate_dataset
 
 warnings.filterwarnings('ignore', category=UserWarning, module='gymnasium')
 OBS_DIM = {'cube-single': 28, 'cube-double': 37, 'scene': 40, 'puzzle-3x3': 55, 'puzzle-4x4': 83}
@@ -27,7 +27,7 @@ def test_roundtrip_through_ogbench(env, tmp_path):
     assert tr['actions'].shape == (120, 5) and tr['valids'].sum() == 118
     K = REWARD_K[env]
     assert set(np.unique(tr['rewards'])) <= set(range(-K, 1))  # r = #satisfied sub-goals - K
-    data = ChunkDataset.from_ogbench(tr, ObsNormalizer.from_data(va['observations']), n=10, device='cpu')
+    data = ChunkDataset.from_ogbench(tr, ObsNormalizer.from_data(va['observations']), ret=ChunkReturn(n=10), device='cpu')
     b = data.sample(32)
     assert b['actions'].shape == (32, 50) and b['observations'].shape == (32, OBS_DIM[env])
 

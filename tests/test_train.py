@@ -43,7 +43,8 @@ def test_quickstart_smoke(tmp_path):
 
 def test_compiled_training_matches_eager(tmp_path):
     """`compile=True` (torch.compile of the losses) runs the same update: same losses, same weights, up to float rounding."""
-    from mac.train import Trainer, make_config
+    from mac.config import make_config
+    from mac.train import Trainer
     runs = {}
     for comp in (False, True):
         cfg = make_config('tiny', {'steps': 6, 'log_every': 3, 'ckpt_every': 6, 'device': 'cpu', 'compile': comp,
@@ -86,7 +87,8 @@ def test_final_evaluation_seeds_are_disjoint_from_training_evaluations(tmp_path,
         seen.append((seed, episodes))
         return dict(success=0.0, successes=[0.0] * episodes, episodes=episodes, replan_every=replan_every, wall_s=0.0, protocol='fake')
     monkeypatch.setattr(T, 'evaluate_agent', fake_evaluate); monkeypatch.setattr(T, 'plot_success', lambda *a, **k: None)
-    cfg = T.make_config('tiny', {'dataset_dir': str(tmp_path / 'data'), 'device': 'cpu', 'seed': 3, 'steps': 40,
+    from mac.config import make_config
+    cfg = make_config('tiny', {'dataset_dir': str(tmp_path / 'data'), 'device': 'cpu', 'seed': 3, 'steps': 40,
                                  'eval_every': 10, 'eval_episodes': 15, 'final_episodes': 50})
     res = T.Trainer(cfg, tmp_path / 'run', progress=False).run()
     *training, final = seen

@@ -46,13 +46,6 @@ def _rows(path: Path) -> list[dict]:
     return list(csv.DictReader(open(path))) if path.exists() else []
 
 
-def _add_row(path: Path, row: dict):
-    "Append one row (a header on first write); flushed at once so a killed study keeps what it measured."
-    new = not path.exists()
-    with open(path, 'a', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=list(row)); w.writeheader() if new else None; w.writerow(row)
-
-
 def _evaluate(tr, episodes: int, seed: int, replan: int) -> dict:
     from mac.evaluate import evaluate
     cfg = tr.cfg
@@ -61,8 +54,9 @@ def _evaluate(tr, episodes: int, seed: int, replan: int) -> dict:
 
 def run_one(variant: str, seed: int, threads: int, steps: int | None = None):
     import torch
-    from mac.core import provenance, write_json
-    from mac.train import Trainer, config_to_dict, make_config
+    from mac.core import append_csv, provenance, write_json
+    from mac.config import config_to_dict, make_config
+    from mac.train import Trainer
     torch.set_num_threads(threads)
     spec = VARIANTS[variant]
     d = OUT / variant / f's{seed}'; d.mkdir(parents=True, exist_ok=True)
@@ -83,7 +77,7 @@ def run_one(variant: str, seed: int, threads: int, steps: int | None = None):
             tr = Trainer(cfg, d / 'run', resume=(d / 'run' / 'checkpoint.pt').exists(), progress=False)
             start = tr.step; worked = True
             tr.run()
-            _add_row(timing, dict(step=k, from_step=start, train_wall_s=round(time.time() - t0, 1), threads=threads,
+            append_csv(timing, dict(step=k, from_step=start, train_wall_s=round(time.time() - t0, 1), threads=threads,
                                   load_avg=round(os.getloadavg()[0], 2)))
         for rp in REPLANS:
             if (k, rp) in done_evals: continue
@@ -93,7 +87,7 @@ def run_one(variant: str, seed: int, threads: int, steps: int | None = None):
                 tr = Trainer(cfg, d / 'run', resume=True, progress=False)
                 if tr.step != k: print(f'{variant}/s{seed}: checkpoint at {tr.step}, cannot evaluate step {k} any more; skipped'); continue
             r = _evaluate(tr, EVAL_EPISODES, seed + k, rp); worked = True
-            _add_row(evals, dict(step=k, replan=rp, success=r['success'], episodes=r['episodes'], seed0=seed + k, wall_s=r['wall_s']))
+            append_csv(evals, dict(step=k, replan=rp, success=r['success'], episodes=r['episodes'], seed0=seed + k, wall_s=r['wall_s']))
             print(f'{variant}/s{seed} step {k} replan {rp}: {r["success"]:.0%}', flush=True)
     final = d / 'final.csv'
     done_final = {(int(r['step']), int(r['replan'])) for r in _rows(final)}
@@ -101,7 +95,7 @@ def run_one(variant: str, seed: int, threads: int, steps: int | None = None):
     for rp in REPLANS:
         if (full.steps, rp) in done_final: continue
         r = _evaluate(tr, FINAL_EPISODES, FINAL_SEED, rp); worked = True
-        _add_row(final, dict(step=tr.step, replan=rp, success=r['success'], successes=int(sum(r['successes'])), episodes=r['episodes'],
+        append_csv(final, dict(step=tr.step, replan=rp, success=r['success'], successes=int(sum(r['successes'])), episodes=r['episodes'],
                              seed0=FINAL_SEED, wall_s=r['wall_s']))
         print(f'{variant}/s{seed} final replan {rp}: {r["success"]:.0%} over {r["episodes"]}', flush=True)
     # a longer budget continues and overwrites checkpoint.pt: keep this budget's final weights beside it
@@ -120,6 +114,7 @@ def behaviour(variant: str, seeds: list[int]):
     checkpoint, with the final evaluation's 50 episodes and seeds at every interval: MAC's gain over its own behaviour
     policy is then a paired comparison on the same start states. Writes `<variant>/s<seed>/final_behaviour.csv`."""
     import torch
+    from mac.core import append_csv
     from mac.evaluate import evaluate
     from mac.train import load_agent
     torch.set_num_threads(1)
@@ -132,7 +127,7 @@ def behaviour(variant: str, seeds: list[int]):
         for rp in REPLANS:
             if (ck['step'], rp) in done: continue
             r = evaluate(ag, norm, cfg.env, FINAL_EPISODES, None, seed=FINAL_SEED, replan_every=rp)
-            _add_row(out, dict(step=ck['step'], replan=rp, n_test=1, success=r['success'], successes=int(sum(r['successes'])),
+            append_csv(out, dict(step=ck['step'], replan=rp, n_test=1, success=r['success'], successes=int(sum(r['successes'])),
                                episodes=r['episodes'], seed0=FINAL_SEED, wall_s=r['wall_s']))
             print(f'{variant}/s{seed} behaviour policy, replan {rp}: {r["success"]:.0%} over {r["episodes"]}', flush=True)
 
