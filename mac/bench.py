@@ -16,6 +16,7 @@ import torch
 from .agent import MACAgent, MACConfig
 from .core import get_device, median_seconds, provenance, seed_everything, write_json
 from .distill import distillation_loss
+from .batches import bench_batches
 from .config import PRESETS, make_config
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -91,6 +92,8 @@ def bench_cli(argv=None):
     except ValueError as e: ap.error(str(e))
     t0 = time.time(); results = {'machine': {'matmul_gflop_per_s': matmul_gflops(dev)}}
     print(f"float32 matrix products on {dev}: {results['machine']['matmul_gflop_per_s']:.0f} GFLOP/s (2048×2048, the ceiling)", flush=True)
+    results['machine']['batch_256_ms'] = bench_batches(device=dev)
+    print(f"one batch of 256 chunks (n = 10, 100k rows) on {dev}: {results['machine']['batch_256_ms']:.3f} ms", flush=True)
     for name in names:
         tc = make_config(name)
         modes = {'eager': False} | ({'compiled': True} if a.compile else {}) | {f'compiled-{m}': m for m in a.compile_mode}

@@ -10,7 +10,8 @@ import json
 from dataclasses import dataclass, field
 
 from .agent import MACConfig
-from .data import DEFAULT_DATASET_DIR, ChunkReturn
+from .batches import ChunkReturn
+from .data import DEFAULT_DATASET_DIR
 
 # %% auto #0
 __all__ = ['PRESETS', 'TrainConfig', 'make_config', 'config_to_dict', 'config_from_dict', 'parse_sets']
@@ -40,7 +41,7 @@ class TrainConfig:
 
     @property
     def chunk_return(self) -> ChunkReturn:
-        "The run's chunk return (chapter 2): the agent's n and γ with this config's `reward_agg` and `terminals`."
+        "The run's chunk return (chapter 2a): the agent's n and γ with this config's `reward_agg` and `terminals`."
         return ChunkReturn(self.agent.n, self.agent.gamma, self.reward_agg, self.terminals)
 
 PRESETS = {

@@ -19,16 +19,15 @@ import multiprocessing as mp
 os.environ.setdefault('MUJOCO_GL', 'egl')  # headless rendering; must be set before mujoco is imported
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from .core import atomic_write, get_device, median_seconds, provenance, run_cli, write_json
+from .core import atomic_write, provenance, run_cli, write_json
 
 # %% auto #0
 __all__ = ['ENVS', 'KINDS', 'REWARD_K', 'DEFAULT_DATASET_DIR', 'NOISY_GEN_KW', 'REQUIRED', 'DatasetError', 'DatasetName',
            'parse_name', 'GenConfig', 'collect_episode', 'dataset_paths', 'save_npz', 'merge_episodes',
-           'generate_dataset', 'validate_dataset', 'ensure_dataset', 'load_ogbench', 'ObsNormalizer', 'episode_bounds',
-           'chunk_starts', 'ChunkReturn', 'ChunkDataset', 'sample_windows', 'data_cli', 'bench_data', 'bench_data_cli']
+           'generate_dataset', 'validate_dataset', 'ensure_dataset', 'load_ogbench', 'data_cli', 'bench_data',
+           'bench_data_cli']
 
 # %% ../nbs/02_data.ipynb #d82110bc
 ENVS = ('cube-single', 'cube-double', 'cube-triple', 'cube-quadruple', 'cube-octuple',
@@ -352,132 +351,6 @@ def load_ogbench(name: str, dataset_dir=DEFAULT_DATASET_DIR, **env_kw):
                            f'they are not one dataset; make both again with mac_data --force')
     return env, tr, va
 
-# %% ../nbs/02_data.ipynb #d8986d8a
-@dataclass
-class ObsNormalizer:
-    "Min-max scaling to ~[-1, 1] per dimension: (x − centre) / half_range."
-    centre: torch.Tensor     # (S,)
-    half_range: torch.Tensor # (S,)
-
-    @classmethod
-    def from_data(cls, obs, eps: float = 1e-3, device=None):
-        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=get_device(device) if device else None)
-        lo, hi = x.min(0).values, x.max(0).values
-        return cls((hi + lo) / 2, (hi - lo) / 2 + eps)
-
-    def __call__(self, x): return (x - self.centre.to(x.device)) / self.half_range.to(x.device)
-    def unnormalize(self, x): return x * self.half_range.to(x.device) + self.centre.to(x.device)
-    def state_dict(self): return {'centre': self.centre.cpu(), 'half_range': self.half_range.cpu()}
-    @classmethod
-    def from_state_dict(cls, d, device=None): return cls(d['centre'].to(get_device(device)), d['half_range'].to(get_device(device)))
-
-# %% ../nbs/02_data.ipynb #fd3c8ac3
-def episode_bounds(valids) -> tuple[np.ndarray, np.ndarray]:
-    "First and last row of each episode, from a compact dataset's `valids` (0 on each episode's last row)."
-    last = np.flatnonzero(np.asarray(valids) == 0)
-    if len(last) == 0 or last[-1] != len(valids) - 1:
-        raise DatasetError('valids must be 0 on the last row of every episode (is this a compact dataset?)')
-    return np.r_[0, last[:-1] + 1], last
-
-def chunk_starts(first, last, span: int) -> np.ndarray:
-    "Every t with t + span ≤ last row of t's episode, i.e. rows t … t+span inside one episode."
-    starts = [np.arange(a, b - span + 1) for a, b in zip(first, last) if b - a >= span]
-    if not starts: raise DatasetError(f'no valid chunk: every episode is shorter than {span + 1} steps (longest: {int((last - first).max()) + 1})')
-    return np.concatenate(starts)
-
-# %% ../nbs/02_data.ipynb #efae0263
-@dataclass(frozen=True)
-class ChunkReturn:
-    "What a chunk is worth: n per-step rewards → one chunk reward and mask, and returns discounted by Γ = γⁿ per chunk."
-    n: int = 10                # chunk length (the agent's n)
-    gamma: float = 0.999       # per-env-step discount γ
-    agg: str = 'sum'           # 'sum' (paper: Σᵢ γⁱ r_{t+i}) or 'mean' (official code: the same sum / n)
-    terminals: bool = False    # end a chunk at its first success (mask 0, later rewards dropped); paper and official code: never
-
-    def __post_init__(self):
-        if self.n < 1: raise ValueError(f'chunk length n must be >= 1, got {self.n}')
-        if not 0 < self.gamma <= 1: raise ValueError(f'gamma must be in (0, 1], got {self.gamma}')
-        if self.agg not in ('sum', 'mean'): raise ValueError(f"reward_agg must be 'sum' (paper) or 'mean' (official code), got {self.agg!r}")
-
-    @property
-    def gamma_n(self) -> float: return self.gamma ** self.n                 # Γ, the discount of one chunk
-    @property
-    def scale(self) -> float: return 1 / self.n if self.agg == 'mean' else 1.0
-
-    def weights(self, device=None) -> torch.Tensor:
-        "(n,) weights wᵢ = scale·γⁱ: the chunk reward is Σᵢ wᵢ r_{t+i}."
-        return self.scale * self.gamma ** torch.arange(self.n, dtype=torch.float32, device=device)
-
-    def chunk(self, rewards, masks, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
-        "Per-step rewards and OGBench masks (0 where the task is solved), both (B, n) → chunk rewards (B,), chunk masks (B,)."
-        if self.terminals:  # the chunk ends at its first success: later rewards drop out, the chunk's mask is 0
-            alive = torch.cumprod(torch.cat([torch.ones_like(masks[:, :1]), masks[:, :-1]], 1), 1)   # 1 up to the first success
-            rewards, m = rewards * alive, masks.prod(1)
-        else: m = torch.ones(len(rewards), device=rewards.device)
-        return rewards @ (self.weights(rewards.device) if weights is None else weights), m
-
-    def returns(self, rewards, masks, first, last) -> np.ndarray:
-        "The Monte-Carlo return from every row of a dataset (episodes [first, last], inclusive), in chunk-reward units."
-        cont = np.asarray(masks, dtype=np.float64) if self.terminals else np.ones(len(rewards))   # a return stops at a success
-        G = np.zeros(len(rewards))
-        for a, b in zip(first, last):
-            g = 0.0
-            for t in range(int(b), int(a) - 1, -1): g = rewards[t] + self.gamma * cont[t] * g; G[t] = g
-        return self.scale * G
-
-# %% ../nbs/02_data.ipynb #08aa648c
-class ChunkDataset:
-    "A dataset on a device that samples action-chunk batches (and consecutive windows) with vectorised gathers."
-    def __init__(self, observations, actions, valids, rewards=None, masks=None, *, ret: ChunkReturn = ChunkReturn(), device=None,
-                 action_clip: float = 1 - 1e-5, normalizer: ObsNormalizer | None = None):
-        if not isinstance(ret, ChunkReturn): raise TypeError(f'ret must be a ChunkReturn (e.g. ChunkReturn(n=10)), got {ret!r}')
-        dev = get_device(device); t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=dev)
-        self.ret, self.n, self.device, self.normalizer = ret, ret.n, dev, normalizer
-        n = ret.n
-        obs = t(observations)
-        self.obs = normalizer(obs) if normalizer is not None else obs         # (N, S)
-        self.actions = t(actions).clamp(-action_clip, action_clip)          # (N, d)
-        self.rewards = t(rewards) if rewards is not None else torch.zeros(len(obs), device=dev)
-        self.masks = t(masks) if masks is not None else torch.ones(len(obs), device=dev)
-        self.first, self.last = episode_bounds(valids)
-        self.starts = torch.as_tensor(chunk_starts(self.first, self.last, n), device=dev)
-        self._weights = ret.weights(dev)                                     # (n,)
-        self._offsets = torch.arange(n, device=dev)
-
-    @classmethod
-    def from_ogbench(cls, dataset: dict, normalizer: ObsNormalizer | None = None, *, ret: ChunkReturn = ChunkReturn(), **kw):
-        "From a compact OGBench dataset dict (as `load_ogbench` returns)."
-        return cls(dataset['observations'], dataset['actions'], dataset['valids'], dataset.get('rewards'), dataset.get('masks'),
-                   ret=ret, normalizer=normalizer, **kw)
-
-    @property
-    def obs_dim(self): return self.obs.shape[1]
-    @property
-    def action_dim(self): return self.actions.shape[1]
-
-    def sample(self, B: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        "B chunks: observations (B,S), actions (B,n·d), rewards (B,), next_observations (B,S), masks (B,)."
-        t = self.starts[torch.randint(len(self.starts), (B,), device=self.device, generator=generator)]  # (B,)
-        rows = t[:, None] + self._offsets                                                            # (B, n)
-        rewards, masks = self.ret.chunk(self.rewards[rows], self.masks[rows], self._weights)             # (B,), (B,)
-        return dict(observations=self.obs[t], actions=self.actions[rows].reshape(B, -1),
-                    rewards=rewards, next_observations=self.obs[t + self.n], masks=masks)
-
-# %% ../nbs/02_data.ipynb #513546a5
-def sample_windows(data: ChunkDataset, B: int, L: int, generator: torch.Generator | None = None, t=None) -> dict[str, torch.Tensor]:
-    "B windows of L consecutive chunks of one episode: observations (L+1, B, S) at t + k·n, actions (L, B, n·d); starts `t` optional."
-    n = data.n
-    if t is None:
-        starts = torch.as_tensor(chunk_starts(data.first, data.last, n * L), device=data.device)
-        t = starts[torch.randint(len(starts), (B,), device=data.device, generator=generator)]                  # (B,)
-    else:  # given starts (e.g. the same trajectories for several n): each window must fit in its episode
-        t = torch.as_tensor(t, device=data.device)
-        last = data.last[np.searchsorted(data.last, t.cpu().numpy())]
-        if (t.cpu().numpy() + n * L > last).any(): raise DatasetError(f'a window of {L} chunks of {n} steps does not fit in its episode for some starts')
-    rows = t[:, None, None] + n * torch.arange(L, device=data.device)[None, :, None] + data._offsets            # (B, L, n)
-    obs_rows = t[None, :] + n * torch.arange(L + 1, device=data.device)[:, None]                               # (L+1, B)
-    return dict(observations=data.obs[obs_rows], actions=data.actions[rows].reshape(B, L, -1).transpose(0, 1))
-
 # %% ../nbs/02_data.ipynb #c359105f
 def data_cli(argv=None):
     "Command line: generate OGBench manipulation datasets with OGBench's oracles, or validate a file."
@@ -513,7 +386,7 @@ def data_cli(argv=None):
 
 # %% ../nbs/02_data.ipynb #24e239fb
 def bench_data(env: str = 'cube-single', episodes: int = 6, workers: int = 2, max_episode_steps: int = 1001, seed: int = 0) -> dict:
-    "Measure generation throughput (1 and `workers` processes, `episodes` each), file size and chunk-batch latency."
+    "Measure generation throughput (1 and `workers` processes, `episodes` each) and file size."
     import tempfile, resource
     out = {}
     cfg = GenConfig(parse_name(env).env, seed=seed, max_episode_steps=max_episode_steps)
@@ -532,15 +405,12 @@ def bench_data(env: str = 'cube-single', episodes: int = 6, workers: int = 2, ma
     with tempfile.TemporaryDirectory() as d:
         tr, _ = generate_dataset(env, episodes, Path(d), seed, progress=False, max_episode_steps=max_episode_steps)
         out['mb_per_100k_transitions'] = tr.stat().st_size / 1e6 / (episodes * max_episode_steps / 1e5)
-    data = ChunkDataset(np.random.randn(100_000, 28), np.random.uniform(-1, 1, (100_000, 5)), np.r_[np.ones(99_999), 0], ret=ChunkReturn(n=10), device='cpu')
-    g = torch.Generator().manual_seed(0)
-    out['batch_256_ms_median'] = 1e3 * median_seconds(lambda: data.sample(256, g), reps=500, warmup=50)
     out['load_avg'] = os.getloadavg()
     return out
 
 def bench_data_cli(argv=None):
     "Command line: `mac_data_bench [--env cube-single] [--episodes 6] [--workers 2] [--out results/data_bench]` (writes <env>.json, <env>-provenance.json)."
-    ap = argparse.ArgumentParser(prog='mac_data_bench', description='Benchmark dataset generation and chunk batches.')
+    ap = argparse.ArgumentParser(prog='mac_data_bench', description='Benchmark dataset generation.')
     ap.add_argument('--env', default='cube-single'); ap.add_argument('--episodes', type=int, default=6, help='1001-step episodes per worker')
     ap.add_argument('--workers', type=int, default=2); ap.add_argument('--out', default=None, help='also write figures + provenance here')
     a = ap.parse_args(argv)

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from .core import atomic_write
-from .data import ObsNormalizer, parse_name
+from .batches import ObsNormalizer
+from .data import parse_name
 
 # %% auto #0
 __all__ = ['eval_env_name', 'run_episodes', 'evaluate', 'record_video', 'plot_success']

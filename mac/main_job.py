@@ -15,7 +15,8 @@ import torch
 
 from .config import config_to_dict, make_config
 from .core import EXIT_DIVERGED, EXIT_USAGE, atomic_write, provenance, run_cli, write_json
-from .data import ChunkDataset, load_ogbench
+from .batches import ChunkDataset
+from .data import load_ogbench
 from .evaluate import _make_env, eval_env_name
 from .evaluate import evaluate as evaluate_agent
 from .train import FINAL_EVAL_SEED, NonFiniteLoss, RunFolderBusy, Trainer, load_agent

@@ -29,7 +29,7 @@ class ChunkDynamics(nn.Module):
         return ((self(obs, actions) - next_obs) ** 2).mean()
 
 class ChunkReward(nn.Module):
-    "r_ψ(s, a): the chunk reward Σ γ^i r_{t+i} (or its mean, chapter 2)."
+    "r_ψ(s, a): the chunk reward Σ γ^i r_{t+i} (or its mean, chapter 2a)."
     def __init__(self, obs_dim: int, action_dim: int, n: int, hidden=(512, 512, 512, 512)):
         super().__init__()
         self.net = MLP(obs_dim + n * action_dim, 1, hidden)

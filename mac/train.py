@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import fcntl
 import json
@@ -22,8 +21,9 @@ from tqdm import tqdm
 
 from .agent import MACAgent
 from .config import PRESETS, TrainConfig, config_from_dict, config_to_dict, make_config, parse_sets
-from .core import EXIT_DIVERGED, EXIT_USAGE, append_csv, atomic_write, get_device, provenance, run_cli, seed_everything, write_csv, write_json
-from .data import ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
+from .core import EXIT_DIVERGED, EXIT_USAGE, append_csv, atomic_write, get_device, provenance, run_cli, seed_everything, write_json
+from .batches import ChunkDataset, ObsNormalizer
+from .data import DatasetError, ensure_dataset, load_ogbench, parse_name
 from .evaluate import eval_env_name, plot_success
 from .evaluate import evaluate as evaluate_agent   # `evaluate` is also the name of a Trainer method
 

@@ -287,7 +287,7 @@ else: print('not run yet: mac_policy_demo --out results/chunk_policies')
 # 4. The Gaussian policy follows the official MAC(Gau) actor: hidden blocks ending in LayerNorm, separate mean and
 #    log-std heads with small (gain-0.1 Xavier) initialisation, log-std clipped to [−5, 2], tanh squashing; samples
 #    are clipped to [−1, 1] as well.
-# 5. Dataset chunks are clipped to ±(1 − 1e-5) (chapter 2), which keeps $\operatorname{atanh}$ finite in the Gaussian's likelihood.
+# 5. Dataset chunks are clipped to ±(1 − 1e-5) (chapter 2a), which keeps $\operatorname{atanh}$ finite in the Gaussian's likelihood.
 
 # %%
 #| hide

@@ -18,7 +18,8 @@ import torch
 from tqdm import tqdm
 
 from mac.core import atomic_write, get_device, provenance, seed_everything, write_csv, write_json
-from mac.data import DEFAULT_DATASET_DIR, ChunkDataset, ChunkReturn, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
+from mac.batches import ChunkDataset, ChunkReturn, ObsNormalizer
+from mac.data import DEFAULT_DATASET_DIR, ensure_dataset, load_ogbench, parse_name
 from mac.policies import FlowChunkPolicy, GaussianChunkPolicy
 
 # %%

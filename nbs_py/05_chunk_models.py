@@ -145,7 +145,7 @@ class ChunkDynamics(nn.Module):
         return ((self(obs, actions) - next_obs) ** 2).mean()
 
 class ChunkReward(nn.Module):
-    "r_ψ(s, a): the chunk reward Σ γ^i r_{t+i} (or its mean, chapter 2)."
+    "r_ψ(s, a): the chunk reward Σ γ^i r_{t+i} (or its mean, chapter 2a)."
     def __init__(self, obs_dim: int, action_dim: int, n: int, hidden=(512, 512, 512, 512)):
         super().__init__()
         self.net = MLP(obs_dim + n * action_dim, 1, hidden)
@@ -248,7 +248,7 @@ for n in (1, 10):
 # On a locally generated cube-double play dataset (chapter 2), train one dynamics model per chunk length
 # n ∈ {1, 5, 10, 25}, same width and number of gradient steps. Then, on held-out trajectories from the validation
 # split, start at the true $s_t$ and roll each model open-loop for 100 environment steps feeding the **true** action
-# chunks; compare each prediction $\hat s_{t+kn}$ with **the same trajectory's** true state $s_{t+kn}$ (chapter 2's
+# chunks; compare each prediction $\hat s_{t+kn}$ with **the same trajectory's** true state $s_{t+kn}$ (chapter 2a's
 # window gather; the official measurement mixes trajectories: its `sample_consecutive` gathers the windows time-major but reshapes them as if batch-major, which interleaves different start states, [`datasets.py:502-507`](https://github.com/kwanyoungpark/MAC/blob/150099d235f3667b17baad0b7a321145bd7797bd/utils/datasets.py#L502-L507)). Every n uses the same start states. Error
 # is the MSE over state dimensions in normalised observation space, averaged over trajectories, with a 95%
 # confidence band.

@@ -19,7 +19,8 @@ import torch
 from tqdm import tqdm
 
 from mac.core import atomic_write, get_device, provenance, seed_everything, write_csv, write_json
-from mac.data import DEFAULT_DATASET_DIR, ChunkDataset, ChunkReturn, ObsNormalizer, chunk_starts, ensure_dataset, load_ogbench, parse_name, sample_windows
+from mac.batches import ChunkDataset, ChunkReturn, ObsNormalizer, chunk_starts, sample_windows
+from mac.data import DEFAULT_DATASET_DIR, ensure_dataset, load_ogbench, parse_name
 from mac.models import ChunkDynamics, rollout_open_loop
 
 # %%

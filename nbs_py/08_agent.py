@@ -193,7 +193,7 @@ def act(self: MACAgent, obs, generator=None):
 # ## The losses, one short method each
 #
 # A batch holds `observations` (B, S), `actions` (B, n·d), `rewards` (B,), `next_observations` (B, S) and `masks` (B,)
-# (chapter 2's sampler). The success net's target is $1 - m$ (all zeros in single-task data).
+# (chapter 2a's sampler). The success net's target is $1 - m$ (all zeros in single-task data).
 
 # %%
 #| export
@@ -432,7 +432,7 @@ test_close(ag.value.net[0].weight.detach()[0] - w0[0], -lin.lr * grad_h.sign(), 
 
 # %%
 import matplotlib.pyplot as plt
-from mac.data import ChunkDataset, ChunkReturn, ObsNormalizer
+from mac.batches import ChunkDataset, ChunkReturn, ObsNormalizer
 
 GOAL, RADIUS, T = np.array([0.6, 0.6]), 0.15, 50                     # goal disk; episode length (env steps)
 def env_step(s, a): return np.clip(s + 0.1 * np.clip(a, -1, 1), -1, 1)
@@ -573,7 +573,7 @@ print(f'one update at 512x4, B=256: median {np.median(ts):.2f} s over {len(ts)} 
 # 2. Target EMA with the *pre-update* value weights (official one-step lag), applied before the Adam step.
 # 3. Value targets: Eq. 10 by the recursion $G_k = \hat r_k + m_k\gamma^n G_{k+1}$ with $G_H = \bar V(\hat s_H)$, identical to the
 #    official GAE(λ = 1) (chapter 6); averaged over all k (the paper samples k).
-# 4. Chunk rewards are the paper's discounted **sum** (chapter 2); the official code's mean is the data flag `reward_agg='mean'`.
+# 4. Chunk rewards are the paper's discounted **sum** (chapter 2a); the official code's mean is the data flag `reward_agg='mean'`.
 # 5. Flow convention of Eq. 2 (noise at u = 0), not Eq. 7's printed one (chapters 1, 3).
 # 6. Rollouts start from the first `min(B, rollout_batch)` batch states (official `rollout_batch_size` = 1024).
 # 7. Masks from the success net, trained on $1 - m$ = 0 in single-task data (official), so rollouts never terminate in practice.

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from mac.core import atomic_write
-from mac.data import ObsNormalizer, parse_name
+from mac.batches import ObsNormalizer
+from mac.data import parse_name
 
 # %%
 #| hide
@@ -157,7 +158,7 @@ test_eq((res['success'], res['lengths'], len(queue)), (1.0, [len(a) for a, _ in 
 # %% [markdown]
 # ## Evaluating an agent
 #
-# `evaluate` wraps an agent (chapter 8) and its observation normaliser (chapter 2): numpy observations → normalised
+# `evaluate` wraps an agent (chapter 8) and its observation normaliser (chapter 2a): numpy observations → normalised
 # tensors on the agent's device → `agent.act` (N_test candidates, argmax Q) → numpy chunks. The noise generator is
 # seeded so an evaluation is reproducible.
 

@@ -14,7 +14,8 @@ import json
 from dataclasses import dataclass, field
 
 from mac.agent import MACConfig
-from mac.data import DEFAULT_DATASET_DIR, ChunkReturn
+from mac.batches import ChunkReturn
+from mac.data import DEFAULT_DATASET_DIR
 
 # %%
 #| hide
@@ -62,7 +63,7 @@ class TrainConfig:
 
     @property
     def chunk_return(self) -> ChunkReturn:
-        "The run's chunk return (chapter 2): the agent's n and γ with this config's `reward_agg` and `terminals`."
+        "The run's chunk return (chapter 2a): the agent's n and γ with this config's `reward_agg` and `terminals`."
         return ChunkReturn(self.agent.n, self.agent.gamma, self.reward_agg, self.terminals)
 
 PRESETS = {

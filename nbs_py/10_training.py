@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import fcntl
 import json
@@ -31,13 +30,15 @@ from tqdm import tqdm
 
 from mac.agent import MACAgent
 from mac.config import PRESETS, TrainConfig, config_from_dict, config_to_dict, make_config, parse_sets
-from mac.core import EXIT_DIVERGED, EXIT_USAGE, append_csv, atomic_write, get_device, provenance, run_cli, seed_everything, write_csv, write_json
-from mac.data import ChunkDataset, DatasetError, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
+from mac.core import EXIT_DIVERGED, EXIT_USAGE, append_csv, atomic_write, get_device, provenance, run_cli, seed_everything, write_json
+from mac.batches import ChunkDataset, ObsNormalizer
+from mac.data import DatasetError, ensure_dataset, load_ogbench, parse_name
 from mac.evaluate import eval_env_name, plot_success
 from mac.evaluate import evaluate as evaluate_agent   # `evaluate` is also the name of a Trainer method
 
 # %%
 #| hide
+import csv
 from fastcore.test import test_eq, test_close, test_fail
 import tempfile, shutil, subprocess, sys
 import warnings; warnings.filterwarnings('ignore', category=UserWarning, module='gymnasium')

@@ -19,7 +19,8 @@ import torch
 
 from mac.config import config_to_dict, make_config
 from mac.core import EXIT_DIVERGED, EXIT_USAGE, atomic_write, provenance, run_cli, write_json
-from mac.data import ChunkDataset, load_ogbench
+from mac.batches import ChunkDataset
+from mac.data import load_ogbench
 from mac.evaluate import _make_env, eval_env_name
 from mac.evaluate import evaluate as evaluate_agent
 from mac.train import FINAL_EVAL_SEED, NonFiniteLoss, RunFolderBusy, Trainer, load_agent

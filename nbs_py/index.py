@@ -166,7 +166,8 @@ Markdown('\n'.join(rows))
 # |---|---|---|
 # | `00_core` | `mac.core` | device and seeding helpers, the MLP every MAC network uses, EMA target update, provenance |
 # | `01_flow_matching` | `mac.flow` | flow matching derived; velocity field, loss, Euler sampler; why Gaussians average modes |
-# | `02_data` | `mac.data` | OGBench datasets generated locally with OGBench's oracles, loaded by OGBench, normalised; chunk batches |
+# | `02_data` | `mac.data` | OGBench datasets generated locally with OGBench's oracles, validated, loaded by OGBench |
+# | `02a_chunk_batches` | `mac.batches` | what the learner sees: normalised observations, chunk batches with one home for the chunk return, windows |
 # | `03_chunk_policies` | `mac.policies` | the flow behaviour policy over action chunks and the Gaussian chunk policy (MAC(Gau)) |
 # | `03a_policy_experiment` | `mac.experiments.chunk_policies` | experiment: both chunk policies trained on OGBench data, compared at held-out states (`mac_policy_demo`) |
 # | `04_distillation` | `mac.distill` | the one-step policy distilled from the flow; the "without distillation" ablation |
@@ -183,7 +184,8 @@ Markdown('\n'.join(rows))
 # | `12_sweeps` | `mac.sweep` | grids of training runs (Tables 2, 3, 15, Figure 3) and sharded datasets on Ray, resumable, aggregated as the paper (`mac_sweep`) |
 #
 # Each notebook exports one module and imports only from earlier ones (evaluation comes before training because the
-# loop evaluates). A chapter's `a` notebook holds what would otherwise make its module do two jobs: the experiments of
+# loop evaluates). A chapter's `a` notebook holds what would otherwise make its module do two jobs: the chunk batches
+# (so that generating data and sampling it are apart), the experiments of
 # chapters 3 and 5 (in `mac.experiments`, so that the modules defining networks import no data code), the run
 # configuration (so that the benchmark needs no training loop) and the main job (so that the trainer does not carry
 # the study). `tests/test_imports.py` checks the reading order and the network modules' imports.

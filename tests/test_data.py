@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import BIN, ROOT
 
-from mac.data import REWARD_K, ChunkDataset, ChunkReturn, ObsNormalizer, generate_dataset, load_ogbench, validate_dataset
+from mac.batches import ChunkDataset, ChunkReturn, ObsNormalizer
+from mac.data import REWARD_K, generate_dataset, load_ogbench, validate_dataset
 
 warnings.filterwarnings('ignore', category=UserWarning, module='gymnasium')
 OBS_DIM = {'cube-single': 28, 'cube-double': 37, 'scene': 40, 'puzzle-3x3': 55, 'puzzle-4x4': 83}

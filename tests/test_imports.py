@@ -13,7 +13,8 @@ NETWORKS = {'flow', 'policies', 'distill', 'models', 'value', 'rejection', 'agen
 
 
 def test_modules_exist():
-    assert {'core', 'flow', 'data', 'policies', 'distill', 'models', 'value', 'rejection', 'agent', 'evaluate', 'train', 'bench',
+    assert {'core', 'flow', 'data', 'batches', 'policies', 'distill', 'models', 'value', 'rejection', 'agent', 'evaluate', 'config',
+            'train', 'main_job', 'bench',
             'experiments.chunk_policies', 'experiments.model_error'} <= set(MODULES)
 
 

@@ -14,7 +14,8 @@ import torch
 from tqdm import tqdm
 
 from ..core import atomic_write, get_device, provenance, seed_everything, write_csv, write_json
-from ..data import DEFAULT_DATASET_DIR, ChunkDataset, ChunkReturn, ObsNormalizer, ensure_dataset, load_ogbench, parse_name
+from ..batches import ChunkDataset, ChunkReturn, ObsNormalizer
+from ..data import DEFAULT_DATASET_DIR, ensure_dataset, load_ogbench, parse_name
 from ..policies import FlowChunkPolicy, GaussianChunkPolicy
 
 # %% auto #0

@@ -15,7 +15,8 @@ import torch
 from tqdm import tqdm
 
 from ..core import atomic_write, get_device, provenance, seed_everything, write_csv, write_json
-from ..data import DEFAULT_DATASET_DIR, ChunkDataset, ChunkReturn, ObsNormalizer, chunk_starts, ensure_dataset, load_ogbench, parse_name, sample_windows
+from ..batches import ChunkDataset, ChunkReturn, ObsNormalizer, chunk_starts, sample_windows
+from ..data import DEFAULT_DATASET_DIR, ensure_dataset, load_ogbench, parse_name
 from ..models import ChunkDynamics, rollout_open_loop
 
 # %% auto #0
