@@ -34,8 +34,8 @@ from fastcore.test import test_eq, test_close, test_fail
 #
 # One frozen dataclass; its defaults are the paper's single-task settings (Tables 7-8: 1M steps, batch 256, and the
 # agent's `MACConfig`: 512×4, lr 3e-4, γ 0.999, τ 0.005, F 10, N_train 8, N_test 32, H 10, n 10), evaluation as the
-# paper (15 episodes every 100k steps). Presets change a few fields: `cpu` (what trains in minutes on a laptop-class
-# CPU, chosen by the measurements of [chapter 10a](10a_main_job.ipynb)) and `tiny` (tests). Keys of the agent's config are written `agent.<field>`.
+# paper (15 episodes every 100k steps). Presets change a few fields: `cpu` (what learns the default task on 2 CPU cores:
+# 28k steps, chosen by the measurements of [chapter 10a](10a_main_job.ipynb)) and `tiny` (tests). Keys of the agent's config are written `agent.<field>`.
 
 # %%
 #| export
@@ -68,7 +68,7 @@ class TrainConfig:
 
 PRESETS = {
     'paper': {},
-    'cpu': {'steps': 14_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
+    'cpu': {'steps': 28_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
             'agent.dynamics_hidden': (256,) * 4, 'agent.rollout_batch': 64, 'agent.gamma': 0.99, 'terminals': True,
             'pretrain_steps': 5_000, 'replan_every': 10, 'eval_every': 2_000, 'log_every': 250, 'ckpt_every': 1_000, 'dataset_episodes': 100},
     'tiny': {'steps': 40, 'batch': 16, 'agent.actor_hidden': (32, 32), 'agent.value_hidden': (32, 32),

@@ -435,10 +435,10 @@ def train_cli(argv=None):
 #    weights, is what makes a resume exact; torch's, NumPy's and Python's global states are saved as well.
 # 2. NaN/inf checks cost one host synchronisation per `log_every` steps: the update itself never synchronises.
 # 3. Evaluations use seeds `seed + step` for their episodes, so successive evaluations see different initial states.
-# 4. The `cpu` preset is what 2 cores can train in about 25 minutes, chosen by the measurements of chapter 10a:
+# 4. The `cpu` preset, chosen by the measurements of chapter 10a: 28k steps (5k steps of model/policy pretraining,
+#    then 23k full updates; at 14k, 3 of 5 seeds reached 50% on 50 fresh episodes, at 28k at least 4 of 5 did),
 #    every network 256×4, rollouts from 64 of the 256 batch states, a 100-episode dataset, the official code's *mean*
-#    chunk reward, γ = 0.99 instead of 0.999, `terminals`, 5k steps of model/policy pretraining, then 9k full
-#    updates, and at evaluation it executes each chosen chunk whole (item 8); n, H, N, F, τ, lr and the batch are the paper's. Measured on 2 cores (`bench_agent`): 0.13 s per full
+#    chunk reward, γ = 0.99 instead of 0.999, `terminals`, and at evaluation it executes each chosen chunk whole (item 8); n, H, N, F, τ, lr and the batch are the paper's. Measured on 2 cores (`bench_agent`): 0.13 s per full
 #    update, against 0.28 s with rollouts from all 256 states and 0.82 s at the paper's 512×4.
 #    Why the mean: a pilot with the paper's sum (8k steps, 18.9 min, `results/quickstart_pilot_sum/`) reached 1/15
 #    successes with values still around −400 on their way to ~−1000: Adam at lr 3e-4 needs over 10k steps just to

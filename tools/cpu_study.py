@@ -201,7 +201,7 @@ def aggregate():
               f"{t['max_last2_gap'] if t['max_last2_gap'] == '' else format(t['max_last2_gap'], '.0%')} |" for t in table]
     (OUT / 'summary.md').write_text('\n'.join(lines) + '\n'); print('\n'.join(lines))
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
-    vs = sorted({v for v, _ in curves})
+    vs = sorted({v for v, _ in curves} & {r['variant'] for r in rows})   # variants with at least one finished seed
     fig, axes = plt.subplots(1, len(vs), figsize=(5 * len(vs), 3.6), squeeze=False, dpi=100)
     for ax, v in zip(axes[0], vs):
         for rp in REPLANS:
