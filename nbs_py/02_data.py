@@ -42,25 +42,10 @@ warnings.filterwarnings('ignore', category=UserWarning, module='gymnasium')
 # > task. We use the 1M-sized play datasets given by the benchmark. We report the average success rate across 5 tasks
 # > for each environment. (Section 5.2)
 #
-# > Moreover, we denote $\mathbf{a}_t \in \mathcal{A}^n$ to be the action chunk $a_{t:t+n}$, and $\mathbf{r}_t$ to be the
-# > sum of discounted rewards for $n$ steps $\sum_{i=0}^{n-1} \gamma^i r_{t+i}$. (Section 4.2)
-#
-# And of the losses on those chunks (Eqs. 5-6), the sentence goes on:
-#
-# > where trajectory chunks are uniformly sampled from the offline dataset. (Section 4.2)
-#
 # OGBench's datasets download from a university server at run time. Machines without internet cannot reach it,
 # but OGBench ships the scripted oracles that produced those datasets, and its generation recipe is public. So
 # this chapter makes the same datasets locally, in OGBench's file format, and loads them with OGBench's own
 # loader: a downloaded file and a generated one are interchangeable.
-#
-# | symbol | meaning | code |
-# |---|---|---|
-# | $s_t \in \mathbb R^S$ | observation (normalised) | `observations`, (B, S) |
-# | $\mathbf a_t = a_{t:t+n}$ | action chunk, flattened time-major | `actions`, (B, n·d) |
-# | $\mathbf r_t = \sum_{i<n}\gamma^i r_{t+i}$ | chunk reward | `rewards`, (B,) |
-# | $s_{t+n}$ | observation n steps later | `next_observations`, (B, S) |
-# | K | number of sub-goals of the task | `REWARD_K` |
 
 # %% [markdown]
 # ## OGBench's manipulation environments

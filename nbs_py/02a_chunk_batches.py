@@ -32,6 +32,24 @@ from mac.data import generate_dataset, load_ogbench
 # consume. `mac.batches` imports no generation code. The checks use a tiny generated dataset (3 + 1 episodes of 150
 # steps).
 
+# %% [markdown]
+# ## In the paper
+#
+# > Moreover, we denote $\mathbf{a}_t \in \mathcal{A}^n$ to be the action chunk $a_{t:t+n}$, and $\mathbf{r}_t$ to be the
+# > sum of discounted rewards for $n$ steps $\sum_{i=0}^{n-1} \gamma^i r_{t+i}$. (Section 4.2)
+#
+# And of the losses on those chunks (Eqs. 5-6), the sentence goes on:
+#
+# > where trajectory chunks are uniformly sampled from the offline dataset. (Section 4.2)
+#
+# | symbol | meaning | code |
+# |---|---|---|
+# | $s_t \in \mathbb R^S$ | observation (normalised) | `observations`, (B, S) |
+# | $\mathbf a_t = a_{t:t+n}$ | action chunk, flattened time-major | `actions`, (B, n·d) |
+# | $\mathbf r_t = \sum_{i<n}\gamma^i r_{t+i}$ | chunk reward | `rewards`, (B,) |
+# | $s_{t+n}$ | observation n steps later | `next_observations`, (B, S) |
+# | K | number of sub-goals of the task | `REWARD_K` |
+
 # %%
 tmp = Path(tempfile.mkdtemp())
 generate_dataset('cube-single', 3, tmp, seed=0, max_episode_steps=150, progress=False)

@@ -268,8 +268,7 @@ if (S / 'table.csv').exists():
     fig.tight_layout(); plt.show()
 
 # %% [markdown]
-# **Reading** (five training seeds at 14k steps; the table above is always the committed `table.csv`, and rows at
-# 28k appear as the registered continuation finishes). Executing whole chunks is the one change that helps without a
+# **Reading at 14k steps** (five training seeds; the table above is always the committed `table.csv`). Executing whole chunks is the one change that helps without a
 # single extra update: the final 50-episode success is 50%, 44%, 48%, 52% and 56% for the five seeds (pooled 50%,
 # 95% CI 44-56%) against 36%, 18%, 12%, 30% and 36% when re-planning every step (pooled 26%, CI 21-32%); executing half
 # a chunk sits in between (33%, CI 28-39%). In training too, whole chunks beat re-planning every step at every
@@ -286,20 +285,27 @@ if (S / 'table.csv').exists():
 # 2-8%). So at this budget almost all of MAC's success comes from choosing among 32 samples with the learned Q, which
 # is the paper's point about rejection sampling (chapter 7), measured here on the same start states.
 #
-# What this does **not** give yet is the issue's goal: ≥ 50% for 4 of 5 seeds. Three of five seeds reach 50% with whole
+# At 14k this does **not** give the issue's goal, ≥ 50% for 4 of 5 seeds: three of five seeds reach 50% with whole
 # chunks (50%, 52%, 56%; the others 44% and 48%), and a seed's last two 15-episode evaluations differ by up to 33 points
 # (seed 0: 80% at 12k, 47% at 14k), more than the 15 the issue allows; with 15 episodes one evaluation's own standard
 # error is about 13 points at 50%, so two evaluations of an unchanged agent that succeeds half the time differ by more
 # than 15 points in 36% of cases (exact binomial). The `cpu` preset executes whole chunks (`replan_every = 10`, item 8 of chapter 10's implementation details), chosen by the rule fixed
-# in the protocol (highest pooled final success over the five seeds). The registered next steps are running: the same
-# runs continued to 28k steps (the budget 4 of 5 seeds may need), then two tasks the study never tuned on (cube-single
-# task 4, scene task 1).
+# in the protocol (highest pooled final success over the five seeds). So the registered continuation ran: the same five runs
+# resumed exactly and trained to 28k steps, evaluated the same way.
 #
-# **At 28k steps** (two of the five seeds so far; the rows with fewer than five seeds in the table are partial): whole
-# chunks reach 80% and 74% on the 50 final episodes, against 50% and 44% for the same two seeds at 14k, while the
-# behaviour policy alone stays at 6% and 2%. The goal is read when all five seeds are in; the 15-episode curve of
-# seed 0 still swings by 40 points between its last two evaluations (87% at 26k, 47% at 28k, then 80% on the 50 final
-# episodes), so a single 15-episode evaluation is not a reliable reading of one agent.
+# **At 28k steps** (all five seeds): whole chunks reach 80%, 74%, 72%, 68% and 62% on the 50 final episodes (pooled
+# 71%, 95% CI 65-76%), so **5 of 5 seeds reach 50%**; re-planning every step gets 24% (CI 19-30%) and half chunks 54%
+# (CI 47-60%), and by the protocol's rule the interval stays 10. The behaviour policy alone on the same checkpoints
+# and episodes gets 6% (CI 3-9%; 2-12% per seed): the extra 14k updates went into the learned Q that chooses among the
+# 32 samples, not into the samples. Of the two budgets measured, 28k is therefore the smallest at which at least 4 of
+# 5 seeds reach 50%, and the `cpu` preset (chapter 9a) trains 28k steps; that is the issue's fallback, since 14k
+# steps, which fit its 30 minutes, reach 50% for only 3 of 5 seeds. `make main` with it, timed alone on a fresh clone
+# (2 cores, dataset present): 72% on its 50 final episodes after 47.4 minutes of training and evaluation (48.4 with
+# the set-up of a new `.venv`; `results/quickstart/`). What is still not met is "no collapse": the
+# 15-episode curve of seed 0 swings by 40 points between its last two evaluations (87% at 26k, 47% at 28k, then 80% on
+# the 50 final episodes). The in-training curves keep the paper's 15 episodes; a run is read from its 50-episode final
+# evaluation. The tasks held out from tuning (cube-single task 4 and scene task 1, seeds 0-2, at the same 28k steps)
+# were registered before any of this and run next; their results go into `results/cpu_study/` as they finish.
 
 # %%
 #| hide
