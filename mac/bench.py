@@ -10,7 +10,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .agent import MACAgent, MACConfig

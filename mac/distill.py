@@ -5,9 +5,6 @@
 # %% ../nbs/04_distillation.ipynb #696dce4f
 from __future__ import annotations
 
-import time
-
-import numpy as np
 import torch
 from torch import nn
 

@@ -35,7 +35,7 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
     _, train, _ = load_ogbench(cfg.env, cfg.dataset_dir)
     data = ChunkDataset.from_ogbench(train, norm, ret=cfg.chunk_return, device=device)
     rew = train['rewards']
-    G = cfg.chunk_return.returns(rew, train['masks'], data.first, data.last)   # the value's own units and MDP
+    G = data.ret.returns(rew, train['masks'], data.first, data.last)   # the value's own units and MDP
     starts = data.starts.cpu().numpy(); idx = np.random.default_rng(seed).choice(starts, 2000)
     solved = rew == 0                         # steps where the task is solved (OGBench single-task reward 0)
     near = np.array([solved[t:t + cfg.agent.n].any() for t in starts]); near_idx = starts[near][:2000]

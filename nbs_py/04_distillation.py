@@ -9,9 +9,6 @@
 #| export
 from __future__ import annotations
 
-import time
-
-import numpy as np
 import torch
 from torch import nn
 
@@ -20,6 +17,9 @@ from mac.policies import FlowChunkPolicy
 
 # %%
 #| hide
+import time
+
+import numpy as np
 from fastcore.test import test_eq, test_close, test_fail
 import matplotlib.pyplot as plt
 from mac.core import seed_everything

@@ -14,7 +14,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mac.agent import MACAgent, MACConfig

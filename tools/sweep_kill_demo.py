@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -101,7 +102,6 @@ def main(argv=None) -> int:
     t1 = time.time()
     again = subprocess.run(command(killed_out), cwd=ROOT, capture_output=True, text=True, timeout=1800)
     restart_s = time.time() - t1
-    import json
     trial = json.loads((run / 'trial.json').read_text())
     t2 = time.time()
     ref = subprocess.run(command(work / 'reference'), cwd=ROOT, capture_output=True, text=True, timeout=1800)
