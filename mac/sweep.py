@@ -397,13 +397,16 @@ def sweep_cli(argv=None):
     ap.add_argument('--files', type=int, default=100); ap.add_argument('--episodes', type=int, default=1000, help='episodes per file')
     ap.add_argument('--max-episode-steps', type=int, default=1001); ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--dataset-dir', default=DEFAULT_DATASET_DIR); ap.add_argument('--force', action='store_true')
-    ap.add_argument('--bench', action='store_true', help='print the sweep-overhead and generation-rate figures (minutes)')
+    ap.add_argument('--bench', action='store_true', help='print the sweep-overhead and generation-rate figures (minutes); with --out, also write them there with provenance')
     ap.add_argument('--debug', action='store_true', help='show the traceback of an error')
     a = ap.parse_args(argv)
     over = parse_sets(a.set, ap)
     def body():
         if a.bench:
-            for k, v in bench_sweep().items(): print(f'{k:28s} {v if isinstance(v, tuple) else round(v, 3)}')
+            t0 = time.time(); r = bench_sweep()
+            if a.out: write_json(Path(a.out) / 'bench.json', r); write_json(Path(a.out) / 'provenance.json', provenance(wall_time_s=time.time() - t0))
+            for k, v in r.items(): print(f'{k:30s} {round(v, 3) if isinstance(v, float) else v}')
+            if a.out: print(f'wrote {a.out}/bench.json, provenance.json')
             return 0
         if a.generate:
             generate_shards(a.generate, a.files, a.episodes, a.dataset_dir, a.seed, a.max_episode_steps, force=a.force, address=a.address)
@@ -421,14 +424,18 @@ def sweep_cli(argv=None):
     return run_cli('mac_sweep', body, a.debug)
 
 # %% ../nbs/12_sweeps.ipynb #257e782d
-def bench_sweep(trials: int = 4, steps: int = 200, files: int | None = None, episodes: int = 3, max_episode_steps: int = 1001, workdir=None) -> dict:
+def bench_sweep(trials: int = 4, steps: int = 200, preset: str = 'cpu', files: int | None = None, episodes: int = 20, max_episode_steps: int = 1001,
+                repeats: int = 3, workdir=None) -> dict:
     "Sweep overhead against back-to-back trials, and sharded generation rate against one process × cores (printed by --bench)."
     import tempfile
     from mac.data import generate_dataset
     root, cores = Path(workdir or tempfile.mkdtemp(prefix='mac-sweep-bench-')), os.cpu_count()
     files = files or 2 * cores
     generate_dataset('cube-single', 2, root / 'data', max_episode_steps=200, progress=False)
-    ts = expand_grid('single', seeds=list(range(trials)), preset='tiny', overrides={'dataset_dir': str(root / 'data'), 'device': 'cpu', 'steps': steps})
+    # the preset's networks and batch (a sweep's real trials), cut to `steps`: half model pretraining, half with rollouts; no evaluation
+    over = dict(dataset_dir=str(root / 'data'), device='cpu', steps=steps, pretrain_steps=steps // 2, ckpt_every=max(steps // 2, 1),
+                log_every=max(steps // 4, 1), eval_every=0, eval_episodes=0, final_episodes=0, dataset_episodes=2)
+    ts = expand_grid('single', seeds=list(range(trials)), preset=preset, overrides=over)
     t0 = time.perf_counter()
     for t in ts: run_trial(t.spec(), str(root / 'serial'), cpus=cores)
     serial = time.perf_counter() - t0
@@ -436,10 +443,17 @@ def bench_sweep(trials: int = 4, steps: int = 200, files: int | None = None, epi
     try:
         t0 = time.perf_counter(); run_sweep(ts, root / 'ray', cpus_per_trial=cores, progress=False); swept = time.perf_counter() - t0
         cfg = GenConfig('cube-single', max_episode_steps=max_episode_steps); collect_episode(cfg, 10_000)   # env built outside the timing
-        t0 = time.perf_counter(); [collect_episode(cfg, j) for j in range(episodes)]; one = episodes * max_episode_steps / (time.perf_counter() - t0)
-        t0 = time.perf_counter(); generate_shards('cube-single', files, episodes, folder=root / 'shards', max_episode_steps=max_episode_steps, progress=False)
-        many = files * (episodes + max(episodes // 10, 1)) * max_episode_steps / (time.perf_counter() - t0)
+        ones, manys = [], []
+        for r in range(repeats):   # interleaved (one process, then all cores), medians: this machine's speed drifts
+            t0 = time.perf_counter(); [collect_episode(cfg, j) for j in range(3)]; ones.append(3 * max_episode_steps / (time.perf_counter() - t0))
+            t0 = time.perf_counter(); generate_shards('cube-single', files, episodes, folder=root / f'shards{r}', max_episode_steps=max_episode_steps, progress=False)
+            manys.append(files * (episodes + max(episodes // 10, 1)) * max_episode_steps / (time.perf_counter() - t0))
+        one, many = float(np.median(ones)), float(np.median(manys))
     finally:
         if started: ray.shutdown()
-    return dict(trials=trials, serial_s=serial, ray_start_s=ray_start, sweep_s=swept, sweep_overhead=swept / serial - 1, steps_per_s_one_process=one,
-                steps_per_s_sharded=many, cores=cores, generation_vs_goal=many / (0.9 * one * cores), load_avg=os.getloadavg())
+    return dict(trials=trials, preset=preset, steps_per_trial=steps, serial_s=serial, ray_start_s=ray_start, sweep_s=swept, sweep_overhead=swept / serial - 1,
+                overhead_s_per_trial=(swept - serial) / trials, files=files, episodes_per_file=episodes, repeats=repeats,
+                steps_per_s_one_process=one, steps_per_s_sharded=many, steps_per_s_per_core=many / cores, cores=cores,
+                generation_vs_goal=many / (0.9 * one * cores), steps_per_s_one_process_each=[round(x, 1) for x in ones],
+                steps_per_s_sharded_each=[round(x, 1) for x in manys],
+                load_avg=[round(x, 2) for x in os.getloadavg()])
