@@ -5,18 +5,19 @@
 # %% ../nbs/11_benchmark.ipynb #fd7139f7
 from __future__ import annotations
 
-import argparse
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import tyro
 
 from .agent import MACAgent, MACConfig
-from .core import get_device, median_seconds, provenance, seed_everything, write_json
+from .core import get_device, median_seconds, provenance, run_cli, seed_everything, write_json
 from .distill import distillation_loss
 from .batches import bench_batches
-from .config import PRESETS, make_config
+from .config import PRESETS, PresetName, make_config
 from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0
@@ -73,38 +74,41 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
     return out
 
 # %% ../nbs/11_benchmark.ipynb #af552c98
+@dataclass
+class _BenchArgs:
+    "Benchmark MAC updates and actions (prints figures; not a test)."
+    configs: tuple[PresetName, ...] = ('paper', 'cpu')   # presets whose networks and batch are timed
+    reps: int = 50                                        # timed updates per mode (medians after warm-up)
+    device: str = 'auto'                                  # 'auto' (CUDA if available), 'cpu' or 'cuda[:i]'
+    compile: bool = False                                 # also time the torch.compile path (default mode)
+    compile_mode: tuple[str, ...] = ()                    # also time torch.compile with these modes, e.g. reduce-overhead (CUDA graphs)
+    out: str | None = None                                # write figures + provenance as JSON into this folder
+    debug: bool = False                                   # show the traceback of an error
+
 def bench_cli(argv=None):
-    "Command line: `mac_bench [--configs paper,cpu] [--reps 50] [--compile] [--compile-mode reduce-overhead] [--out results/bench]`."
-    ap = argparse.ArgumentParser(prog='mac_bench', description='Benchmark MAC updates and actions (prints figures; not a test).')
-    ap.add_argument('--configs', default='paper,cpu', help=f'comma-separated presets ({", ".join(PRESETS)})')
-    ap.add_argument('--reps', type=int, default=50); ap.add_argument('--device', default='auto')
-    ap.add_argument('--compile', action='store_true', help='also time the torch.compile path (default mode)')
-    ap.add_argument('--compile-mode', action='append', default=[], metavar='MODE',
-                    help="also time torch.compile with this mode, e.g. reduce-overhead (CUDA graphs); repeatable")
-    ap.add_argument('--out', default=None, help='write figures + provenance as JSON into this folder')
-    a = ap.parse_args(argv)
-    names = [c for c in a.configs.split(',') if c]
-    unknown = [c for c in names if c not in PRESETS]       # check every argument before any work
-    if unknown or not names: ap.error(f'unknown config {", ".join(unknown) or repr(a.configs)}: choose from {", ".join(PRESETS)}')
-    if a.reps < 1: ap.error(f'--reps must be >= 1, got {a.reps}')
-    try: dev = get_device(a.device)
-    except ValueError as e: ap.error(str(e))
-    t0 = time.time(); results = {'machine': {'matmul_gflop_per_s': matmul_gflops(dev)}}
-    print(f"float32 matrix products on {dev}: {results['machine']['matmul_gflop_per_s']:.0f} GFLOP/s (2048×2048, the ceiling)", flush=True)
-    results['machine']['batch_256_ms'] = bench_batches(device=dev)
-    print(f"one batch of 256 chunks (n = 10, 100k rows) on {dev}: {results['machine']['batch_256_ms']:.3f} ms", flush=True)
-    for name in names:
-        tc = make_config(name)
-        modes = {'eager': False} | ({'compiled': True} if a.compile else {}) | {f'compiled-{m}': m for m in a.compile_mode}
-        for mode, comp in modes.items():
-            try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, compile=comp, components=mode == 'eager', device=dev)
-            except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
-            results[f'{name}/{mode}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}
-            w = tc.agent.actor_hidden[0]
-            print(f"{name:6s} {mode:8s} ({w}x{len(tc.agent.actor_hidden)}, B={tc.batch}, rollouts from {min(tc.batch, tc.agent.rollout_batch)}): " +
-                  ('  '.join(f'{k}={v:.4g}' for k, v in res.items() if isinstance(v, float)) if 'error' not in res else res['error']) +
-                  f"  load {results[f'{name}/{mode}']['load_avg']}", flush=True)
-    if a.out:
-        write_json(Path(a.out) / 'bench.json', results)
-        write_json(Path(a.out) / 'provenance.json', provenance(wall_time_s=time.time() - t0, device=dev, reps=a.reps, configs=a.configs))
-    return 0
+    "Command line: `mac_bench [--configs paper cpu] [--reps 50] [--compile] [--compile-mode reduce-overhead] [--out results/bench]`."
+    a = tyro.cli(_BenchArgs, args=argv, prog='mac_bench')
+    def body():
+        if not a.configs: raise ValueError(f'--configs needs at least one of {", ".join(PRESETS)}')   # every argument is checked before any work
+        if a.reps < 1: raise ValueError(f'--reps must be >= 1, got {a.reps}')
+        dev = get_device(a.device)
+        t0 = time.time(); results = {'machine': {'matmul_gflop_per_s': matmul_gflops(dev)}}
+        print(f"float32 matrix products on {dev}: {results['machine']['matmul_gflop_per_s']:.0f} GFLOP/s (2048×2048, the ceiling)", flush=True)
+        results['machine']['batch_256_ms'] = bench_batches(device=dev)
+        print(f"one batch of 256 chunks (n = 10, 100k rows) on {dev}: {results['machine']['batch_256_ms']:.3f} ms", flush=True)
+        for name in a.configs:
+            tc = make_config(name)
+            modes = {'eager': False} | ({'compiled': True} if a.compile else {}) | {f'compiled-{m}': m for m in a.compile_mode}
+            for mode, comp in modes.items():
+                try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, compile=comp, components=mode == 'eager', device=dev)
+                except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
+                results[f'{name}/{mode}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}
+                w = tc.agent.actor_hidden[0]
+                print(f"{name:6s} {mode:8s} ({w}x{len(tc.agent.actor_hidden)}, B={tc.batch}, rollouts from {min(tc.batch, tc.agent.rollout_batch)}): " +
+                      ('  '.join(f'{k}={v:.4g}' for k, v in res.items() if isinstance(v, float)) if 'error' not in res else res['error']) +
+                      f"  load {results[f'{name}/{mode}']['load_avg']}", flush=True)
+        if a.out:
+            write_json(Path(a.out) / 'bench.json', results)
+            write_json(Path(a.out) / 'provenance.json', provenance(wall_time_s=time.time() - t0, device=dev, reps=a.reps, configs=','.join(a.configs)))
+        return 0
+    return run_cli('mac_bench', body, a.debug)

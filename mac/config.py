@@ -6,15 +6,21 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import re
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+import tyro
 
 from .agent import MACConfig
 from .batches import ChunkReturn
 from .data import DEFAULT_DATASET_DIR
 
 # %% auto #0
-__all__ = ['PRESETS', 'TrainConfig', 'make_config', 'config_to_dict', 'config_from_dict', 'parse_sets']
+__all__ = ['PRESETS', 'PresetName', 'AgentFlags', 'ConfigFlags', 'TrainConfig', 'make_config', 'config_to_dict',
+           'config_from_dict', 'flag_overrides']
 
 # %% ../nbs/09a_config.ipynb #52e23f1a
 @dataclass(frozen=True)
@@ -30,7 +36,7 @@ class TrainConfig:
     eval_every: int = 100_000       # evaluate every this many steps (0: only at the end)
     eval_episodes: int = 15         # episodes per evaluation (paper: 15; 0: never evaluate)
     eval_workers: int = 0           # parallel eval environments (0: one per CPU core)
-    replan_every: int = 1           # actions executed per chunk at evaluation (official: 1, re-plan every step)
+    replan_every: int = 1           # actions executed per chunk at evaluation (official: 1, re-plan every step; 0: the whole chunk, n)
     final_episodes: int = 50        # episodes of the final evaluation, on seeds no training evaluation uses (0: none)
     log_every: int = 1_000          # steps between log rows (and NaN checks)
     ckpt_every: int = 10_000        # steps between checkpoints
@@ -85,7 +91,7 @@ def _coerce(cls, name, value, key):
     if isinstance(default, str) and not isinstance(value, str): bad('a string')
     return value
 
-_AT_LEAST = dict(steps=1, batch=1, seed=0, pretrain_steps=0, eval_every=0, eval_episodes=0, eval_workers=0, replan_every=1,
+_AT_LEAST = dict(steps=1, batch=1, seed=0, pretrain_steps=0, eval_every=0, eval_episodes=0, eval_workers=0, replan_every=0,
                  final_episodes=0, log_every=1, ckpt_every=1, dataset_episodes=1)
 
 def _check_ranges(cfg: TrainConfig):
@@ -120,13 +126,33 @@ def config_from_dict(d: dict) -> TrainConfig:
     return make_config('paper', {**d, **{f'agent.{k}': v for k, v in agent.items()}})
 
 # %% ../nbs/09a_config.ipynb #e7ba20a3
-def parse_sets(items, ap) -> dict:
-    "--set key=value pairs; values are JSON when they parse (3, 1e-4, true, [256,256]), else strings; '256,256' is a tuple."
-    out = {}
-    for it in items or []:
-        if '=' not in it: ap.error(f'--set expects key=value, got {it!r}')
-        k, v = it.split('=', 1)
-        try: out[k] = json.loads(v)
-        except json.JSONDecodeError: out[k] = tuple(int(x) for x in v.split(',')) if v.replace(',', '').isdigit() else v
+PresetName = Literal[tuple(PRESETS)]   # the presets, as a type: a command line offers them as choices
+
+def _notes(cls) -> dict:
+    "Each field's end-of-line comment in `cls`'s source: the one description of a config key, reused as its --help."
+    try: src = inspect.getsource(cls)
+    except (OSError, TypeError): return {}   # a class defined in a notebook cell has no source file: flags without notes
+    return {m[1]: m[2].strip() for m in re.finditer(r'^\s+(\w+)\s*:[^=\n]*=.*?#\s*(.+)$', src, re.M)}
+
+def _flags_class(cls, prefix: str, name: str, extra=()):
+    "A frozen dataclass with one optional flag per plain field of `cls` (None: keep the preset's value)."
+    notes, fields = _notes(cls), []
+    for f in dataclasses.fields(cls):
+        d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if dataclasses.is_dataclass(d): continue
+        typ = bool if isinstance(d, bool) else tuple[int, ...] if isinstance(d, tuple) else type(d)
+        presets = '; '.join(f'{p} {PRESETS[p].get(prefix + f.name, d)!r}' for p in PRESETS if p == 'paper' or prefix + f.name in PRESETS[p])
+        arg = tyro.conf.arg(help=f'{notes.get(f.name, "")} [{presets}]', help_behavior_hint="(default: the preset's)")
+        fields.append((f.name, Annotated[typ | None, arg], field(default=None)))
+    out = dataclasses.make_dataclass(name, [*fields, *extra], frozen=True); out.__module__ = __name__
     return out
+
+AgentFlags = _flags_class(MACConfig, 'agent.', 'AgentFlags')
+ConfigFlags = _flags_class(TrainConfig, '', 'ConfigFlags', [('agent', AgentFlags, field(default_factory=AgentFlags))])
+ConfigFlags.__doc__ = "Every config key as an optional typed flag (None: the preset's value); `flag_overrides` reads it."
+
+def flag_overrides(flags) -> dict:
+    "The keys set on the command line, as `make_config` overrides: {'steps': 2000, 'agent.n_train': 16}."
+    d = dataclasses.asdict(flags); agent = d.pop('agent')
+    return {k: v for k, v in d.items() if v is not None} | {f'agent.{k}': v for k, v in agent.items() if v is not None}
 

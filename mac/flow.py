@@ -5,16 +5,17 @@
 # %% ../nbs/01_flow_matching.ipynb #8bc381be
 from __future__ import annotations
 
-import argparse
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import tyro
 from torch import nn
 from tqdm import tqdm
 
-from .core import MLP, atomic_write, get_device, provenance, seed_everything, write_csv, write_json
+from .core import MLP, atomic_write, get_device, provenance, run_cli, seed_everything, write_csv, write_json
 
 # %% auto #0
 __all__ = ['TOY_STD', 'toy_modes', 'toy_sample', 'mode_coverage', 'plot_toy_panels', 'VelocityField', 'interpolate',
@@ -134,19 +135,25 @@ def flow_demo(out='results/flow_toy', steps: int = 4000, seed: int = 0, device=N
                steps=steps, final_loss=round(losses[-500:].mean().item(), 4), n_eval=n_eval))
     return rows
 
+@dataclass
+class _FlowDemoArgs:
+    "Train a conditional flow on the chapter-1 toy and write its figure and mode coverage."
+    out: str = 'results/flow_toy'   # output folder (created if missing)
+    steps: int = 4000               # gradient steps (~10 s on 2 CPU cores)
+    seed: int = 0                   # seeds the data, the network and the samples
+    device: str = 'auto'            # 'auto' (CUDA if available), 'cpu' or 'cuda[:i]'
+    debug: bool = False             # show the traceback of an error
+
 def flow_demo_cli(argv=None):
     "Command line: `mac_flow_demo --out results/flow_toy --steps 4000 --seed 0 --device auto`."
-    ap = argparse.ArgumentParser(prog='mac_flow_demo', description='Train a conditional flow on the chapter-1 toy and write its figure and mode coverage.')
-    ap.add_argument('--out', default='results/flow_toy', help='output folder (created if missing)')
-    ap.add_argument('--steps', type=int, default=4000, help='gradient steps (default 4000, ~10 s on 2 CPU cores)')
-    ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--device', default='auto', help="'auto' (CUDA if available), 'cpu' or 'cuda[:i]'")
-    a = ap.parse_args(argv)
-    if a.steps < 1: ap.error(f'--steps must be a positive integer, got {a.steps}')
-    try: device = get_device(a.device)
-    except ValueError as e: ap.error(str(e))
-    print(f'mac_flow_demo: training {a.steps} steps on {device}, seed {a.seed}; writing to {a.out}/')
-    rows = flow_demo(a.out, a.steps, a.seed, device)
-    for r in rows:
-        if r['sampler'] == 'flow, F=10': print(f"  F=10 context {r['context']} ({r['modes']} modes): on-mode {r['on_mode']:.1%}, max mode-mass error {r['max_mass_error']:.3f}")
-    print(f'wrote {a.out}/samples.png, coverage.csv, provenance.json')
+    a = tyro.cli(_FlowDemoArgs, args=argv, prog='mac_flow_demo')
+    def body():
+        if a.steps < 1: raise ValueError(f'--steps must be a positive integer, got {a.steps}')
+        device = get_device(a.device)
+        print(f'mac_flow_demo: training {a.steps} steps on {device}, seed {a.seed}; writing to {a.out}/')
+        rows = flow_demo(a.out, a.steps, a.seed, device)
+        for r in rows:
+            if r['sampler'] == 'flow, F=10': print(f"  F=10 context {r['context']} ({r['modes']} modes): on-mode {r['on_mode']:.1%}, max mode-mass error {r['max_mass_error']:.3f}")
+        print(f'wrote {a.out}/samples.png, coverage.csv, provenance.json')
+        return 0
+    return run_cli('mac_flow_demo', body, a.debug)

@@ -5,7 +5,6 @@
 # %% ../nbs/12_sweeps.ipynb #a745150a
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import fcntl
@@ -17,19 +16,21 @@ import time
 import traceback
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+import tyro
 
 from .core import EXIT_USAGE, provenance, run_cli, write_csv, write_json
 from .data import (DEFAULT_DATASET_DIR, ENVS, NOISY_GEN_KW, DatasetError, GenConfig, merge_episodes, save_npz, collect_episode, ensure_dataset,
                       parse_name, validate_dataset)
-from .config import PRESETS, config_to_dict, make_config, parse_sets
+from .config import PRESETS, ConfigFlags, PresetName, config_to_dict, flag_overrides, make_config
 from .train import RunFolderBusy, Trainer
 
 # %% auto #0
-__all__ = ['TABLE2_ENVS', 'DEFAULT_TASK', 'FQL_ALPHA', 'ENV_OVERRIDES', 'SEEDS', 'GRIDS', 'Trial', 'trial_from_spec',
+__all__ = ['TABLE2_ENVS', 'DEFAULT_TASK', 'FQL_ALPHA', 'ENV_OVERRIDES', 'SEEDS', 'GRIDS', 'GridName', 'Trial', 'trial_from_spec',
            'env_overrides', 'expand_grid', 'trial_dir', 'run_trial', 'trial_state', 'run_sweep', 'collect',
            'table_cells', 'learning_curves', 'format_table', 'plot_curves', 'write_results', 'shard_indices',
            'shard_folder', 'shard_paths', 'generate_shard', 'generate_shards', 'sweep_cli', 'bench_sweep']
@@ -377,30 +378,41 @@ def generate_shards(name: str, files: int, episodes: int, dataset_dir=DEFAULT_DA
     return folder
 
 # %% ../nbs/12_sweeps.ipynb #40a86a85
+GridName = Literal[tuple(GRIDS)]
+_GRID_HELP = '; '.join(f'{k}: {g["about"]}' for k, g in GRIDS.items())
+
+@dataclass
+class _SweepArgs:
+    "Sweeps of MAC training runs, and sharded dataset generation, on Ray (local by default, --address for a cluster). Rerun the same command to resume."
+    grid: Annotated[GridName, tyro.conf.arg(help=_GRID_HELP)] = 'single'
+    envs: tuple[str, ...] | None = None       # narrow the grid to these environments
+    tasks: tuple[str, ...] | None = None      # task ids 1-5, or 'default'
+    seeds: tuple[int, ...] | None = None      # narrow the grid to these seeds
+    variants: tuple[str, ...] | None = None   # narrow to these of the grid's variants
+    preset: PresetName = 'paper'              # every trial's preset
+    steps: int | None = None                  # every trial's steps (default: the preset's)
+    set: Annotated[ConfigFlags, tyro.conf.arg(name='set')] = field(default_factory=ConfigFlags)   # any config key in every trial, e.g. --set.eval-every 1000
+    out: str | None = None                    # sweep folder (default sweeps/<grid>)
+    address: str | None = None                # Ray cluster to join (e.g. 'auto'); default: start Ray on this machine
+    cpus_per_trial: float = 2                 # CPUs each trial declares (and its torch threads)
+    gpus_per_trial: float = 0                 # a fraction shares a GPU, e.g. 0.25
+    retry_failed: bool = False                # run trials that failed before again
+    metric: Literal['eval', 'final'] = 'eval' # 'eval': last training evaluation (paper); 'final': final_eval.json
+    list: bool = False                        # print the trials and their state; run nothing
+    aggregate: bool = False                   # only aggregate what is in --out
+    generate: str | None = None               # generate a sharded dataset of this env instead of training (e.g. cube-double)
+    files: int = 100                          # files of the sharded dataset
+    episodes: int = 1000                      # episodes per file
+    max_episode_steps: int = 1001             # episode length of the generated data
+    seed: int = 0                             # generation seed (files do not depend on the number of workers)
+    dataset_dir: str = DEFAULT_DATASET_DIR    # where the sharded dataset goes
+    force: bool = False                       # regenerate files made with other settings
+    bench: bool = False                       # print the sweep-overhead and generation-rate figures (minutes); with --out, also write them there with provenance
+    debug: bool = False                       # show the traceback of an error
+
 def sweep_cli(argv=None):
     "Command line: `mac_sweep --grid table2 …` runs a grid of trainings on Ray; `mac_sweep --generate ENV …` makes a sharded dataset."
-    ap = argparse.ArgumentParser(prog='mac_sweep', description='Sweeps of MAC training runs, and sharded dataset generation, on Ray '
-                                 '(local by default, --address for a cluster). Rerun the same command to resume.')
-    ap.add_argument('--grid', default='single', choices=list(GRIDS), help='; '.join(f'{k}: {g["about"]}' for k, g in GRIDS.items()))
-    ap.add_argument('--envs', nargs='+'); ap.add_argument('--tasks', nargs='+', help="task ids 1-5, or 'default'")
-    ap.add_argument('--seeds', nargs='+', type=int); ap.add_argument('--variants', nargs='+', help="narrow to these of the grid's variants")
-    ap.add_argument('--preset', default='paper', choices=list(PRESETS)); ap.add_argument('--steps', type=int)
-    ap.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a config key in every trial (repeatable)')
-    ap.add_argument('--out', help='sweep folder (default sweeps/<grid>)')
-    ap.add_argument('--address', help="Ray cluster to join (e.g. 'auto'); default: start Ray on this machine")
-    ap.add_argument('--cpus-per-trial', type=float, default=2); ap.add_argument('--gpus-per-trial', type=float, default=0, help='a fraction shares a GPU, e.g. 0.25')
-    ap.add_argument('--retry-failed', action='store_true', help='run trials that failed before again')
-    ap.add_argument('--metric', choices=('eval', 'final'), default='eval', help="'eval': last training evaluation (paper); 'final': final_eval.json")
-    ap.add_argument('--list', action='store_true', help='print the trials and their state; run nothing')
-    ap.add_argument('--aggregate', action='store_true', help='only aggregate what is in --out')
-    ap.add_argument('--generate', metavar='ENV', help='generate a sharded dataset of ENV instead of training (e.g. cube-double)')
-    ap.add_argument('--files', type=int, default=100); ap.add_argument('--episodes', type=int, default=1000, help='episodes per file')
-    ap.add_argument('--max-episode-steps', type=int, default=1001); ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--dataset-dir', default=DEFAULT_DATASET_DIR); ap.add_argument('--force', action='store_true')
-    ap.add_argument('--bench', action='store_true', help='print the sweep-overhead and generation-rate figures (minutes); with --out, also write them there with provenance')
-    ap.add_argument('--debug', action='store_true', help='show the traceback of an error')
-    a = ap.parse_args(argv)
-    over = parse_sets(a.set, ap)
+    a = tyro.cli(_SweepArgs, args=argv, prog='mac_sweep')
     def body():
         if a.bench:
             t0 = time.time(); r = bench_sweep()
@@ -411,7 +423,7 @@ def sweep_cli(argv=None):
         if a.generate:
             generate_shards(a.generate, a.files, a.episodes, a.dataset_dir, a.seed, a.max_episode_steps, force=a.force, address=a.address)
             return 0
-        trials = expand_grid(a.grid, a.envs, a.tasks, a.seeds, a.variants, a.preset, over, a.steps)
+        trials = expand_grid(a.grid, a.envs, a.tasks, a.seeds, a.variants, a.preset, flag_overrides(a.set), a.steps)
         out = Path(a.out or f'sweeps/{a.grid}')
         if a.list:
             for t in trials: print(f'{trial_state(out, t):7s} {t.name}')

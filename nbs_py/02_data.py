@@ -9,7 +9,6 @@
 #| export
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -18,11 +17,13 @@ import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 import multiprocessing as mp
 
 os.environ.setdefault('MUJOCO_GL', 'egl')  # headless rendering; must be set before mujoco is imported
 
 import numpy as np
+import tyro
 from tqdm import tqdm
 
 from mac.core import atomic_write, provenance, run_cli, write_json
@@ -585,37 +586,40 @@ test_fail(lambda: load_ogbench('cube-double-play-v0', tmp), contains='mac_data -
 
 # %%
 #| export
+@dataclass
+class _DataArgs:
+    "Generate an OGBench manipulation dataset locally with OGBench's scripted oracles (same recipe and file format as the downloads), or validate files."
+    env: str | None = None                  # cube-single … cube-octuple, scene, puzzle-3x3 … puzzle-4x6, or a dataset name (scene-play-v0)
+    kind: Literal[KINDS] | None = None      # dataset type (default: from the name, else 'play')
+    episodes: int = 1000                    # training episodes of 1001 steps (the val split: 10% more)
+    workers: int = 1                        # worker processes (the file does not depend on it)
+    seed: int = 0                           # seeds every episode (episode i uses seed + i)
+    dataset_dir: str = DEFAULT_DATASET_DIR  # where OGBench looks for datasets
+    max_episode_steps: int = 1001           # episode length (OGBench's recipe: 1001)
+    force: bool = False                     # replace existing files made with other settings
+    validate: tuple[str, ...] = ()          # validate these .npz files instead of generating
+    debug: bool = False                     # show the traceback of an error
+
 def data_cli(argv=None):
     "Command line: generate OGBench manipulation datasets with OGBench's oracles, or validate a file."
-    ap = argparse.ArgumentParser(prog='mac_data', description='Generate an OGBench manipulation dataset locally with '
-                                 "OGBench's scripted oracles (same recipe and file format as the downloads), or validate a file.")
-    ap.add_argument('--env', help=f'environment or dataset name, e.g. cube-single or scene-play-v0 (supported: {", ".join(ENVS)})')
-    ap.add_argument('--kind', choices=KINDS, default=None, help="dataset type (default: from the name, else 'play')")
-    ap.add_argument('--episodes', type=int, default=1000, help='training episodes of 1001 steps (val split: 10%% more; default 1000)')
-    ap.add_argument('--workers', type=int, default=1, help='worker processes (the file does not depend on it)')
-    ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--dataset-dir', default=DEFAULT_DATASET_DIR, help=f'where OGBench looks for datasets (default {DEFAULT_DATASET_DIR})')
-    ap.add_argument('--max-episode-steps', type=int, default=1001, help="episode length (OGBench's recipe: 1001)")
-    ap.add_argument('--force', action='store_true', help='replace existing files made with other settings')
-    ap.add_argument('--validate', metavar='FILE', nargs='+', help='validate these .npz files instead of generating')
-    ap.add_argument('--debug', action='store_true', help='show the traceback of an error')
-    a = ap.parse_args(argv)
+    a = tyro.cli(_DataArgs, args=argv, prog='mac_data')
     if a.validate:
         ok = True
         for f in a.validate:
             try: print(f'{f}: OK {validate_dataset(f)}')
             except DatasetError as e: print(f'INVALID {e}', file=sys.stderr); ok = False
         return 0 if ok else 1
-    if not a.env: ap.error('--env is required (e.g. --env cube-single), or pass --validate FILE')
-    if a.episodes < 1: ap.error(f'--episodes must be >= 1, got {a.episodes}')
-    if a.workers < 1: ap.error(f'--workers must be >= 1, got {a.workers}')
     def body():
+        if not a.env: raise ValueError(f'--env is required (e.g. --env cube-single; supported: {", ".join(ENVS)}), or pass --validate FILE')
+        if a.episodes < 1: raise ValueError(f'--episodes must be >= 1, got {a.episodes}')
+        if a.workers < 1: raise ValueError(f'--workers must be >= 1, got {a.workers}')
         spec = parse_name(a.env); name = f'{spec.env}-{a.kind or spec.kind}-v0'
         train, val = generate_dataset(name, a.episodes, a.dataset_dir, a.seed, a.workers, a.force,
                                       max_episode_steps=a.max_episode_steps)
         for p in (train, val): print(f'{p}: {validate_dataset(p)}')
         return 0
     return run_cli('mac_data', body, a.debug)
+
 
 
 # %% [markdown]
@@ -650,12 +654,17 @@ def bench_data(env: str = 'cube-single', episodes: int = 6, workers: int = 2, ma
     out['load_avg'] = os.getloadavg()
     return out
 
+@dataclass
+class _DataBenchArgs:
+    "Benchmark dataset generation: one process, then `workers` processes (prints figures; not a test)."
+    env: str = 'cube-single'   # environment to generate
+    episodes: int = 6          # 1001-step episodes per worker
+    workers: int = 2           # worker processes of the parallel run
+    out: str | None = None     # also write <env>.json and <env>-provenance.json here
+
 def bench_data_cli(argv=None):
     "Command line: `mac_data_bench [--env cube-single] [--episodes 6] [--workers 2] [--out results/data_bench]` (writes <env>.json, <env>-provenance.json)."
-    ap = argparse.ArgumentParser(prog='mac_data_bench', description='Benchmark dataset generation.')
-    ap.add_argument('--env', default='cube-single'); ap.add_argument('--episodes', type=int, default=6, help='1001-step episodes per worker')
-    ap.add_argument('--workers', type=int, default=2); ap.add_argument('--out', default=None, help='also write figures + provenance here')
-    a = ap.parse_args(argv)
+    a = tyro.cli(_DataBenchArgs, args=argv, prog='mac_data_bench')
     t0 = time.time()
     res = bench_data(a.env, a.episodes, a.workers)
     w = a.workers

@@ -9,16 +9,17 @@
 #| export
 from __future__ import annotations
 
-import argparse
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import tyro
 from tqdm import tqdm
 
-from mac.core import atomic_write, get_device, provenance, seed_everything, write_csv, write_json
+from mac.core import atomic_write, get_device, provenance, run_cli, seed_everything, write_csv, write_json
 from mac.batches import ChunkDataset, ChunkReturn, ObsNormalizer, chunk_starts, sample_windows
 from mac.data import DEFAULT_DATASET_DIR, ensure_dataset, load_ogbench, parse_name
 from mac.models import ChunkDynamics, rollout_open_loop
@@ -95,27 +96,35 @@ def _write_model_error(out: Path, rows, ns, horizon, dataset):
     atomic_write(out / 'model_error.png', lambda p: fig.savefig(p, format='png'))
     plt.close(fig)
 
+@dataclass
+class _ModelErrorArgs:
+    "Reproduce the paper's Figure 2: open-loop model error vs chunk length."
+    out: str = 'results/model_error'        # output folder
+    env: str = 'cube-double'                # environment of the play dataset
+    episodes: int = 200                     # episodes to generate when no dataset exists (an existing one is used as is)
+    ns: tuple[int, ...] = (1, 5, 10, 25)    # chunk lengths, e.g. --ns 1 5 10 25
+    steps: int = 10_000                     # gradient steps per model
+    hidden: int = 512                       # width of the 4 hidden layers
+    horizon: int = 100                      # env steps of the open-loop rollouts (a multiple of every chunk length)
+    n_traj: int = 256                       # rollouts measured
+    seed: int = 0                           # seeds the models, batches and chosen trajectories
+    device: str = 'auto'                    # 'auto' (CUDA if available), 'cpu' or 'cuda[:i]'
+    dataset_dir: str = DEFAULT_DATASET_DIR  # where OGBench's files are
+    debug: bool = False                     # show the traceback of an error
+
 def model_error_cli(argv=None):
     "Command line: `mac_model_error --out results/model_error --env cube-double --episodes 200 --steps 10000`."
-    ap = argparse.ArgumentParser(prog='mac_model_error', description="Reproduce the paper's Figure 2: open-loop model error vs chunk length.")
-    ap.add_argument('--out', default='results/model_error'); ap.add_argument('--env', default='cube-double')
-    ap.add_argument('--episodes', type=int, default=200, help='episodes to generate when no dataset exists (an existing one is used as is)')
-    ap.add_argument('--ns', default='1,5,10,25', help='chunk lengths, comma-separated')
-    ap.add_argument('--steps', type=int, default=10_000, help='gradient steps per model'); ap.add_argument('--hidden', type=int, default=512)
-    ap.add_argument('--horizon', type=int, default=100); ap.add_argument('--n-traj', type=int, default=256)
-    ap.add_argument('--seed', type=int, default=0); ap.add_argument('--device', default='auto')
-    ap.add_argument('--dataset-dir', default=DEFAULT_DATASET_DIR)
-    a = ap.parse_args(argv)
-    try: ns = tuple(int(x) for x in a.ns.split(','))
-    except ValueError: ap.error(f'--ns must be comma-separated integers, got {a.ns!r}')
-    for k in ('episodes', 'steps', 'hidden', 'horizon', 'n_traj'):
-        if getattr(a, k) < 1: ap.error(f"--{k.replace('_', '-')} must be >= 1")
-    if any(n < 1 for n in ns): ap.error('chunk lengths must be >= 1')
-    try: rows = model_error_experiment(a.out, a.env, a.episodes, ns, a.steps, a.hidden, horizon=a.horizon, n_traj=a.n_traj,
-                                       seed=a.seed, dataset_dir=a.dataset_dir, device=get_device(a.device))
-    except ValueError as e: ap.error(str(e))
-    for n in ns: print(f'n = {n:2d}: MSE after {a.horizon} env steps = {[r["mse"] for r in rows if r["n"] == n][-1]:.4g}')
-    print(f'wrote {a.out}/model_error.csv, model_error.png, provenance.json')
+    a = tyro.cli(_ModelErrorArgs, args=argv, prog='mac_model_error')
+    def body():
+        for k in ('episodes', 'steps', 'hidden', 'horizon', 'n_traj'):
+            if getattr(a, k) < 1: raise ValueError(f"--{k.replace('_', '-')} must be >= 1, got {getattr(a, k)}")
+        if not a.ns or any(n < 1 for n in a.ns): raise ValueError(f'--ns: chunk lengths must be >= 1, got {a.ns}')
+        rows = model_error_experiment(a.out, a.env, a.episodes, a.ns, a.steps, a.hidden, horizon=a.horizon, n_traj=a.n_traj,
+                                      seed=a.seed, dataset_dir=a.dataset_dir, device=get_device(a.device))
+        for n in a.ns: print(f'n = {n:2d}: MSE after {a.horizon} env steps = {[r["mse"] for r in rows if r["n"] == n][-1]:.4g}')
+        print(f'wrote {a.out}/model_error.csv, model_error.png, provenance.json')
+        return 0
+    return run_cli('mac_model_error', body, a.debug)
 
 
 # %% [markdown]

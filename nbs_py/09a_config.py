@@ -10,8 +10,13 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import re
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+import tyro
 
 from mac.agent import MACConfig
 from mac.batches import ChunkReturn
@@ -19,8 +24,6 @@ from mac.data import DEFAULT_DATASET_DIR
 
 # %%
 #| hide
-import argparse
-
 from fastcore.test import test_eq, test_close, test_fail
 
 
@@ -52,7 +55,7 @@ class TrainConfig:
     eval_every: int = 100_000       # evaluate every this many steps (0: only at the end)
     eval_episodes: int = 15         # episodes per evaluation (paper: 15; 0: never evaluate)
     eval_workers: int = 0           # parallel eval environments (0: one per CPU core)
-    replan_every: int = 1           # actions executed per chunk at evaluation (official: 1, re-plan every step)
+    replan_every: int = 1           # actions executed per chunk at evaluation (official: 1, re-plan every step; 0: the whole chunk, n)
     final_episodes: int = 50        # episodes of the final evaluation, on seeds no training evaluation uses (0: none)
     log_every: int = 1_000          # steps between log rows (and NaN checks)
     ckpt_every: int = 10_000        # steps between checkpoints
@@ -113,7 +116,7 @@ def _coerce(cls, name, value, key):
     if isinstance(default, str) and not isinstance(value, str): bad('a string')
     return value
 
-_AT_LEAST = dict(steps=1, batch=1, seed=0, pretrain_steps=0, eval_every=0, eval_episodes=0, eval_workers=0, replan_every=1,
+_AT_LEAST = dict(steps=1, batch=1, seed=0, pretrain_steps=0, eval_every=0, eval_episodes=0, eval_workers=0, replan_every=0,
                  final_episodes=0, log_every=1, ckpt_every=1, dataset_episodes=1)
 
 def _check_ranges(cfg: TrainConfig):
@@ -163,32 +166,63 @@ for bad, says in [({'batch': 0}, "'batch' must be >= 1"), ({'ckpt_every': 0}, "'
     test_fail(lambda: make_config('cpu', bad), contains=says)
 test_eq(make_config('cpu', {'steps': '2e4', 'agent.lr': 1, 'terminals': 'false'}).steps, 20_000)
 
-
 # %% [markdown]
-# On the command line (`mac_train --set key=value`, `mac_sweep`), overrides arrive as strings. `parse_sets` reads
-# each value as JSON when it parses (`3`, `1e-4`, `true`, `[256,256]`) and as a string otherwise, with `256,256` read
-# as a tuple of layer sizes; `make_config` then checks and converts it as above.
+# On the command line every config key is a typed flag: `mac_train --preset cpu --steps 2000 --agent.n-train 16
+# --agent.actor-hidden 256 256 --terminals False`. The flags are made here from the two dataclasses by
+# [tyro](https://brentyi.github.io/tyro/) (the typed-CLI library every `mac_*` command uses), so a new config field
+# is a new flag with its end-of-line comment as its help, and no second list of keys exists to fall out of date. Each
+# flag is optional: left out, the preset's value stands (the help lists the paper's value and every preset's that
+# differs), so a preset and the flags compose as `make_config(preset, overrides)` does. tyro converts the types
+# (`1e-4`, `True`, a list of layer sizes) and rejects a malformed or unknown flag before anything runs, naming it; `make_config` then checks the ranges as above. Why tyro rather than the standard
+# library's `argparse`: the flags, their types and their help come from the dataclasses themselves, which is the
+# point of having one config; with `argparse` each key would be written a second time, or read back from strings by
+# a hand-written parser, as this project did before.
 
 # %%
 #| export
-def parse_sets(items, ap) -> dict:
-    "--set key=value pairs; values are JSON when they parse (3, 1e-4, true, [256,256]), else strings; '256,256' is a tuple."
-    out = {}
-    for it in items or []:
-        if '=' not in it: ap.error(f'--set expects key=value, got {it!r}')
-        k, v = it.split('=', 1)
-        try: out[k] = json.loads(v)
-        except json.JSONDecodeError: out[k] = tuple(int(x) for x in v.split(',')) if v.replace(',', '').isdigit() else v
+PresetName = Literal[tuple(PRESETS)]   # the presets, as a type: a command line offers them as choices
+
+def _notes(cls) -> dict:
+    "Each field's end-of-line comment in `cls`'s source: the one description of a config key, reused as its --help."
+    try: src = inspect.getsource(cls)
+    except (OSError, TypeError): return {}   # a class defined in a notebook cell has no source file: flags without notes
+    return {m[1]: m[2].strip() for m in re.finditer(r'^\s+(\w+)\s*:[^=\n]*=.*?#\s*(.+)$', src, re.M)}
+
+def _flags_class(cls, prefix: str, name: str, extra=()):
+    "A frozen dataclass with one optional flag per plain field of `cls` (None: keep the preset's value)."
+    notes, fields = _notes(cls), []
+    for f in dataclasses.fields(cls):
+        d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if dataclasses.is_dataclass(d): continue
+        typ = bool if isinstance(d, bool) else tuple[int, ...] if isinstance(d, tuple) else type(d)
+        presets = '; '.join(f'{p} {PRESETS[p].get(prefix + f.name, d)!r}' for p in PRESETS if p == 'paper' or prefix + f.name in PRESETS[p])
+        arg = tyro.conf.arg(help=f'{notes.get(f.name, "")} [{presets}]', help_behavior_hint="(default: the preset's)")
+        fields.append((f.name, Annotated[typ | None, arg], field(default=None)))
+    out = dataclasses.make_dataclass(name, [*fields, *extra], frozen=True); out.__module__ = __name__
     return out
+
+AgentFlags = _flags_class(MACConfig, 'agent.', 'AgentFlags')
+ConfigFlags = _flags_class(TrainConfig, '', 'ConfigFlags', [('agent', AgentFlags, field(default_factory=AgentFlags))])
+ConfigFlags.__doc__ = "Every config key as an optional typed flag (None: the preset's value); `flag_overrides` reads it."
+
+def flag_overrides(flags) -> dict:
+    "The keys set on the command line, as `make_config` overrides: {'steps': 2000, 'agent.n_train': 16}."
+    d = dataclasses.asdict(flags); agent = d.pop('agent')
+    return {k: v for k, v in d.items() if v is not None} | {f'agent.{k}': v for k, v in agent.items() if v is not None}
 
 
 
 # %%
-ap = argparse.ArgumentParser(prog='demo')
-test_eq(parse_sets(['agent.n_train=16', 'agent.lr=1e-4', 'terminals=true', 'agent.actor_hidden=64,64', 'env=scene-play-singletask-task1-v0'], ap),
-        {'agent.n_train': 16, 'agent.lr': 1e-4, 'terminals': True, 'agent.actor_hidden': (64, 64), 'env': 'scene-play-singletask-task1-v0'})
-test_eq(make_config('tiny', parse_sets(['agent.actor_hidden=[8,8]'], ap)).agent.actor_hidden, (8, 8))
-test_eq(parse_sets(None, ap), {})
+_flags = lambda *argv: flag_overrides(tyro.cli(ConfigFlags, args=list(argv)))
+test_eq(_flags('--agent.n-train', '16', '--agent.lr', '1e-4', '--terminals', 'True', '--agent.actor-hidden', '64', '64', '--env', 'scene-play-singletask-task1-v0'),
+        {'env': 'scene-play-singletask-task1-v0', 'terminals': True, 'agent.n_train': 16, 'agent.lr': 1e-4, 'agent.actor_hidden': (64, 64)})
+test_eq(_flags(), {})
+test_eq(make_config('tiny', _flags('--agent.actor-hidden', '8', '8', '--steps', '7')).agent.actor_hidden, (8, 8))
+# one flag per config key and one key per flag: the flags are made from the dataclasses, never listed twice
+test_eq(set(_fields(ConfigFlags)) - {'agent'}, set(_fields(TrainConfig)) - {'agent'}); test_eq(set(_fields(AgentFlags)), set(_fields(MACConfig)))
+import mac.config   # the exported module, whose classes have a source file to read the notes from
+test_eq(mac.config._notes(mac.config.TrainConfig)['steps'], 'gradient steps')
+test_eq(mac.config._notes(MACConfig)['n_test'], 'rejection-sampling candidates when acting')
 
 # %%
 #| hide

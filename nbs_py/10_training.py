@@ -14,22 +14,24 @@
 #| export
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import fcntl
 import json
 import os
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+import tyro
 from fastcore.basics import patch
 from tqdm import tqdm
 
 from mac.agent import MACAgent
-from mac.config import PRESETS, TrainConfig, config_from_dict, config_to_dict, make_config, parse_sets
+from mac.config import ConfigFlags, PresetName, TrainConfig, config_from_dict, config_to_dict, flag_overrides, make_config
 from mac.core import EXIT_DIVERGED, EXIT_USAGE, append_csv, atomic_write, get_device, provenance, run_cli, seed_everything, write_json
 from mac.batches import ChunkDataset, ObsNormalizer
 from mac.data import DatasetError, ensure_dataset, load_ogbench, parse_name
@@ -244,7 +246,7 @@ def run(self: Trainer) -> dict:
                         else 'no checkpoint was written before it')
                 raise NonFiniteLoss(f'loss {", ".join(names)} became NaN/inf before step {self.step}; nothing was saved after it: {good}. '
                                     f'--resume would repeat the same steps: check the data, or start a fresh run (another --out) with a lower '
-                                    f'learning rate, e.g. --set agent.lr={cfg.agent.lr / 3:.1e}')
+                                    f'learning rate, e.g. --agent.lr {cfg.agent.lr / 3:.1e}')
             last = {k: v.item() for k, v in out.items()}
             sps = (self.step - s0) / max(time.time() - t0, 1e-9)
             append_csv(self.dir / 'log.csv', dict(step=self.step, time_s=round(time.time() - t0, 1), steps_per_s=round(sps, 2),
@@ -266,7 +268,7 @@ def run(self: Trainer) -> dict:
 def evaluate(self: Trainer) -> dict:
     "Evaluate the current agent (cfg.eval_episodes episodes) and log it to eval.csv / success.png."
     cfg = self.cfg
-    res = evaluate_agent(self.agent, self.norm, cfg.env, cfg.eval_episodes, cfg.eval_workers or None, seed=cfg.seed + self.step, replan_every=cfg.replan_every)
+    res = evaluate_agent(self.agent, self.norm, cfg.env, cfg.eval_episodes, cfg.eval_workers or None, seed=cfg.seed + self.step, replan_every=cfg.replan_every or cfg.agent.n)
     append_csv(self.dir / 'eval.csv', dict(step=self.step, success=res['success'], episodes=res['episodes'], replan_every=res['replan_every'],
                                             eval_wall_s=res['wall_s']), keep_until=self.step - 1)  # re-evaluating a step replaces its row
     plot_success(self.dir / 'eval.csv', self.dir / 'success.png', title=f'MAC on {eval_env_name(cfg.env)}')
@@ -277,10 +279,10 @@ def evaluate(self: Trainer) -> dict:
 def final_evaluate(self: Trainer) -> dict:
     "The final checkpoint's evaluation: `final_episodes` episodes on env seeds from FINAL_EVAL_SEED, in `final_eval.json` (kept on re-runs)."
     cfg, path = self.cfg, self.dir / 'final_eval.json'
-    key = dict(step=self.step, episodes=cfg.final_episodes, seed=FINAL_EVAL_SEED, replan_every=cfg.replan_every)
+    key = dict(step=self.step, episodes=cfg.final_episodes, seed=FINAL_EVAL_SEED, replan_every=cfg.replan_every or cfg.agent.n)
     old = json.loads(path.read_text()) if path.exists() else {}
     if all(old.get(k) == v for k, v in key.items()): return old
-    res = evaluate_agent(self.agent, self.norm, cfg.env, cfg.final_episodes, cfg.eval_workers or None, seed=FINAL_EVAL_SEED, replan_every=cfg.replan_every)
+    res = evaluate_agent(self.agent, self.norm, cfg.env, cfg.final_episodes, cfg.eval_workers or None, seed=FINAL_EVAL_SEED, replan_every=key['replan_every'])
     out = key | {k: res[k] for k in ('success', 'successes', 'protocol', 'wall_s')}
     write_json(path, out)
     if self.progress: tqdm.write(f'final evaluation at step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes (seeds {FINAL_EVAL_SEED:,}+)')
@@ -391,27 +393,25 @@ test_fail(boom.run, contains='checkpoint.pt (step 20) is the last good checkpoin
 # ## The command line
 #
 # `mac_train --env cube-single-play-singletask-task2-v0 --preset cpu --steps 20000 --seed 0 --out runs/cube2`
-# (add `--resume` to continue a stopped run; `--set agent.n_train=16 --set eval_every=2000` for any config key).
+# (add `--resume` to continue a stopped run). Every config key of chapter 9a is a typed flag, `--agent.n-train 16
+# --eval-every 2000`, whose default is the preset's value; `mac_train --help` lists them with every preset's value.
 
 # %%
 #| export
+@dataclass
+class _TrainArgs:
+    "Train MAC (Algorithm 1) on an OGBench single-task dataset; the dataset is generated with OGBench's oracles if missing. Every config key is a flag (default: the preset's value)."
+    preset: PresetName = 'paper'   # 'paper' (Tables 7-8), 'cpu' (the main job on 2 CPU cores) or 'tiny' (tests)
+    out: str | None = None         # run folder (default runs/<env>-<preset>-s<seed>)
+    resume: bool = False           # continue the run in --out from its checkpoint
+    debug: bool = False            # show the traceback of an error
+    config: Annotated[ConfigFlags, tyro.conf.arg(name='')] = field(default_factory=ConfigFlags)   # the config keys, as --steps, --agent.n
+
 def train_cli(argv=None):
-    "Command line: train MAC on an OGBench single-task dataset."
-    ap = argparse.ArgumentParser(prog='mac_train', description='Train MAC (Algorithm 1) on an OGBench single-task dataset; the dataset is generated with OGBench\'s oracles if missing.')
-    ap.add_argument('--env', default=None, help='single-task dataset, e.g. cube-single-play-singletask-task2-v0 (default: the preset\'s)')
-    ap.add_argument('--preset', default='paper', choices=list(PRESETS), help="'paper' (Tables 7-8), 'cpu' (minutes on a CPU) or 'tiny' (tests)")
-    ap.add_argument('--steps', type=int); ap.add_argument('--seed', type=int); ap.add_argument('--device')
-    ap.add_argument('--out', default=None, help='run folder (default runs/<env>-<preset>-s<seed>)')
-    ap.add_argument('--dataset-dir'); ap.add_argument('--resume', action='store_true', help='continue the run in --out from its checkpoint')
-    ap.add_argument('--set', action='append', metavar='KEY=VALUE', help='override any config key, e.g. agent.n_train=16 (repeatable)')
-    ap.add_argument('--debug', action='store_true', help='show the traceback of an error')
-    a = ap.parse_args(argv)
-    over = parse_sets(a.set, ap)
-    for k in ('env', 'steps', 'seed', 'device'):
-        if getattr(a, k) is not None: over[k] = getattr(a, k)
-    if a.dataset_dir: over['dataset_dir'] = a.dataset_dir
+    "Command line: train MAC on an OGBench single-task dataset (`mac_train --preset cpu --seed 1 --agent.n-train 16`)."
+    a = tyro.cli(_TrainArgs, args=argv, prog='mac_train')
     def body():
-        cfg = make_config(a.preset, over)
+        cfg = make_config(a.preset, flag_overrides(a.config))
         get_device(cfg.device)
         out = Path(a.out or f'runs/{cfg.env}-{a.preset}-s{cfg.seed}')
         print(f'mac_train: {cfg.env}, preset {a.preset}, {cfg.steps} steps, seed {cfg.seed} → {out}/')
@@ -460,4 +460,5 @@ def train_cli(argv=None):
 #    to the same losses and weights as eager, up to float rounding.
 # 8. `replan_every` (default 1, the official code's `action_chunking_test = 1`; the paper does not say): the `cpu`
 #    preset executes each chosen chunk whole (10), which the CPU study (chapter 10a) measured against re-planning every step
-#    on the same trained agents (`results/cpu_study/`).
+#    on the same trained agents (`results/cpu_study/`). `replan_every = 0` means "the whole chunk, whatever n is", so
+#    a sweep over chunk lengths (chapter 12's `fig3` grid) keeps that rule for every n.

@@ -9,13 +9,14 @@
 #| export
 from __future__ import annotations
 
-import argparse
 import csv
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import tyro
 
 from mac.config import config_to_dict, make_config
 from mac.core import EXIT_DIVERGED, EXIT_USAGE, atomic_write, provenance, run_cli, write_json
@@ -140,13 +141,19 @@ def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, dev
     tr.close()
     return summary
 
+@dataclass
+class _QuickstartArgs:
+    "The main job: generate data if missing, train MAC (cpu preset) on cube-single task 2, evaluate, write results."
+    out: str = 'results/quickstart'   # results folder (the run itself goes to <out>/run)
+    smoke: bool = False               # tiny preset: the whole pipeline in seconds
+    seed: int = 0                     # training seed
+    device: str | None = None         # default: the preset's ('auto': CUDA if available)
+    dataset_dir: str | None = None    # default: the preset's (~/.ogbench/data)
+    debug: bool = False               # show the traceback of an error
+
 def quickstart_cli(argv=None):
     "Command line: `mac_quickstart [--out results/quickstart] [--smoke] [--seed 0] [--device auto]`."
-    ap = argparse.ArgumentParser(prog='mac_quickstart', description='The main job: generate data if missing, train MAC (cpu preset) on cube-single task 2, evaluate, write results.')
-    ap.add_argument('--out', default='results/quickstart'); ap.add_argument('--smoke', action='store_true', help='tiny preset: the whole pipeline in seconds')
-    ap.add_argument('--seed', type=int, default=0); ap.add_argument('--device', default=None); ap.add_argument('--dataset-dir', default=None)
-    ap.add_argument('--debug', action='store_true', help='show the traceback of an error')
-    a = ap.parse_args(argv)
+    a = tyro.cli(_QuickstartArgs, args=argv, prog='mac_quickstart')
     def body():
         s = quickstart(a.out, a.smoke, a.seed, a.device, a.dataset_dir)
         print(f"{s['env']}: success {s['success']:.0%} ({s['protocol']}) after {s['steps']} steps, {s['wall_time_min']} min in all; wrote {a.out}/summary.json")

@@ -9,7 +9,6 @@
 #| export
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import fcntl
@@ -21,15 +20,17 @@ import time
 import traceback
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+import tyro
 
 from mac.core import EXIT_USAGE, provenance, run_cli, write_csv, write_json
 from mac.data import (DEFAULT_DATASET_DIR, ENVS, NOISY_GEN_KW, DatasetError, GenConfig, merge_episodes, save_npz, collect_episode, ensure_dataset,
                       parse_name, validate_dataset)
-from mac.config import PRESETS, config_to_dict, make_config, parse_sets
+from mac.config import PRESETS, ConfigFlags, PresetName, config_to_dict, flag_overrides, make_config
 from mac.train import RunFolderBusy, Trainer
 
 # %%
@@ -134,7 +135,7 @@ def env_overrides(env: str, variant_overrides: dict) -> dict:
 
 
 # %% [markdown]
-# The named grids. `single` is the grid to narrow by hand (one variant, `--envs/--tasks/--seeds/--set`).
+# The named grids. `single` is the grid to narrow by hand (one variant, `--envs/--tasks/--seeds/--set.<key>`).
 
 # %%
 #| export
@@ -154,8 +155,9 @@ GRIDS = {
 
 # %% [markdown]
 # `expand_grid` turns a grid and its narrowing (the CLI's `--envs`, `--tasks`, `--seeds`, `--variants`, `--steps`,
-# `--preset`, `--set`) into trials, in a fixed order. Overrides apply in the order preset < environment (Tables 8, 11)
-# < variant < `--set` < `--steps`, and every trial's config is built here, so a bad key is reported before anything
+# `--preset`, and any config key as `--set.<key>`, e.g. `--set.eval-every 1000`) into trials, in a fixed order.
+# Overrides apply in the order preset < environment (Tables 8, 11) < variant < `--set.<key>` < `--steps`, and every
+# trial's config is built here, so a bad value is reported before anything
 # runs (`make_config` names it), as a failed trial that does not stop the others.
 
 # %%
@@ -691,7 +693,6 @@ with np.load(f1) as x: test_eq(x['actions'], f1_actions)                        
 test_fail(lambda: generate_shards('cube-single', 2, 2, data_dir, seed=1, max_episode_steps=40, use_ray=False, progress=False),
           contains='made with other settings')
 
-
 # %% [markdown]
 # ## The command line
 #
@@ -708,30 +709,41 @@ test_fail(lambda: generate_shards('cube-single', 2, 2, data_dir, seed=1, max_epi
 
 # %%
 #| export
+GridName = Literal[tuple(GRIDS)]
+_GRID_HELP = '; '.join(f'{k}: {g["about"]}' for k, g in GRIDS.items())
+
+@dataclass
+class _SweepArgs:
+    "Sweeps of MAC training runs, and sharded dataset generation, on Ray (local by default, --address for a cluster). Rerun the same command to resume."
+    grid: Annotated[GridName, tyro.conf.arg(help=_GRID_HELP)] = 'single'
+    envs: tuple[str, ...] | None = None       # narrow the grid to these environments
+    tasks: tuple[str, ...] | None = None      # task ids 1-5, or 'default'
+    seeds: tuple[int, ...] | None = None      # narrow the grid to these seeds
+    variants: tuple[str, ...] | None = None   # narrow to these of the grid's variants
+    preset: PresetName = 'paper'              # every trial's preset
+    steps: int | None = None                  # every trial's steps (default: the preset's)
+    set: Annotated[ConfigFlags, tyro.conf.arg(name='set')] = field(default_factory=ConfigFlags)   # any config key in every trial, e.g. --set.eval-every 1000
+    out: str | None = None                    # sweep folder (default sweeps/<grid>)
+    address: str | None = None                # Ray cluster to join (e.g. 'auto'); default: start Ray on this machine
+    cpus_per_trial: float = 2                 # CPUs each trial declares (and its torch threads)
+    gpus_per_trial: float = 0                 # a fraction shares a GPU, e.g. 0.25
+    retry_failed: bool = False                # run trials that failed before again
+    metric: Literal['eval', 'final'] = 'eval' # 'eval': last training evaluation (paper); 'final': final_eval.json
+    list: bool = False                        # print the trials and their state; run nothing
+    aggregate: bool = False                   # only aggregate what is in --out
+    generate: str | None = None               # generate a sharded dataset of this env instead of training (e.g. cube-double)
+    files: int = 100                          # files of the sharded dataset
+    episodes: int = 1000                      # episodes per file
+    max_episode_steps: int = 1001             # episode length of the generated data
+    seed: int = 0                             # generation seed (files do not depend on the number of workers)
+    dataset_dir: str = DEFAULT_DATASET_DIR    # where the sharded dataset goes
+    force: bool = False                       # regenerate files made with other settings
+    bench: bool = False                       # print the sweep-overhead and generation-rate figures (minutes); with --out, also write them there with provenance
+    debug: bool = False                       # show the traceback of an error
+
 def sweep_cli(argv=None):
     "Command line: `mac_sweep --grid table2 …` runs a grid of trainings on Ray; `mac_sweep --generate ENV …` makes a sharded dataset."
-    ap = argparse.ArgumentParser(prog='mac_sweep', description='Sweeps of MAC training runs, and sharded dataset generation, on Ray '
-                                 '(local by default, --address for a cluster). Rerun the same command to resume.')
-    ap.add_argument('--grid', default='single', choices=list(GRIDS), help='; '.join(f'{k}: {g["about"]}' for k, g in GRIDS.items()))
-    ap.add_argument('--envs', nargs='+'); ap.add_argument('--tasks', nargs='+', help="task ids 1-5, or 'default'")
-    ap.add_argument('--seeds', nargs='+', type=int); ap.add_argument('--variants', nargs='+', help="narrow to these of the grid's variants")
-    ap.add_argument('--preset', default='paper', choices=list(PRESETS)); ap.add_argument('--steps', type=int)
-    ap.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a config key in every trial (repeatable)')
-    ap.add_argument('--out', help='sweep folder (default sweeps/<grid>)')
-    ap.add_argument('--address', help="Ray cluster to join (e.g. 'auto'); default: start Ray on this machine")
-    ap.add_argument('--cpus-per-trial', type=float, default=2); ap.add_argument('--gpus-per-trial', type=float, default=0, help='a fraction shares a GPU, e.g. 0.25')
-    ap.add_argument('--retry-failed', action='store_true', help='run trials that failed before again')
-    ap.add_argument('--metric', choices=('eval', 'final'), default='eval', help="'eval': last training evaluation (paper); 'final': final_eval.json")
-    ap.add_argument('--list', action='store_true', help='print the trials and their state; run nothing')
-    ap.add_argument('--aggregate', action='store_true', help='only aggregate what is in --out')
-    ap.add_argument('--generate', metavar='ENV', help='generate a sharded dataset of ENV instead of training (e.g. cube-double)')
-    ap.add_argument('--files', type=int, default=100); ap.add_argument('--episodes', type=int, default=1000, help='episodes per file')
-    ap.add_argument('--max-episode-steps', type=int, default=1001); ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--dataset-dir', default=DEFAULT_DATASET_DIR); ap.add_argument('--force', action='store_true')
-    ap.add_argument('--bench', action='store_true', help='print the sweep-overhead and generation-rate figures (minutes); with --out, also write them there with provenance')
-    ap.add_argument('--debug', action='store_true', help='show the traceback of an error')
-    a = ap.parse_args(argv)
-    over = parse_sets(a.set, ap)
+    a = tyro.cli(_SweepArgs, args=argv, prog='mac_sweep')
     def body():
         if a.bench:
             t0 = time.time(); r = bench_sweep()
@@ -742,7 +754,7 @@ def sweep_cli(argv=None):
         if a.generate:
             generate_shards(a.generate, a.files, a.episodes, a.dataset_dir, a.seed, a.max_episode_steps, force=a.force, address=a.address)
             return 0
-        trials = expand_grid(a.grid, a.envs, a.tasks, a.seeds, a.variants, a.preset, over, a.steps)
+        trials = expand_grid(a.grid, a.envs, a.tasks, a.seeds, a.variants, a.preset, flag_overrides(a.set), a.steps)
         out = Path(a.out or f'sweeps/{a.grid}')
         if a.list:
             for t in trials: print(f'{trial_state(out, t):7s} {t.name}')

@@ -52,7 +52,8 @@
 # ```
 #
 # **Training** any single-task OGBench dataset (the paper's settings by default; `--preset cpu` for a CPU;
-# `--resume` continues a stopped run exactly; `--set key=value` overrides any config key):
+# `--resume` continues a stopped run exactly; every config key is a typed flag, e.g. `--agent.n 5 --eval-every 2000`,
+# listed with each preset's value by `mac_train --help`):
 #
 # ```bash
 # .venv/bin/mac_train --env cube-double-play-singletask-task2-v0 --preset paper --seed 0 --out runs/cube-double-t2
@@ -65,7 +66,7 @@
 # `make export` runs `nbdev_export`, `nbdev_clean`, refreshes the jupytext pairs in
 # `nbs_py/` and regenerates this README from `nbs/index.ipynb`. GPU users: `make setup TORCH_PIN=` keeps the
 # CUDA build of torch you already have; every function takes a device and defaults to CUDA when present;
-# `--set compile=true` compiles the update (on a CPU or GPU), and `bash tools/gpu_check.sh` benchmarks, generates
+# `--compile True` compiles the update (on a CPU or GPU), and `bash tools/gpu_check.sh` benchmarks, generates
 # data and trains on a GPU machine in one go (results from one H200 below).
 
 # %% [markdown]

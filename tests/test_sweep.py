@@ -36,7 +36,7 @@ def _sets(data_dir):
 def test_sweep_runs_resumes_aggregates_and_reruns_nothing(ray_session, data_dir, tmp_path, capsys):
     out = tmp_path / 'sweep'
     argv = ['--grid', 'single', '--seeds', '0', '1', '--preset', 'tiny', '--steps', '40', '--cpus-per-trial', '1', '--out', str(out)]
-    argv += [a for k, v in _sets(data_dir).items() for a in ('--set', f'{k}={v}')]
+    argv += [a for k, v in _sets(data_dir).items() for a in (f"--set.{k.replace('_', '-')}", str(v))]
     trials = expand_grid('single', seeds=[0, 1], preset='tiny', overrides=_sets(data_dir), steps=40)
     # seed 1 was "killed" after its step-20 checkpoint: the sweep must resume it, not start it over
     half = Trainer(dataclasses.replace(trials[1].config(), steps=20), trial_dir(out, trials[1]), progress=False)

@@ -1,6 +1,7 @@
 """End to end: `mac_train` (tiny preset) writes logs and a checkpoint, resumes, rejects bad input; the main job
 (`mac_quickstart --smoke`) runs the whole pipeline including an evaluation."""
 import csv
+import dataclasses
 import json
 import subprocess
 
@@ -25,10 +26,10 @@ def test_mac_train_tiny_resume_and_errors(tmp_path):
     assert prov['config']['steps'] == 40 and prov['preset'] == 'tiny'
     r = _run('mac_train', *common, '--steps', '40')                      # the folder holds a run: refuse, keep it
     assert r.returncode == 2 and '--resume' in r.stderr
-    r = _run('mac_train', *common, '--steps', '60', '--resume', '--set', 'batch=8')
+    r = _run('mac_train', *common, '--steps', '60', '--resume', '--batch', '8')
     assert r.returncode == 2 and 'cannot resume with a different batch' in r.stderr
-    r = _run('mac_train', '--preset', 'tiny', '--set', 'agent.widht=3')
-    assert r.returncode == 2 and "unknown config key 'agent.widht'" in r.stderr
+    r = _run('mac_train', '--preset', 'tiny', '--agent.widht', '3')
+    assert r.returncode == 2 and 'Unrecognized options: --agent.widht' in r.stderr
     r = _run('mac_train', '--preset', 'tiny', '--env', 'cube-sextuple-play-singletask-task1-v0')
     assert r.returncode == 2 and 'supported are cube-single' in r.stderr
 
@@ -96,6 +97,10 @@ def test_final_evaluation_seeds_are_disjoint_from_training_evaluations(tmp_path,
     used = {s + i for s, n in training for i in range(n)}
     assert used.isdisjoint(range(final[0], final[0] + final[1]))
     assert json.loads((tmp_path / 'run' / 'final_eval.json').read_text())['seed'] == T.FINAL_EVAL_SEED
+    seen.clear()   # replan_every = 0: every evaluation executes whole chunks of agent.n actions
+    T.Trainer(dataclasses.replace(cfg, replan_every=0, steps=20, agent=dataclasses.replace(cfg.agent, n=5)), tmp_path / 'run0', progress=False).run()
+    assert [r['replan_every'] for r in csv.DictReader(open(tmp_path / 'run0' / 'eval.csv'))] == ['5', '5']
+    assert json.loads((tmp_path / 'run0' / 'final_eval.json').read_text())['replan_every'] == 5
     import pytest
     with pytest.raises(ValueError, match='would reach the final evaluation'):
         T.Trainer(T.make_config('tiny', {'dataset_dir': str(tmp_path / 'data'), 'steps': T.FINAL_EVAL_SEED, 'eval_episodes': 15}), tmp_path / 'run2', progress=False)

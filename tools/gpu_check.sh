@@ -2,8 +2,9 @@
 # GPU checks for mac in one go (a lent GPU machine has minutes, not hours): the benchmark on CUDA (eager and
 # compiled), dataset generation on all cores, a short CUDA training run with evaluations, and CUDA graphs last.
 # Usage (repository root, on the GPU machine; MAC_COMMIT names the commit, since the copy's .git may be stale):
-#   OUT=/some/dir MAC_COMMIT=<sha> TRAIN_SETS="terminals=true agent.gamma=0.99" bash tools/gpu_check.sh [train steps]
-# Packages the machine lacks (ogbench, mujoco, gymnasium, dm_control, ...) may lie as wheels in .whl/.
+#   OUT=/some/dir MAC_COMMIT=<sha> TRAIN_FLAGS="--terminals True --agent.gamma 0.99" bash tools/gpu_check.sh [train steps]
+# Packages the machine lacks (ogbench, mujoco, gymnasium, dm_control, tyro, docstring-parser, typeguard, ...) may lie as
+# wheels in .whl/ (`pip download --no-deps -d .whl <package>` here, then carry .whl).
 # Writes under $OUT: bench/ (eager + compiled), train/ (log.csv, eval.csv, provenance.json), bench_graphs/.
 set -uo pipefail
 OUT=${OUT:-/tmp/mac-gpu}; mkdir -p "$OUT"; STEPS=${1:-20000}; RUN=/tmp/mac-gpu-run
@@ -19,16 +20,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import os, torch, ogbench, mujoco; from importlib.metadata import version as v; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0), "|", *[f"{p} {v(p)}" for p in ("numpy", "ogbench", "mujoco", "gymnasium")], "| cpus", os.cpu_count())' || exit 1
 
 log "1/4 benchmark on CUDA: paper and cpu presets, eager and compiled"
-timeout ${BENCH_TIMEOUT:-240} bash -c "$(declare -f py); py mac.bench bench_cli --configs paper,cpu --reps 50 --device cuda --compile --out $OUT/bench"
+timeout ${BENCH_TIMEOUT:-240} bash -c "$(declare -f py); py mac.bench bench_cli --configs paper cpu --reps 50 --device cuda --compile --out $OUT/bench"
 log "benchmark rc=$?"
 
 log "2/4 dataset: cube-single play, 100 episodes, one worker per core"
 py mac.data data_cli --env cube-single --episodes 100 --workers "$(nproc)" --seed 0 2>&1 | grep -v -i warn
 log "dataset rc=$?"
 
-log "3/4 training on CUDA: cpu preset, $STEPS steps, ${TRAIN_SETS:-}"
-sets=(); for s in ${TRAIN_SETS:-}; do sets+=(--set "$s"); done
-timeout ${TRAIN_TIMEOUT:-240} bash -c "$(declare -f py); py mac.train train_cli \"\$@\"" _ --preset cpu --device cuda --steps "$STEPS" --out $RUN "${sets[@]}" 2>&1 \
+log "3/4 training on CUDA: cpu preset, $STEPS steps, ${TRAIN_FLAGS:-}"
+read -r -a flags <<< "${TRAIN_FLAGS:-}"
+timeout ${TRAIN_TIMEOUT:-240} bash -c "$(declare -f py); py mac.train train_cli \"\$@\"" _ --preset cpu --device cuda --steps "$STEPS" --out $RUN "${flags[@]}" 2>&1 \
   | tr '\r' '\n' | grep -v -i -e warn -e 'it/s,'
 log "training rc=$?"
 mkdir -p "$OUT/train"; for f in log.csv eval.csv provenance.json; do [ -f $RUN/$f ] && cp $RUN/$f "$OUT/train/"; done

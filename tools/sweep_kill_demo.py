@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     generate_dataset('cube-single', 2, data, max_episode_steps=200, progress=False)
     def command(out):
         return [str(BIN / 'mac_sweep'), '--grid', 'single', '--seeds', '0', '--preset', 'tiny', '--steps', str(a.steps),
-                '--set', f'ckpt_every={a.ckpt_every}', '--set', 'log_every=10', '--set', f'dataset_dir={data}', '--set', 'device=cpu',
+                '--set.ckpt-every', str(a.ckpt_every), '--set.log-every', '10', '--set.dataset-dir', str(data), '--set.device', 'cpu',
                 '--cpus-per-trial', '1', '--out', str(out)]
     t0 = time.time()
     killed_out = work / 'killed'

@@ -5,15 +5,16 @@
 # %% ../../nbs/03a_policy_experiment.ipynb #e4fbed16
 from __future__ import annotations
 
-import argparse
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import tyro
 from tqdm import tqdm
 
-from ..core import atomic_write, get_device, provenance, seed_everything, write_csv, write_json
+from ..core import atomic_write, get_device, provenance, run_cli, seed_everything, write_csv, write_json
 from ..batches import ChunkDataset, ChunkReturn, ObsNormalizer
 from ..data import DEFAULT_DATASET_DIR, ensure_dataset, load_ogbench, parse_name
 from ..policies import FlowChunkPolicy, GaussianChunkPolicy
@@ -79,21 +80,27 @@ def _plot_paths(samples, true, n, d, k=4):
     fig.suptitle('32 sampled chunks per held-out state as implied end-effector xy paths (dashed: the oracle)')
     return fig
 
+@dataclass
+class _PolicyDemoArgs:
+    "Flow vs Gaussian chunk policies on a generated OGBench dataset."
+    out: str = 'results/chunk_policies'     # output folder
+    env: str = 'cube-single'                # environment of the play dataset
+    episodes: int = 50                      # episodes to generate when no dataset exists (an existing one is used as is)
+    steps: int = 3000                       # gradient steps per policy
+    hidden: int = 512                       # width of the 4 hidden layers (paper: 512)
+    seed: int = 0                           # seeds the networks, batches and samples
+    device: str = 'auto'                    # 'auto' (CUDA if available), 'cpu' or 'cuda[:i]'
+    dataset_dir: str = DEFAULT_DATASET_DIR  # where OGBench's files are
+    debug: bool = False                     # show the traceback of an error
 
 def policy_demo_cli(argv=None):
     "Command line: `mac_policy_demo --out results/chunk_policies --episodes 50 --steps 3000`."
-    ap = argparse.ArgumentParser(prog='mac_policy_demo', description='Flow vs Gaussian chunk policies on a generated OGBench dataset.')
-    ap.add_argument('--out', default='results/chunk_policies'); ap.add_argument('--env', default='cube-single')
-    ap.add_argument('--episodes', type=int, default=50, help='episodes to generate when no dataset exists (an existing one is used as is)')
-    ap.add_argument('--steps', type=int, default=3000)
-    ap.add_argument('--hidden', type=int, default=512, help='width of the 4 hidden layers (paper: 512)')
-    ap.add_argument('--seed', type=int, default=0); ap.add_argument('--device', default='auto')
-    ap.add_argument('--dataset-dir', default=DEFAULT_DATASET_DIR)
-    a = ap.parse_args(argv)
-    for k in ('episodes', 'steps', 'hidden'):
-        if getattr(a, k) < 1: ap.error(f'--{k} must be >= 1')
-    try: dev = get_device(a.device)
-    except ValueError as e: ap.error(str(e))
-    res = policy_demo(a.out, a.env, a.episodes, a.steps, a.hidden, seed=a.seed, dataset_dir=a.dataset_dir, device=dev)
-    for r in res.values(): print(r)
-    print(f'wrote {a.out}/paths.png, metrics.csv, provenance.json')
+    a = tyro.cli(_PolicyDemoArgs, args=argv, prog='mac_policy_demo')
+    def body():
+        for k in ('episodes', 'steps', 'hidden'):
+            if getattr(a, k) < 1: raise ValueError(f'--{k} must be >= 1, got {getattr(a, k)}')
+        res = policy_demo(a.out, a.env, a.episodes, a.steps, a.hidden, seed=a.seed, dataset_dir=a.dataset_dir, device=get_device(a.device))
+        for r in res.values(): print(r)
+        print(f'wrote {a.out}/paths.png, metrics.csv, provenance.json')
+        return 0
+    return run_cli('mac_policy_demo', body, a.debug)
