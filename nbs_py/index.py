@@ -82,7 +82,8 @@
 #   agent learns (and by how much rejection sampling lifts it over its behaviour policy); they are not a reproduction
 #   of the paper's numbers.
 # - **Not there yet:** the goal-conditioned, large-scale setting that is the paper's headline (Table 1: oracle goal
-#   representations, goal sampling, 100M-transition datasets); runs of the ablations (Table 3, Table 15, Figure 3);
+#   representations, the goal-conditioned agent, 100M-transition runs; only its data layer exists, chapter 2b: a
+#   memory-mapped cache of many files with batch and goal sampling that never crosses an episode); runs of the ablations (Table 3, Table 15, Figure 3);
 #   GPU-scale runs of Table 2; the speed work of a whole update in one CUDA graph. Each is an open issue.
 #
 
@@ -172,6 +173,7 @@ Markdown('\n'.join(rows))
 # | `01_flow_matching` | `mac.flow` | flow matching derived; velocity field, loss, Euler sampler; why Gaussians average modes |
 # | `02_data` | `mac.data` | OGBench datasets generated locally with OGBench's oracles, validated, loaded by OGBench |
 # | `02a_chunk_batches` | `mac.batches` | what the learner sees: normalised observations, chunk batches with one home for the chunk return, windows |
+# | `02b_dataset_cache` | `mac.cache` | datasets larger than memory: one memory-mapped cache of many files, uniform chunk starts, goals from the same episode |
 # | `03_chunk_policies` | `mac.policies` | the flow behaviour policy over action chunks and the Gaussian chunk policy (MAC(Gau)) |
 # | `03a_policy_experiment` | `mac.experiments.chunk_policies` | experiment: both chunk policies trained on OGBench data, compared at held-out states (`mac_policy_demo`) |
 # | `04_distillation` | `mac.distill` | the one-step policy distilled from the flow; the "without distillation" ablation |
