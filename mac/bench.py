@@ -9,6 +9,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import tyro
@@ -81,7 +82,7 @@ class _BenchArgs:
     reps: int = 50                                        # timed updates per mode (medians after warm-up)
     device: str = 'auto'                                  # 'auto' (CUDA if available), 'cpu' or 'cuda[:i]'
     compile: bool = False                                 # also time the torch.compile path (default mode)
-    compile_mode: tuple[str, ...] = ()                    # also time torch.compile with these modes, e.g. reduce-overhead (CUDA graphs)
+    compile_mode: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()   # also time torch.compile with this mode, e.g. reduce-overhead (CUDA graphs); repeatable
     out: str | None = None                                # write figures + provenance as JSON into this folder
     debug: bool = False                                   # show the traceback of an error
 

@@ -13,6 +13,7 @@ import dataclasses
 import inspect
 import json
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -109,9 +110,9 @@ def _coerce(cls, name, value, key):
     if isinstance(default, tuple):
         if isinstance(value, str):
             try: value = tuple(int(x) for x in value.split(','))
-            except ValueError: bad('a list of layer sizes such as 256,256,256,256')
+            except ValueError: bad('a list of layer sizes such as 256,256,256,256 (on the command line: --agent.actor-hidden 256 256 256 256)')
         if not isinstance(value, (list, tuple)) or not value or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in value):
-            bad('a list of layer sizes such as 256,256,256,256')
+            bad('a list of layer sizes such as (256, 256, 256, 256)')
         return tuple(value)
     if isinstance(default, str) and not isinstance(value, str): bad('a string')
     return value
@@ -190,11 +191,12 @@ def _notes(cls) -> dict:
 
 def _flags_class(cls, prefix: str, name: str, extra=()):
     "A frozen dataclass with one optional flag per plain field of `cls` (None: keep the preset's value)."
-    notes, fields = _notes(cls), []
+    notes, fields, hints = _notes(cls), [], typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if dataclasses.is_dataclass(d): continue
-        typ = bool if isinstance(d, bool) else tuple[int, ...] if isinstance(d, tuple) else type(d)
+        typ = hints[f.name]                              # the field's annotation (a bare `tuple` is a list of layer sizes)
+        typ = tuple[int, ...] if typ is tuple else typ
         presets = '; '.join(f'{p} {PRESETS[p].get(prefix + f.name, d)!r}' for p in PRESETS if p == 'paper' or prefix + f.name in PRESETS[p])
         arg = tyro.conf.arg(help=f'{notes.get(f.name, "")} [{presets}]', help_behavior_hint="(default: the preset's)")
         fields.append((f.name, Annotated[typ | None, arg], field(default=None)))

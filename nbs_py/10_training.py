@@ -379,14 +379,15 @@ test_fail(boom.run, contains='checkpoint.pt (step 20) is the last good checkpoin
 # | `-val.npz` (or the train file) missing beside a valid twin | the missing one is made alone when the sidecar says the same settings; otherwise refused, nothing changed (`--force` replaces both) | 0 / 2 |
 # | two trainings into one `--out` | the second fails at once, naming the holder (pid, host, start); a killed holder leaves no lock | 2 |
 # | a loss turns NaN | stops before saving; says which checkpoint is the last good one, or that none was written; advises a fresh run with a lower `agent.lr` (a resume would repeat the same steps) | 3 |
-# | `batch=0`, `ckpt_every=0`, `log_every=0`, `actor_hidden=abc`, `steps=25.5`, `lr=fast` | refused where the config is made, naming the key and what it expects | 2 |
+# | `--batch 0`, `--ckpt-every 0`, `--log-every 0`, `--agent.n 0`, `--agent.policy gausian` | refused where the config is made, naming the key and what it expects | 2 |
+# | `--steps 25.5`, `--agent.lr fast`, `--agent.actor-hidden abc`, `--terminals maybe`, an unknown flag | refused by the command line (tyro), naming the flag, before anything is written | 2 |
 # | unreadable, foreign or forged checkpoint (other observation size) | refused before anything uses it | 2 |
 # | `--out` that cannot be a folder | refused before any work | 2 |
 # | train and `-val` files of different environments | refused, naming both sizes | 2 |
 # | truncated or corrupt dataset | the validator's own reason, nothing changed | 2 |
 # | `--dataset-dir` a file or unwritable; `--max-episode-steps 1` | refused before the first episode | 2 |
 # | `kill -9` of `mac_data --workers 2` | the workers exit with their parent (PR_SET_PDEATHSIG; a watcher thread elsewhere) | — |
-# | `mac_bench --configs tiny,nosuch` | refused before any timing | 2 |
+# | `mac_bench --configs tiny nosuch` | refused before any timing | 2 |
 # | `kill -9` during training, then `--resume` | every tensor equal to an uninterrupted run (the exact-resume check above) | 0 |
 
 # %% [markdown]

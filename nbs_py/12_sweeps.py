@@ -736,7 +736,7 @@ class _SweepArgs:
     episodes: int = 1000                      # episodes per file
     max_episode_steps: int = 1001             # episode length of the generated data
     seed: int = 0                             # generation seed (files do not depend on the number of workers)
-    dataset_dir: str = DEFAULT_DATASET_DIR    # where the sharded dataset goes
+    dataset_dir: str = DEFAULT_DATASET_DIR    # where --generate writes (training trials: --set.dataset-dir)
     force: bool = False                       # regenerate files made with other settings
     bench: bool = False                       # print the sweep-overhead and generation-rate figures (minutes); with --out, also write them there with provenance
     debug: bool = False                       # show the traceback of an error
@@ -754,7 +754,9 @@ def sweep_cli(argv=None):
         if a.generate:
             generate_shards(a.generate, a.files, a.episodes, a.dataset_dir, a.seed, a.max_episode_steps, force=a.force, address=a.address)
             return 0
-        trials = expand_grid(a.grid, a.envs, a.tasks, a.seeds, a.variants, a.preset, flag_overrides(a.set), a.steps)
+        over = flag_overrides(a.set)
+        if {'env', 'seed'} & set(over): raise ValueError('a sweep sets each trial\'s env and seed from the grid: use --envs/--tasks and --seeds, not --set.env/--set.seed')
+        trials = expand_grid(a.grid, a.envs, a.tasks, a.seeds, a.variants, a.preset, over, a.steps)
         out = Path(a.out or f'sweeps/{a.grid}')
         if a.list:
             for t in trials: print(f'{trial_state(out, t):7s} {t.name}')
@@ -769,6 +771,7 @@ def sweep_cli(argv=None):
 
 # %%
 test_eq(sweep_cli(['--grid', 'table2', '--envs', 'cube-sextuple', '--list']), EXIT_USAGE)
+test_eq(sweep_cli(['--set.seed', '3', '--list']), EXIT_USAGE)   # the grid owns each trial's seed and env
 test_eq(sweep_cli(['--grid', 'table3', '--envs', 'scene', '--seeds', '0', '--list', '--out', str(tmp / 'none')]), 0)
 
 # %% [markdown]

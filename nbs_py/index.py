@@ -66,7 +66,7 @@
 # `make export` runs `nbdev_export`, `nbdev_clean`, refreshes the jupytext pairs in
 # `nbs_py/` and regenerates this README from `nbs/index.ipynb`. GPU users: `make setup TORCH_PIN=` keeps the
 # CUDA build of torch you already have; every function takes a device and defaults to CUDA when present;
-# `--compile True` compiles the update (on a CPU or GPU), and `bash tools/gpu_check.sh` benchmarks, generates
+# `mac_train --compile True` compiles the update (on a CPU or GPU), and `bash tools/gpu_check.sh` benchmarks, generates
 # data and trains on a GPU machine in one go (results from one H200 below).
 
 # %% [markdown]

@@ -17,7 +17,7 @@ t0=$SECONDS
 log() { echo "[gpu_check +$((SECONDS - t0))s] $*"; }
 py() { python3 -c "import sys; from $1 import $2 as f; sys.exit(f(sys.argv[1:]))" "${@:3}"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c 'import os, torch, ogbench, mujoco; from importlib.metadata import version as v; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0), "|", *[f"{p} {v(p)}" for p in ("numpy", "ogbench", "mujoco", "gymnasium")], "| cpus", os.cpu_count())' || exit 1
+python3 -c 'import os, torch, ogbench, mujoco, tyro; from importlib.metadata import version as v; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0), "|", *[f"{p} {v(p)}" for p in ("numpy", "ogbench", "mujoco", "gymnasium")], "| cpus", os.cpu_count())' || exit 1
 
 log "1/4 benchmark on CUDA: paper and cpu presets, eager and compiled"
 timeout ${BENCH_TIMEOUT:-240} bash -c "$(declare -f py); py mac.bench bench_cli --configs paper cpu --reps 50 --device cuda --compile --out $OUT/bench"
