@@ -51,6 +51,11 @@ class TrainConfig:
         "The run's chunk return (chapter 2a): the agent's n and γ with this config's `reward_agg` and `terminals`."
         return ChunkReturn(self.agent.n, self.agent.gamma, self.reward_agg, self.terminals)
 
+    @property
+    def actions_per_plan(self) -> int:
+        "Actions executed per chosen chunk at evaluation: `replan_every`, or the whole chunk (n) when it is 0."
+        return self.replan_every or self.agent.n
+
 PRESETS = {
     'paper': {},
     'cpu': {'steps': 28_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
@@ -85,9 +90,9 @@ def _coerce(cls, name, value, key):
     if isinstance(default, tuple):
         if isinstance(value, str):
             try: value = tuple(int(x) for x in value.split(','))
-            except ValueError: bad('a list of layer sizes such as 256,256,256,256 (on the command line: --agent.actor-hidden 256 256 256 256)')
+            except ValueError: bad('a list of layer sizes such as 256,256,256,256')
         if not isinstance(value, (list, tuple)) or not value or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in value):
-            bad('a list of layer sizes such as (256, 256, 256, 256)')
+            bad('a list of layer sizes such as 256,256,256,256')
         return tuple(value)
     if isinstance(default, str) and not isinstance(value, str): bad('a string')
     return value

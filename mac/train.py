@@ -224,7 +224,7 @@ def run(self: Trainer) -> dict:
 def evaluate(self: Trainer) -> dict:
     "Evaluate the current agent (cfg.eval_episodes episodes) and log it to eval.csv / success.png."
     cfg = self.cfg
-    res = evaluate_agent(self.agent, self.norm, cfg.env, cfg.eval_episodes, cfg.eval_workers or None, seed=cfg.seed + self.step, replan_every=cfg.replan_every or cfg.agent.n)
+    res = evaluate_agent(self.agent, self.norm, cfg.env, cfg.eval_episodes, cfg.eval_workers or None, seed=cfg.seed + self.step, replan_every=cfg.actions_per_plan)
     append_csv(self.dir / 'eval.csv', dict(step=self.step, success=res['success'], episodes=res['episodes'], replan_every=res['replan_every'],
                                             eval_wall_s=res['wall_s']), keep_until=self.step - 1)  # re-evaluating a step replaces its row
     plot_success(self.dir / 'eval.csv', self.dir / 'success.png', title=f'MAC on {eval_env_name(cfg.env)}')
@@ -235,10 +235,10 @@ def evaluate(self: Trainer) -> dict:
 def final_evaluate(self: Trainer) -> dict:
     "The final checkpoint's evaluation: `final_episodes` episodes on env seeds from FINAL_EVAL_SEED, in `final_eval.json` (kept on re-runs)."
     cfg, path = self.cfg, self.dir / 'final_eval.json'
-    key = dict(step=self.step, episodes=cfg.final_episodes, seed=FINAL_EVAL_SEED, replan_every=cfg.replan_every or cfg.agent.n)
+    key = dict(step=self.step, episodes=cfg.final_episodes, seed=FINAL_EVAL_SEED, replan_every=cfg.actions_per_plan)
     old = json.loads(path.read_text()) if path.exists() else {}
     if all(old.get(k) == v for k, v in key.items()): return old
-    res = evaluate_agent(self.agent, self.norm, cfg.env, cfg.final_episodes, cfg.eval_workers or None, seed=FINAL_EVAL_SEED, replan_every=key['replan_every'])
+    res = evaluate_agent(self.agent, self.norm, cfg.env, cfg.final_episodes, cfg.eval_workers or None, seed=FINAL_EVAL_SEED, replan_every=cfg.actions_per_plan)
     out = key | {k: res[k] for k in ('success', 'successes', 'protocol', 'wall_s')}
     write_json(path, out)
     if self.progress: tqdm.write(f'final evaluation at step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes (seeds {FINAL_EVAL_SEED:,}+)')

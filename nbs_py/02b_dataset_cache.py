@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -133,13 +133,15 @@ class DatasetCache:
     last: np.ndarray
     file: np.ndarray
     sources: list
+    _starts: dict = field(default_factory=dict, repr=False)   # n → (counts, cumulative counts), made once per chunk length
 
     def __len__(self): return len(next(iter(self.arrays.values())))
 
     def chunk_starts(self, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
         "`size` rows t, uniform over every t whose rows t … t+n lie in one episode."
-        counts = np.maximum(self.last - self.first + 1 - n, 0)   # an episode of L rows offers L - n starts
-        cum = np.cumsum(counts)
+        if n not in self._starts:   # an episode of L rows offers L - n starts
+            counts = np.maximum(self.last - self.first + 1 - n, 0); self._starts[n] = counts, np.cumsum(counts)
+        counts, cum = self._starts[n]
         if cum[-1] == 0: raise DatasetError(f'no episode has more than {n} rows')
         u = rng.integers(0, cum[-1], size)
         ep = np.searchsorted(cum, u, side='right')
@@ -150,11 +152,12 @@ class DatasetCache:
 
     def goals(self, rows, kind: str, rng: np.random.Generator, gamma: float = 0.99) -> np.ndarray:
         "A goal row for each row: 'current', 'traj' (uniform on its future), 'geom' (future, Geometric(1 − γ)) or 'random'."
-        rows = np.asarray(rows); last = self.last[self.episode_of(rows)]
+        rows = np.asarray(rows)
         if kind == 'current': return rows.copy()
+        if kind == 'random': return rng.integers(0, len(self), len(rows))
+        last = self.last[self.episode_of(rows)]
         if kind == 'traj': return rows + (rng.random(len(rows)) * (last - rows + 1)).astype(np.int64)
         if kind == 'geom': return np.minimum(rows + rng.geometric(1 - gamma, len(rows)), last)
-        if kind == 'random': return rng.integers(0, len(self), len(rows))
         raise ValueError(f"goal kind must be 'current', 'traj', 'geom' or 'random', got {kind!r}")
 
 def open_cache(cache_dir) -> DatasetCache:

@@ -70,6 +70,11 @@ class TrainConfig:
         "The run's chunk return (chapter 2a): the agent's n and γ with this config's `reward_agg` and `terminals`."
         return ChunkReturn(self.agent.n, self.agent.gamma, self.reward_agg, self.terminals)
 
+    @property
+    def actions_per_plan(self) -> int:
+        "Actions executed per chosen chunk at evaluation: `replan_every`, or the whole chunk (n) when it is 0."
+        return self.replan_every or self.agent.n
+
 PRESETS = {
     'paper': {},
     'cpu': {'steps': 28_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
@@ -110,9 +115,9 @@ def _coerce(cls, name, value, key):
     if isinstance(default, tuple):
         if isinstance(value, str):
             try: value = tuple(int(x) for x in value.split(','))
-            except ValueError: bad('a list of layer sizes such as 256,256,256,256 (on the command line: --agent.actor-hidden 256 256 256 256)')
+            except ValueError: bad('a list of layer sizes such as 256,256,256,256')
         if not isinstance(value, (list, tuple)) or not value or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in value):
-            bad('a list of layer sizes such as (256, 256, 256, 256)')
+            bad('a list of layer sizes such as 256,256,256,256')
         return tuple(value)
     if isinstance(default, str) and not isinstance(value, str): bad('a string')
     return value
@@ -157,6 +162,7 @@ test_eq(TrainConfig().agent, MACConfig()); test_eq((TrainConfig().steps, TrainCo
 c = make_config('cpu', {'agent.n_train': 4, 'seed': '3'})
 test_eq((c.agent.n_train, c.seed, c.agent.actor_hidden), (4, 3, (256,) * 4))
 test_eq(config_from_dict(json.loads(json.dumps(config_to_dict(c)))), c)           # JSON round trip, tuples included
+test_eq((c.actions_per_plan, make_config('cpu', {'replan_every': 0, 'agent.n': 5}).actions_per_plan), (10, 5))   # 0: the whole chunk
 test_fail(lambda: make_config('cpu', {'agent.widht': 3}), contains="unknown config key 'agent.widht'; valid keys: env, steps")
 test_fail(lambda: make_config('fast'), contains="unknown preset 'fast'")
 for bad, says in [({'batch': 0}, "'batch' must be >= 1"), ({'ckpt_every': 0}, "'ckpt_every' must be >= 1"), ({'log_every': 0}, "'log_every' must be >= 1"),

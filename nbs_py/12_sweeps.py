@@ -174,6 +174,8 @@ def expand_grid(grid: str = 'single', envs=None, tasks=None, seeds=None, variant
     if bad: raise ValueError(f'unknown environment {", ".join(bad)}: supported are {", ".join(ENVS)}')
     bad = [k for k in tasks or () if k != 'default' and not 1 <= int(k) <= 5]
     if bad: raise ValueError(f'tasks must be 1 … 5 or "default", got {bad}')
+    if {'env', 'seed'} & set(overrides or {}):   # Trial.config sets them from the grid: an override would be dropped silently
+        raise ValueError("a sweep sets each trial's env and seed from the grid: use --envs/--tasks and --seeds, not --set.env/--set.seed")
     over = dict(overrides or {}) | ({'steps': steps} if steps is not None else {})
     out = []
     for v in variants or g['variants']:
@@ -754,9 +756,7 @@ def sweep_cli(argv=None):
         if a.generate:
             generate_shards(a.generate, a.files, a.episodes, a.dataset_dir, a.seed, a.max_episode_steps, force=a.force, address=a.address)
             return 0
-        over = flag_overrides(a.set)
-        if {'env', 'seed'} & set(over): raise ValueError('a sweep sets each trial\'s env and seed from the grid: use --envs/--tasks and --seeds, not --set.env/--set.seed')
-        trials = expand_grid(a.grid, a.envs, a.tasks, a.seeds, a.variants, a.preset, over, a.steps)
+        trials = expand_grid(a.grid, a.envs, a.tasks, a.seeds, a.variants, a.preset, flag_overrides(a.set), a.steps)
         out = Path(a.out or f'sweeps/{a.grid}')
         if a.list:
             for t in trials: print(f'{trial_state(out, t):7s} {t.name}')
