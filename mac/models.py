@@ -47,6 +47,7 @@ class ChunkSuccess(nn.Module):
 
     def forward(self, obs, actions, goal=None):
         if (goal is None) != (self.goal_dim == 0): raise ValueError(f'this success model expects a goal of size {self.goal_dim}' if self.goal_dim else 'this success model takes no goal')
+        if goal is not None: goal = goal.expand(*obs.shape[:-1], goal.shape[-1])   # one goal per rollout, over its H steps
         return self.net(torch.cat([obs, *([goal] if goal is not None else []), actions], -1)).squeeze(-1)
 
     def loss(self, obs, actions, success, goal=None):

@@ -132,19 +132,19 @@ test_fail(lambda: MACConfig(n=0), contains='MACConfig.n must be >= 1')
 #| export
 class MACAgent(nn.Module):
     "MAC: flow BC + one-step policy + chunk dynamics/reward/success + V, target V̄ and Q; `update` is Algorithm 1."
-    def __init__(self, obs_dim: int, action_dim: int, cfg: MACConfig = MACConfig(), device=None):
+    def __init__(self, obs_dim: int, action_dim: int, cfg: MACConfig = MACConfig(), device=None, goal_dim: int = 0):
         super().__init__()
-        self.cfg, self.obs_dim, self.action_dim = cfg, obs_dim, action_dim
-        n, chunk = cfg.n, cfg.n * action_dim
+        self.cfg, self.obs_dim, self.action_dim, self.goal_dim = cfg, obs_dim, action_dim, goal_dim
+        n, chunk, x = cfg.n, cfg.n * action_dim, obs_dim + goal_dim   # x: what the goal-conditioned nets read, [s, g]
         if cfg.policy == 'flow':
-            self.flow = FlowChunkPolicy(obs_dim, action_dim, n, cfg.actor_hidden)
-            if cfg.distill: self.onestep = OneStepPolicy(obs_dim, action_dim, n, cfg.actor_hidden)
-        else: self.gauss = GaussianChunkPolicy(obs_dim, action_dim, n, cfg.actor_hidden)
-        self.dynamics = ChunkDynamics(obs_dim, action_dim, n, cfg.dynamics_hidden)
-        self.reward = ChunkReward(obs_dim, action_dim, n, cfg.dynamics_hidden)
-        self.success = ChunkSuccess(obs_dim, action_dim, n, hidden=cfg.dynamics_hidden)
-        self.value = ValueNet(obs_dim, cfg.value_hidden)
-        self.critic = QNet(obs_dim, chunk, cfg.dynamics_hidden)
+            self.flow = FlowChunkPolicy(x, action_dim, n, cfg.actor_hidden)
+            if cfg.distill: self.onestep = OneStepPolicy(x, action_dim, n, cfg.actor_hidden)
+        else: self.gauss = GaussianChunkPolicy(x, action_dim, n, cfg.actor_hidden)
+        self.dynamics = ChunkDynamics(obs_dim, action_dim, n, cfg.dynamics_hidden)   # the world does not depend on the goal
+        self.reward = ChunkReward(x, action_dim, n, cfg.dynamics_hidden)
+        self.success = ChunkSuccess(obs_dim, action_dim, n, goal_dim, cfg.dynamics_hidden)
+        self.value = ValueNet(x, cfg.value_hidden)
+        self.critic = QNet(x, chunk, cfg.dynamics_hidden)
         self.target_value = copy.deepcopy(self.value).requires_grad_(False)
         self.to(get_device(device))
         self.opt = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=cfg.lr,
@@ -152,6 +152,15 @@ class MACAgent(nn.Module):
 
     @property
     def device(self): return next(self.parameters()).device
+
+    def cond(self, obs, goal=None):
+        "[s, g], the input of every goal-conditioned net; a goal (B, G) is broadcast over leading rollout axes of obs (…, B, S)."
+        if (goal is None) != (self.goal_dim == 0):
+            raise ValueError(f'this agent is goal-conditioned: pass a goal of size {self.goal_dim}' if self.goal_dim else
+                             'this agent is reward-based (goal_dim=0): it takes no goal')
+        if goal is None: return obs
+        if goal.shape[-1] != self.goal_dim: raise ValueError(f'goal has size {goal.shape[-1]}, this agent expects {self.goal_dim}')
+        return torch.cat([obs, goal.expand(*obs.shape[:-1], self.goal_dim)], -1)
 
 
 # %% [markdown]
@@ -168,47 +177,55 @@ class MACAgent(nn.Module):
 #| export
 @patch
 @torch.no_grad()
-def behaviour_sample(self: MACAgent, obs, N: int, generator=None):
-    "N behaviour chunks per state (B, N, n·d), clipped to [-1, 1]."
+def sample_chunks(self: MACAgent, x, N: int, generator=None):
+    "N behaviour chunks (B, N, n·d), clipped to [-1, 1], for the nets' input x = [s, g] (s alone when reward-based)."
     c = self.cfg
-    if c.policy == 'gaussian': return self.gauss.sample(obs, N, generator=generator)
-    if c.distill: return self.onestep.sample(obs, N, generator=generator)
-    return self.flow.sample(obs, N, steps=1, generator=generator)
+    if c.policy == 'gaussian': return self.gauss.sample(x, N, generator=generator)
+    if c.distill: return self.onestep.sample(x, N, generator=generator)
+    return self.flow.sample(x, N, steps=1, generator=generator)
+
+@patch
+def behaviour_sample(self: MACAgent, obs, N: int, generator=None, goal=None):
+    "N behaviour chunks per state (B, N, n·d), clipped to [-1, 1]."
+    return self.sample_chunks(self.cond(obs, goal), N, generator)
 
 @patch
 @torch.no_grad()
-def acting_policy(self: MACAgent, obs, N: int, generator=None):
+def acting_policy(self: MACAgent, obs, N: int, generator=None, goal=None):
     "The acting policy: rejection sampling over N behaviour chunks with Q (MAC(FQL): one π_ω sample). (B, n·d)."
-    if self.cfg.extraction == 'fql': return self.onestep.sample(obs, 1, generator=generator)[:, 0]
-    return rejection_sample(lambda o, k: self.behaviour_sample(o, k, generator), self.critic, obs, N)[0]
+    x = self.cond(obs, goal)
+    if self.cfg.extraction == 'fql': return self.onestep.sample(x, 1, generator=generator)[:, 0]
+    return rejection_sample(lambda o, k: self.sample_chunks(o, k, generator), self.critic, x, N)[0]
 
 @patch
 @torch.no_grad()
-def act(self: MACAgent, obs, generator=None):
-    "Test-time chunks (B, n·d) for normalised observations (B, S): N_test candidates, argmax Q."
-    return self.acting_policy(obs, self.cfg.n_test, generator)
+def act(self: MACAgent, obs, generator=None, goal=None):
+    "Test-time chunks (B, n·d) for normalised observations (B, S) (and goals (B, G)): N_test candidates, argmax Q."
+    return self.acting_policy(obs, self.cfg.n_test, generator, goal)
 
 
 # %% [markdown]
 # ## The losses, one short method each
 #
 # A batch holds `observations` (B, S), `actions` (B, n·d), `rewards` (B,), `next_observations` (B, S) and `masks` (B,)
-# (chapter 2a's sampler). The success net's target is $1 - m$ (all zeros in single-task data).
+# (chapter 2a's sampler). The success net's target is $1 - m$ (all zeros in single-task data). A goal-conditioned batch
+# (chapter 10b) adds `value_goals` and `actor_goals` (B, G); `self.cond` puts them beside the state (section "Goals").
 
 # %%
 #| export
 @patch
 def model_losses(self: MACAgent, b) -> dict:
-    "Eqs. 5-6 and the success BCE on dataset chunks."
-    out = dict(dynamics=self.dynamics.loss(b['observations'], b['actions'], b['next_observations']),
-               reward=self.reward.loss(b['observations'], b['actions'], b['rewards']))
-    if self.cfg.learn_success: out['success'] = self.success.loss(b['observations'], b['actions'], 1 - b['masks'])
+    "Eqs. 5-6 and the success BCE on dataset chunks (reward and success conditioned on the value goals, if any)."
+    s, a, g = b['observations'], b['actions'], b.get('value_goals')
+    out = dict(dynamics=self.dynamics.loss(s, a, b['next_observations']),
+               reward=self.reward.loss(self.cond(s, g), a, b['rewards']))
+    if self.cfg.learn_success: out['success'] = self.success.loss(s, a, 1 - b['masks'], g)
     return out
 
 @patch
 def bc_losses(self: MACAgent, b, generator=None) -> dict:
-    "Flow BC (Eq. 7) + distillation (Eq. 8), or the Gaussian's NLL, on dataset chunks."
-    c, s, a = self.cfg, b['observations'], b['actions']
+    "Flow BC (Eq. 7) + distillation (Eq. 8), or the Gaussian's NLL, on dataset chunks (conditioned on the actor goals, if any)."
+    c, s, a = self.cfg, self.cond(b['observations'], b.get('actor_goals')), b['actions']
     if c.policy == 'gaussian': return dict(bc=self.gauss.loss(s, a))
     out = dict(flow=self.flow.loss(s, a, generator=generator))
     if c.distill and c.extraction == 'rejection': out['distill'] = distillation_loss(self.onestep, self.flow, s, steps=c.flow_steps, generator=generator)
@@ -219,25 +236,28 @@ def bc_losses(self: MACAgent, b, generator=None) -> dict:
 #| export
 @patch
 @torch.no_grad()
-def rollout(self: MACAgent, obs0, generator=None, N: int | None = None, H: int | None = None) -> dict:
+def rollout(self: MACAgent, obs0, generator=None, N: int | None = None, H: int | None = None, goal=None) -> dict:
     "Eq. 9: H steps of the policy (N candidates; defaults N_train, H) in the chunk model from obs0 (B, S), no gradients."
     c = self.cfg
-    return model_rollout(lambda s: self.acting_policy(s, N or c.n_train, generator), self.dynamics, self.reward,
-                         lambda s, a: 1 - self.success.predict(s, a)[1], obs0, H or c.H)   # mask = 1 − predicted success
+    success = lambda s, a: self.success.predict(s, a, goal)[1]   # 1(σ(f) > 0.5); the goal is held for the whole rollout
+    reward = (lambda s, a: success(s, a) - 1) if self.goal_dim else (lambda s, a: self.reward(s, a))   # GC: −1 per chunk until success
+    ro = model_rollout(lambda s: self.acting_policy(s, N or c.n_train, generator, goal), self.dynamics, reward,
+                       lambda s, a: 1 - success(s, a), obs0, H or c.H)   # mask = 1 − predicted success
+    return ro | dict(goals=goal)
 
 @patch
 def value_losses(self: MACAgent, ro) -> dict:
     "Eq. 10 with the target network's bootstrap V̄(ŝ_H), and Eq. 11 with the online V(ŝ_1)."
-    gn = self.cfg.gamma ** self.cfg.n
-    with torch.no_grad(): G = nstep_targets(ro['rewards'], ro['masks'], self.target_value(ro['states'][-1]), gn)
-    return dict(value=value_loss(self.value, ro['states'], G),
-                critic=critic_loss(self.critic, self.value, ro['states'][0], ro['actions'][0], ro['rewards'][0], ro['masks'][0], ro['states'][1], gn),
+    gn, x = self.cfg.gamma ** self.cfg.n, self.cond(ro['states'], ro.get('goals'))
+    with torch.no_grad(): G = nstep_targets(ro['rewards'], ro['masks'], self.target_value(x[-1]), gn)
+    return dict(value=value_loss(self.value, x, G),
+                critic=critic_loss(self.critic, self.value, x[0], ro['actions'][0], ro['rewards'][0], ro['masks'][0], x[1], gn),
                 v_mean=G.mean().detach())
 
 @patch
 def fql_actor_loss(self: MACAgent, ro, generator=None) -> dict:
     "MAC(FQL): on all rollout states, α·distillation − Q(ŝ, clip π_ω(ŝ, z)) / mean|Q|, through a frozen critic."
-    s = ro['states'][:-1].reshape(-1, self.obs_dim)
+    s = self.cond(ro['states'][:-1], ro.get('goals')).reshape(-1, self.obs_dim + self.goal_dim)
     z = torch.randn((s.shape[0], self.cfg.n * self.action_dim), generator=generator, device=s.device)
     with torch.no_grad(): target = self.flow(s, z, self.cfg.flow_steps)
     a = self.onestep(s, z)
@@ -262,7 +282,8 @@ def losses(self: MACAgent, batch, generator=None, values: bool = True) -> dict:
     "Every loss of Algorithm 1 for one batch, with the networks as they are now (values=False: models and policies only)."
     out = {**self.model_losses(batch), **self.bc_losses(batch, generator)}
     if not values: return out
-    ro = self.rollout(batch['observations'][: self.cfg.rollout_batch], generator)
+    rb, g = self.cfg.rollout_batch, batch.get('value_goals')
+    ro = self.rollout(batch['observations'][:rb], generator, goal=None if g is None else g[:rb])   # GC: rollouts chase the value goals
     out.update(self.value_losses(ro))
     if self.cfg.extraction == 'fql': out.update(self.fql_actor_loss(ro, generator))
     return out
@@ -391,11 +412,69 @@ test_close(out['value'], value_h, eps=1e-4); test_close(out['critic'], critic_h,
 # %%
 grad_h = sum(2 * ((V_h(st[k]) - G_h[k])[:, None] * st[k]).sum(0) for k in range(H)) / (H * Bh)
 test_close(torch.autograd.grad(out['value'], ag.value.net[0].weight)[0][0], grad_h, eps=1e-4)
-ag.rollout = lambda obs0, generator=None: ro_h                                   # this agent imagines the hand-built rollout
+ag.rollout = lambda obs0, generator=None, goal=None: ro_h                                   # this agent imagines the hand-built rollout
 w0 = ag.value.net[0].weight.detach().clone()
 o = ag.update(batch(torch.Generator().manual_seed(0)))
 test_close(o['value'], value_h, eps=1e-4); test_close(o['critic'], critic_h, eps=1e-4)
 test_close(ag.value.net[0].weight.detach()[0] - w0[0], -lin.lr * grad_h.sign(), eps=1e-6)
+
+# %% [markdown]
+# ## Goals: one agent for both settings
+#
+# The paper's headline experiments are goal-conditioned: every episode names a goal $g$ and succeeds when it is reached.
+# The paper's only words on how MAC changes there are about the reward model (Appendix A.1):
+#
+# > For large-scale benchmarks, we parameterize the reward model and the terminal model using a single success prediction network $f_\psi(s_t, a_t)$, where termination is calculated as $\mathbb{1}(f_\psi(s_t, a_t) > 0.5)$ and reward is calculated as $\mathbb{1}(f_\psi(s_t, a_t) > 0.5) - 1$.
+#
+# The official code fills in the rest (paraphrased from `official-code-facts.md` §2-3): every network except the dynamics
+# reads the goal beside the state, $[s, g]$: the flow and one-step policies, the value, its target and the critic, and
+# the success net is $f_\psi(s, g, \mathbf a)$ (the paper's $f_\psi(s_t, a_t)$ leaves the goal out; it cannot predict
+# success without one). The dynamics $p_\psi(s, \mathbf a)$ stays goal-free: the world does not depend on what we want.
+# A rollout holds its goal fixed, and its reward is $\hat r_k = \mathbb 1(\sigma(f_\psi) > 0.5) - 1$, one $-1$ per chunk
+# until predicted success, where the mask $m_k = 1 - \text{success}$ cuts the return. The policies learn from *actor
+# goals* and the values from *value goals*, sampled differently from the dataset (chapter 10b).
+#
+# So `MACAgent(obs_dim, action_dim, cfg, goal_dim=G)` is the same agent with wider inputs: `cond(s, g)` builds $[s, g]$ and
+# every method takes an optional goal. With `goal_dim=0` (the default) nothing changes: the reward-based agent is
+# exactly the one above (its updates were compared bit for bit against the version before goals existed). The checks:
+# a goal-conditioned update trains every net and each loss reaches only its own; a rollout's rewards and masks come
+# from the success net with the rollout's goal, and equal a hand-built rollout; goals are required where they are
+# expected and refused where they are not.
+
+# %%
+G = 3
+def gc_batch(g):
+    b = batch(g); succ = (torch.rand(B, generator=g) < 0.3).float()
+    return b | dict(value_goals=torch.randn(B, G, generator=g), actor_goals=torch.randn(B, G, generator=g), rewards=succ - 1, masks=1 - succ)
+gc = MACAgent(S, d, MACConfig(**tiny), device='cpu', goal_dim=G)
+before = {k: v.clone() for k, v in gc.state_dict().items()}
+ls = gc.losses(gc_batch(torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1))
+for loss_name, module in owner.items():
+    grads = torch.autograd.grad(ls[loss_name], [p for p in gc.parameters() if p.requires_grad], retain_graph=True, allow_unused=True)
+    touched = {n.split('.')[0] for (n, p), gr in zip([(n, p) for n, p in gc.named_parameters() if p.requires_grad], grads) if gr is not None and gr.abs().sum() > 0}
+    test_eq(touched, {module})
+gc.update(gc_batch(torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1))
+for name in owner.values(): assert any(not torch.equal(before[k], v) for k, v in gc.state_dict().items() if k.startswith(name + '.')), name
+# the goal reaches the policy: the same states with other actor goals give another flow loss (same noise)
+b0 = gc_batch(torch.Generator().manual_seed(0))
+fl = lambda b: gc.bc_losses(b, torch.Generator().manual_seed(4))['flow']
+assert not torch.isclose(fl(b0), fl(b0 | dict(actor_goals=-b0['actor_goals'])))
+
+# %%
+s0, goal = torch.randn(B, S), torch.randn(B, G)
+ro = gc.rollout(s0, torch.Generator().manual_seed(7), goal=goal)
+g = torch.Generator().manual_seed(7)
+a0 = gc.acting_policy(s0, 4, g, goal); s1 = gc.dynamics(s0, a0); a1 = gc.acting_policy(s1, 4, g, goal); s2 = gc.dynamics(s1, a1)
+with torch.no_grad():
+    test_close(ro['states'], torch.stack([s0, s1, s2])); test_close(ro['actions'], torch.stack([a0, a1]))
+    succ = torch.stack([(torch.sigmoid(gc.success(s, a, goal)) > 0.5).float() for s, a in ((s0, a0), (s1, a1))])
+    test_eq(ro['rewards'], succ - 1); test_eq(ro['masks'], 1 - succ)             # −1 per chunk until predicted success
+    test_eq(ro['goals'], goal)
+    gc.success.net[-1].bias.fill_(50.0)                                         # a success net that always says "reached"
+    ro = gc.rollout(s0, goal=goal); test_eq(ro['rewards'], torch.zeros(2, B)); test_eq(ro['masks'], torch.zeros(2, B))
+test_fail(lambda: gc.act(s0), contains='pass a goal of size 3')
+test_fail(lambda: gc.act(s0, goal=torch.randn(B, 2)), contains='goal has size 2')
+test_fail(lambda: agent.act(s0, goal=goal), contains='reward-based (goal_dim=0)')
 
 # %% [markdown]
 # ## A toy run: MAC against its own behaviour policy
