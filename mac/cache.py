@@ -103,12 +103,13 @@ class DatasetCache:
         return np.searchsorted(self.last, rows)   # the first episode whose last row is ≥ row
 
     def goals(self, rows, kind: str, rng: np.random.Generator, gamma: float = 0.99) -> np.ndarray:
-        "A goal row for each row: 'current', 'traj' (uniform on its future), 'geom' (future, Geometric(1 − γ)) or 'random'."
+        "A goal row for each row: 'current', 'traj' (uniform on its strict future), 'geom' (future, Geometric(1 − γ)) or 'random'."
         rows = np.asarray(rows)
         if kind == 'current': return rows.copy()
         if kind == 'random': return rng.integers(0, len(self), len(rows))
         last = self.last[self.episode_of(rows)]
-        if kind == 'traj': return rows + (rng.random(len(rows)) * (last - rows + 1)).astype(np.int64)
+        if kind == 'traj':   # uniform on rows t+1 … last (t itself on an episode's last row)
+            lo = np.minimum(rows + 1, last); return lo + (rng.random(len(rows)) * (last - lo + 1)).astype(np.int64)
         if kind == 'geom': return np.minimum(rows + rng.geometric(1 - gamma, len(rows)), last)
         raise ValueError(f"goal kind must be 'current', 'traj', 'geom' or 'random', got {kind!r}")
 

@@ -48,6 +48,7 @@ class DatasetName:
     kind: str = 'play'      # 'play' or 'noisy'
     task: int | None = None # single-task id (1-5), None for the goal-conditioned dataset
     singletask: bool = False
+    oraclerep: bool = False # goal-conditioned with OGBench's oracle goal representations (chapter 9b)
 
     @property
     def dataset(self): return f'{self.env}-{self.kind}-v0'          # the files' stem
@@ -55,11 +56,12 @@ class DatasetName:
     def env_id(self): return f'{self.env}-v0'                       # the environment that made the data
     @property
     def full(self):                                                 # what ogbench.make_env_and_datasets takes
+        if self.oraclerep: return f'{self.env}-{self.kind}-oraclerep-v0'
         if not self.singletask: return self.dataset
         return f'{self.env}-{self.kind}-singletask' + (f'-task{self.task}' if self.task else '') + '-v0'
 
 def parse_name(name: str) -> DatasetName:
-    "Parse 'cube-single', 'cube-single-v0', 'cube-single-play-v0' or 'cube-single-play-singletask-task2-v0'."
+    "Parse 'cube-single', 'cube-single-v0', 'cube-single-play-v0', 'cube-single-play-singletask-task2-v0' or 'puzzle-3x3-play-oraclerep-v0'."
     rest = name[:-3] if name.endswith('-v0') else name
     env = next((e for e in sorted(ENVS, key=len, reverse=True) if rest == e or rest.startswith(e + '-')), None)
     if env is None:
@@ -68,13 +70,15 @@ def parse_name(name: str) -> DatasetName:
     parts = [p for p in rest[len(env):].split('-') if p]
     kind = parts.pop(0) if parts and parts[0] in KINDS else 'play'
     singletask = bool(parts) and parts[0] == 'singletask'
+    oraclerep = parts == ['oraclerep']
     task = None
-    if singletask and len(parts) == 2 and parts[1].startswith('task') and parts[1][4:].isdigit(): task = int(parts[1][4:])
+    if oraclerep: pass
+    elif singletask and len(parts) == 2 and parts[1].startswith('task') and parts[1][4:].isdigit(): task = int(parts[1][4:])
     elif parts and not (singletask and len(parts) == 1):
-        raise DatasetError(f'cannot parse {name!r}: expected <env>[-play|-noisy][-singletask[-taskK]][-v0], '
+        raise DatasetError(f'cannot parse {name!r}: expected <env>[-play|-noisy][-singletask[-taskK]|-oraclerep][-v0], '
                            f'e.g. {env}-play-singletask-task2-v0')
     if task is not None and not 1 <= task <= 5: raise DatasetError(f'{name!r}: OGBench tasks are task1 … task5')
-    return DatasetName(env, kind, task, singletask)
+    return DatasetName(env, kind, task, singletask, oraclerep)
 
 # %% ../nbs/02_data.ipynb #71f3f194
 def _p_stack(env: str, rng: np.random.Generator) -> float:

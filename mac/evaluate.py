@@ -38,23 +38,26 @@ def eval_env_name(name: str) -> str:
 
 # %% ../nbs/09_evaluation.ipynb #0836d0dd
 def run_episodes(act_fn, env_name: str, episodes: int = 15, workers: int | None = None, seed: int = 0,
-                 replan_every: int = 1, action_dim: int = 5, progress: bool = False) -> dict:
-    "Run `episodes` episodes of `act_fn(obs (W, S) np) → chunks (W, n·d) np` in parallel envs; per-episode success and length."
+                 replan_every: int = 1, action_dim: int = 5, progress: bool = False, options: dict | None = None,
+                 env_kwargs: dict | None = None, with_goals: bool = False) -> dict:
+    """Run `episodes` episodes of `act_fn(obs (W, S) np) → chunks (W, n·d) np` in parallel envs; per-episode success and length.
+    `options` go to every reset (e.g. `{'task_id': 3}`); `with_goals`: the reset's `info['goal']` (W, G) is passed as `act_fn(obs, goals)`."""
     import gymnasium
     if replan_every < 1: raise ValueError(f'replan_every must be >= 1, got {replan_every}')
     W = max(1, min(episodes, workers or os.cpu_count() or 1))
-    fns = [functools.partial(_make_env, env_name) for _ in range(W)]
+    fns = [functools.partial(_make_env, env_name, **(env_kwargs or {})) for _ in range(W)]
     venv = gymnasium.vector.AsyncVectorEnv(fns, context='spawn') if W > 1 else gymnasium.vector.SyncVectorEnv(fns)
     succ, lengths, t0 = [], [], time.time()
     try:
         for r in range(-(-episodes // W)):
             k = min(W, episodes - r * W)                                     # episodes in this round
-            obs, _ = venv.reset(seed=[seed + r * W + i for i in range(W)])
+            obs, info = venv.reset(seed=[seed + r * W + i for i in range(W)], options=options)
+            goals = info['goal'] if with_goals else None                      # goal-conditioned: one goal per episode
             done, step = np.zeros(W, bool), 0
             ep_succ, ep_len, queue = np.zeros(W), np.zeros(W, int), None
             while not done[:k].all():
                 if step % replan_every == 0:                                  # re-plan: one batched call for all envs
-                    queue = np.asarray(act_fn(obs)).reshape(W, -1, action_dim)
+                    queue = np.asarray(act_fn(obs) if goals is None else act_fn(obs, goals)).reshape(W, -1, action_dim)
                     if queue.shape[1] < replan_every: raise ValueError(f'replan_every={replan_every} exceeds the chunk length {queue.shape[1]}')
                 obs, _, term, trunc, info = venv.step(np.clip(queue[:, step % replan_every], -1, 1))
                 step += 1

@@ -151,12 +151,13 @@ class DatasetCache:
         return np.searchsorted(self.last, rows)   # the first episode whose last row is ≥ row
 
     def goals(self, rows, kind: str, rng: np.random.Generator, gamma: float = 0.99) -> np.ndarray:
-        "A goal row for each row: 'current', 'traj' (uniform on its future), 'geom' (future, Geometric(1 − γ)) or 'random'."
+        "A goal row for each row: 'current', 'traj' (uniform on its strict future), 'geom' (future, Geometric(1 − γ)) or 'random'."
         rows = np.asarray(rows)
         if kind == 'current': return rows.copy()
         if kind == 'random': return rng.integers(0, len(self), len(rows))
         last = self.last[self.episode_of(rows)]
-        if kind == 'traj': return rows + (rng.random(len(rows)) * (last - rows + 1)).astype(np.int64)
+        if kind == 'traj':   # uniform on rows t+1 … last (t itself on an episode's last row)
+            lo = np.minimum(rows + 1, last); return lo + (rng.random(len(rows)) * (last - lo + 1)).astype(np.int64)
         if kind == 'geom': return np.minimum(rows + rng.geometric(1 - gamma, len(rows)), last)
         raise ValueError(f"goal kind must be 'current', 'traj', 'geom' or 'random', got {kind!r}")
 
@@ -171,7 +172,8 @@ def open_cache(cache_dir) -> DatasetCache:
 
 
 # %% [markdown]
-# `geom` follows the official code's geometric goal sampling: an offset k ≥ 1 with P(k) = (1 − γ)γ^(k−1),
+# `traj` and `geom` follow the official code's trajectory goal sampling: `traj` is uniform on the rows after t
+# (official: from idx+1 to the episode's end), `geom`: an offset k ≥ 1 with P(k) = (1 − γ)γ^(k−1),
 # clipped to the episode's last row (paraphrase of its sampler; the rule that a future goal is at least one step
 # ahead is its choice). `random` is uniform over all rows of all files: such a goal is from another trajectory on
 # purpose (the negative goals of goal-conditioned value learning).
@@ -219,7 +221,9 @@ for kind in ('current', 'traj', 'geom'):
     g = c.goals(rows, kind, rng)
     assert (c.episode_of(g) == c.episode_of(rows)).all() and (g >= rows).all(), kind   # same episode, never the past
 test_eq(c.goals(rows, 'current', rng), rows)
-g = c.goals(rows, 'traj', rng); assert (g == c.last[c.episode_of(rows)]).any() and (g == rows).any()   # both ends reachable
+g = c.goals(rows, 'traj', rng); assert (g == c.last[c.episode_of(rows)]).any() and (g == rows + 1).any()   # both ends reachable …
+assert (g > rows).all()                                                                  # … and never the state itself (official: idx+1 … final)
+on_last = c.last[:3]; test_eq(c.goals(on_last, 'traj', rng), on_last)                  # an episode's last row has only itself
 far = c.first[3] + 0 * rows[:1].repeat(100_000)                                        # episode 3 has 20 rows: offsets rarely clip
 k = c.goals(far, 'geom', rng, gamma=0.8) - far
 ks = np.arange(1, 19); w = 0.2 * 0.8 ** (ks - 1)                                     # P(k) = (1 − γ) γ^(k−1), k = 1 … 18
