@@ -25,8 +25,9 @@ from .agent import MACAgent
 from .config import ConfigFlags, PresetName, TrainConfig, config_from_dict, config_to_dict, flag_overrides, make_config
 from .core import EXIT_DIVERGED, EXIT_USAGE, append_csv, atomic_write, get_device, provenance, run_cli, seed_everything, write_json
 from .batches import ChunkDataset, ObsNormalizer
-from .data import DatasetError, ensure_dataset, load_ogbench, parse_name
+from .data import DatasetError, dataset_paths, ensure_dataset, load_ogbench, parse_name
 from .evaluate import eval_env_name, plot_success
+from .goals import evaluate_goals, goal_data
 from .evaluate import evaluate as evaluate_agent   # `evaluate` is also the name of a Trainer method
 
 # %% auto #0
@@ -47,11 +48,12 @@ def _set_rng_state(gen: torch.Generator, s: dict):
     v, state, gauss = s['python']; random.setstate((v, tuple(state), gauss))
     if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
-def save_checkpoint(path, step: int, cfg: TrainConfig, agent: MACAgent, norm: ObsNormalizer, gen: torch.Generator):
+def save_checkpoint(path, step: int, cfg: TrainConfig, agent: MACAgent, norm: ObsNormalizer, gen: torch.Generator,
+                    goal_norm: ObsNormalizer | None = None):
     "Atomically write everything needed to resume exactly (loadable with weights_only=True)."
     obj = dict(format=1, step=step, config=json.dumps(config_to_dict(cfg)), env=cfg.env, obs_dim=agent.obs_dim,
-               action_dim=agent.action_dim, agent=agent.state_dict(), opt=agent.opt.state_dict(),
-               normalizer=norm.state_dict(), rng=_rng_state(gen))
+               action_dim=agent.action_dim, goal_dim=agent.goal_dim, agent=agent.state_dict(), opt=agent.opt.state_dict(),
+               normalizer=norm.state_dict(), rng=_rng_state(gen), **({'goal_normalizer': goal_norm.state_dict()} if goal_norm else {}))
     atomic_write(path, lambda p: torch.save(obj, p))
 
 class CheckpointError(ValueError):
@@ -69,10 +71,11 @@ def load_checkpoint(path, device=None) -> dict:
 
 def load_agent(path, device='cpu', **agent_overrides):
     """A trained agent, read-only (no Trainer, no run-folder lock): `path` is a run folder or a checkpoint file;
-    `agent_overrides` change test-time settings such as `n_test`. Returns (agent, normaliser, config, checkpoint)."""
+    `agent_overrides` change test-time settings such as `n_test`. Returns (agent, normaliser, config, checkpoint)
+    (goal-conditioned runs: the goal normaliser is `ObsNormalizer.from_state_dict(checkpoint['goal_normalizer'])`)."""
     p = Path(path); ck = load_checkpoint(p / 'checkpoint.pt' if p.is_dir() else p, device)
     cfg = config_from_dict(json.loads(ck['config']))
-    agent = MACAgent(ck['obs_dim'], ck['action_dim'], dataclasses.replace(cfg.agent, **agent_overrides), device)
+    agent = MACAgent(ck['obs_dim'], ck['action_dim'], dataclasses.replace(cfg.agent, **agent_overrides), device, ck.get('goal_dim', 0))
     agent.load_state_dict(ck['agent'])
     return agent, ObsNormalizer.from_state_dict(ck['normalizer'], device), cfg, ck
 
@@ -133,7 +136,10 @@ class Trainer:
 
     def _setup(self, cfg, resume):
         spec = parse_name(cfg.env)
-        if not spec.singletask: raise DatasetError(f'{cfg.env!r}: MAC trains on single-task datasets here, e.g. {spec.env}-play-singletask-task2-v0')
+        if not (spec.singletask or spec.oraclerep):
+            raise DatasetError(f'{cfg.env!r}: MAC trains on single-task datasets ({spec.env}-play-singletask-task2-v0) or goal-conditioned '
+                               f'ones with oracle goals ({spec.env}-play-oraclerep-v0)')
+        self.goal_conditioned = spec.oraclerep
         ck = None
         if resume:
             ck = load_checkpoint(self.ckpt_path, self.device)
@@ -147,14 +153,16 @@ class Trainer:
             raise ValueError(f'seed + steps must stay below {FINAL_EVAL_SEED:,}: training evaluations (seeds seed + step + i) would reach the final evaluation\'s')
         self.cfg = cfg
         self.dataset_info = ensure_dataset(spec.dataset, cfg.dataset_episodes, cfg.dataset_dir, workers=os.cpu_count() or 1, progress=self.progress)
-        _, train, val = load_ogbench(cfg.env, cfg.dataset_dir)
-        if ck and ck['obs_dim'] != train['observations'].shape[1]:
-            raise CheckpointError(f'the checkpoint expects observations of size {ck["obs_dim"]}, the dataset has {train["observations"].shape[1]}: '
+        if self.goal_conditioned: self._goal_data(cfg, spec, ck)
+        else:
+            _, train, val = load_ogbench(cfg.env, cfg.dataset_dir)
+            self.norm = ObsNormalizer.from_state_dict(ck['normalizer'], self.device) if ck else ObsNormalizer.from_data(val['observations'], device=self.device)
+            self.data, self.goal_norm = ChunkDataset.from_ogbench(train, self.norm, ret=cfg.chunk_return, device=self.device), None
+        if ck and ck['obs_dim'] != self.data.obs_dim:
+            raise CheckpointError(f'the checkpoint expects observations of size {ck["obs_dim"]}, the dataset has {self.data.obs_dim}: '
                                   f'resume on the dataset the run was trained on')
-        self.norm = ObsNormalizer.from_state_dict(ck['normalizer'], self.device) if ck else ObsNormalizer.from_data(val['observations'], device=self.device)
-        self.data = ChunkDataset.from_ogbench(train, self.norm, ret=cfg.chunk_return, device=self.device)
         seed_everything(cfg.seed)
-        self.agent = MACAgent(self.data.obs_dim, self.data.action_dim, cfg.agent, self.device)
+        self.agent = MACAgent(self.data.obs_dim, self.data.action_dim, cfg.agent, self.device, getattr(self.data, 'goal_dim', 0))
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
         self._losses = torch.compile(self.agent.losses) if cfg.compile else None  # compiled on the first step
         self.step, self._ckpt_step = 0, None
@@ -163,6 +171,14 @@ class Trainer:
             _set_rng_state(self.gen, ck['rng']); self.step = self._ckpt_step = ck['step']
         self.dir.mkdir(parents=True, exist_ok=True)
         write_json(self.dir / 'config.json', config_to_dict(cfg))
+
+    def _goal_data(self, cfg, spec, ck):
+        "Goal-conditioned batches (chapter 9b) over the dataset's train file, cached once beside it; normalisers from its -val twin."
+        train, _ = dataset_paths(spec.dataset, cfg.dataset_dir)
+        norms = (ObsNormalizer.from_state_dict(ck['normalizer'], self.device), ObsNormalizer.from_state_dict(ck['goal_normalizer'], self.device)) if ck else None
+        self.data = goal_data(spec.env, train, train.with_name(train.stem + '.cache'), cfg.agent.n, cfg.agent.gamma, device=self.device,
+                              norms=norms, progress=self.progress)
+        self.norm, self.goal_norm = self.data.obs_norm, self.data.goal_norm
 
 # %% ../nbs/10_training.ipynb #f61fa5b7
 def _tensorboard(run_dir):
@@ -215,19 +231,28 @@ def run(self: Trainer) -> dict:
             last_eval = self.evaluate()
             if tb: tb.add_scalar('eval/success', last_eval['success'], self.step)
         if self.step % cfg.ckpt_every == 0 or end:
-            save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen); self._ckpt_step = self.step
+            save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen, self.goal_norm); self._ckpt_step = self.step
     bar.close()
     final = self.final_evaluate() if cfg.final_episodes and self.step == cfg.steps else None
     return dict(losses=last, eval=last_eval, final=final)
 
 @patch
+def _evaluate_agent(self: Trainer, episodes: int, seed: int) -> dict:
+    "The current agent in its environment: single-task (chapter 9), or `episodes` on each of the five goals (chapter 9b)."
+    cfg = self.cfg
+    if self.goal_conditioned:
+        return evaluate_goals(self.agent, self.norm, self.goal_norm, cfg.env, episodes, cfg.eval_workers or None, seed, cfg.actions_per_plan)
+    return evaluate_agent(self.agent, self.norm, cfg.env, episodes, cfg.eval_workers or None, seed=seed, replan_every=cfg.actions_per_plan)
+
+@patch
 def evaluate(self: Trainer) -> dict:
     "Evaluate the current agent (cfg.eval_episodes episodes) and log it to eval.csv / success.png."
     cfg = self.cfg
-    res = evaluate_agent(self.agent, self.norm, cfg.env, cfg.eval_episodes, cfg.eval_workers or None, seed=cfg.seed + self.step, replan_every=cfg.actions_per_plan)
+    res = self._evaluate_agent(cfg.eval_episodes, cfg.seed + self.step)
     append_csv(self.dir / 'eval.csv', dict(step=self.step, success=res['success'], episodes=res['episodes'], replan_every=res['replan_every'],
-                                            eval_wall_s=res['wall_s']), keep_until=self.step - 1)  # re-evaluating a step replaces its row
-    plot_success(self.dir / 'eval.csv', self.dir / 'success.png', title=f'MAC on {eval_env_name(cfg.env)}')
+                                            eval_wall_s=res['wall_s'], **{f'task{k}': s for k, s in res.get('per_task', {}).items()}),
+               keep_until=self.step - 1)  # re-evaluating a step replaces its row
+    plot_success(self.dir / 'eval.csv', self.dir / 'success.png', title=f'MAC on {res["env"] if self.goal_conditioned else eval_env_name(cfg.env)}')
     if self.progress: tqdm.write(f'step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes ({res["wall_s"]:.0f}s)')
     return res
 
@@ -238,8 +263,8 @@ def final_evaluate(self: Trainer) -> dict:
     key = dict(step=self.step, episodes=cfg.final_episodes, seed=FINAL_EVAL_SEED, replan_every=cfg.actions_per_plan)
     old = json.loads(path.read_text()) if path.exists() else {}
     if all(old.get(k) == v for k, v in key.items()): return old
-    res = evaluate_agent(self.agent, self.norm, cfg.env, cfg.final_episodes, cfg.eval_workers or None, seed=FINAL_EVAL_SEED, replan_every=cfg.actions_per_plan)
-    out = key | {k: res[k] for k in ('success', 'successes', 'protocol', 'wall_s')}
+    res = self._evaluate_agent(cfg.final_episodes, FINAL_EVAL_SEED)
+    out = key | {k: res[k] for k in ('success', 'successes', 'protocol', 'wall_s', 'per_task') if k in res}
     write_json(path, out)
     if self.progress: tqdm.write(f'final evaluation at step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes (seeds {FINAL_EVAL_SEED:,}+)')
     return out
@@ -248,7 +273,7 @@ def final_evaluate(self: Trainer) -> dict:
 @dataclass
 class _TrainArgs:
     "Train MAC (Algorithm 1) on an OGBench single-task dataset; the dataset is generated with OGBench's oracles if missing. Every config key is a flag (default: the preset's value)."
-    preset: PresetName = 'paper'   # 'paper' (Tables 7-8), 'cpu' (the main job on 2 CPU cores) or 'tiny' (tests)
+    preset: PresetName = 'paper'   # 'paper' (Tables 7-8), 'cpu' (the main job on 2 CPU cores), 'gc' and 'gc-puzzle-4x5' (Tables 6, 8: goal-conditioned) or 'tiny' (tests)
     out: str | None = None         # run folder (default runs/<env>-<preset>-s<seed>)
     resume: bool = False           # continue the run in --out from its checkpoint
     debug: bool = False            # show the traceback of an error

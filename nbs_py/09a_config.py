@@ -45,7 +45,7 @@ from fastcore.test import test_eq, test_close, test_fail
 #| export
 @dataclass(frozen=True)
 class TrainConfig:
-    env: str = 'cube-single-play-singletask-task2-v0'  # OGBench single-task dataset name
+    env: str = 'cube-single-play-singletask-task2-v0'  # OGBench dataset: single-task, or goal-conditioned *-oraclerep-v0 (chapter 9b)
     steps: int = 1_000_000          # gradient steps
     batch: int = 256                # dataset chunks per update
     seed: int = 0                   # seeds network init, data sampling and all noise
@@ -54,10 +54,10 @@ class TrainConfig:
     pretrain_steps: int = 0         # first steps train the models and policies only, no rollouts (paper, official: 0)
     agent: MACConfig = field(default_factory=MACConfig)  # the agent's hyperparameters (chapter 8)
     eval_every: int = 100_000       # evaluate every this many steps (0: only at the end)
-    eval_episodes: int = 15         # episodes per evaluation (paper: 15; 0: never evaluate)
+    eval_episodes: int = 15         # episodes per evaluation, per goal when goal-conditioned (paper: 15; 0: never evaluate)
     eval_workers: int = 0           # parallel eval environments (0: one per CPU core)
     replan_every: int = 1           # actions executed per chunk at evaluation (official: 1, re-plan every step; 0: the whole chunk, n)
-    final_episodes: int = 50        # episodes of the final evaluation, on seeds no training evaluation uses (0: none)
+    final_episodes: int = 50        # episodes of the final evaluation (per goal when goal-conditioned), on seeds no training evaluation uses (0: none)
     log_every: int = 1_000          # steps between log rows (and NaN checks)
     ckpt_every: int = 10_000        # steps between checkpoints
     dataset_dir: str = DEFAULT_DATASET_DIR  # where OGBench's files are (generated here if missing)
@@ -80,6 +80,10 @@ PRESETS = {
     'cpu': {'steps': 28_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
             'agent.dynamics_hidden': (256,) * 4, 'agent.rollout_batch': 64, 'agent.gamma': 0.99, 'terminals': True,
             'pretrain_steps': 5_000, 'replan_every': 10, 'eval_every': 2_000, 'log_every': 250, 'ckpt_every': 1_000, 'dataset_episodes': 100},
+    'gc': {'env': 'puzzle-3x3-play-oraclerep-v0', 'steps': 2_000_000, 'batch': 1024, 'agent.actor_hidden': (1024,) * 4,
+           'agent.value_hidden': (1024,) * 4, 'agent.dynamics_hidden': (1024,) * 4},                  # Tables 6 and 8 (goal-conditioned)
+    'gc-puzzle-4x5': {'env': 'puzzle-4x5-play-oraclerep-v0', 'steps': 2_000_000, 'batch': 1024, 'agent.actor_hidden': (256,) * 4,
+                      'agent.value_hidden': (256,) * 4, 'agent.dynamics_hidden': (256,) * 4, 'agent.n_train': 32},   # Table 8's exceptions
     'tiny': {'steps': 40, 'batch': 16, 'agent.actor_hidden': (32, 32), 'agent.value_hidden': (32, 32),
              'agent.dynamics_hidden': (32, 32), 'agent.n_train': 4, 'agent.n_test': 4, 'agent.H': 3, 'agent.flow_steps': 3,
              'eval_every': 0, 'eval_episodes': 0, 'final_episodes': 0, 'log_every': 10, 'ckpt_every': 20, 'dataset_episodes': 2},
