@@ -1,0 +1,96 @@
+"""Benchmark of chapter 9b's goal-conditioned batches at dataset scale (issue 14): batches per second and resident memory
+for synthetic datasets of 1M, 10M and 100M transitions in OGBench's file layout (1M rows per file, episodes of 1000 rows).
+
+    python tools/gc_data_bench.py --out results/gc_data_bench [--sizes 1 10 100] [--work DIR]
+
+The files are synthetic (random numbers in puzzle-3x3's layout: 55 float32 observations, 5 actions, terminals, 9 button
+states stored as int8 to save disk); the 100 files of a size are hard links to one file, so only the cache (one
+concatenated .npy per key, chapter 2b) takes the full size on disk. Each size is measured in a fresh process: batches of
+B = 1024 chunks of n = 10 with value and actor goals (Table 6's puzzle mixes), median of 5 timings of 50 batches after 20
+warm-up batches; memory is the process's resident set split into anonymous memory (what the process allocated) and
+file-backed pages of the memory map (the kernel's page cache, shared and evictable). Results accumulate in
+OUT/bench.json, one entry per size, so an interrupted run continues where it stopped.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROWS_PER_FILE, EP = 1_000_000, 1000
+
+
+def make_file(path: Path, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    term = np.zeros(ROWS_PER_FILE, bool); term[EP - 1::EP] = True
+    np.savez(path, observations=rng.standard_normal((ROWS_PER_FILE, 55), dtype=np.float32),
+             actions=rng.uniform(-1, 1, (ROWS_PER_FILE, 5)).astype(np.float32), terminals=term,
+             button_states=rng.integers(0, 2, (ROWS_PER_FILE, 9)).astype(np.int8))
+
+
+def measure(cache_dir: str) -> dict:
+    "Run in a fresh process: sampling speed and memory of GoalChunkBatches over the cache."
+    import torch
+    from mac.batches import ObsNormalizer
+    from mac.cache import open_cache
+    from mac.goals import GoalChunkBatches
+    torch.set_num_threads(1)
+    def mem():
+        f = dict(l.split(':', 1) for l in open('/proc/self/status') if ':' in l)
+        kb = lambda k: int(f[k].split()[0]) / 1024
+        return dict(rss_mb=round(kb('VmRSS'), 1), anon_mb=round(kb('RssAnon'), 1), file_mb=round(kb('RssFile'), 1))
+    m0 = mem()
+    c = open_cache(cache_dir)
+    ident = lambda k: ObsNormalizer(torch.zeros(k), torch.ones(k))
+    gb = GoalChunkBatches(c, 'puzzle-3x3', 10, ident(55), ident(9), device='cpu')
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20): gb.sample(1024, g)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(50): gb.sample(1024, g)
+        times.append((time.perf_counter() - t0) / 50)
+    return dict(rows=len(c), batches_per_s=round(1 / float(np.median(times)), 1), batch_ms_all=[round(1e3 * t, 2) for t in times],
+                before_open=m0, after=mem())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--out', default='results/gc_data_bench'); ap.add_argument('--sizes', type=int, nargs='+', default=[1, 10, 100])
+    ap.add_argument('--work', default=os.path.expanduser('~/.cache/mac/gc_data_bench')); ap.add_argument('--measure', help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.measure: print(json.dumps(measure(a.measure))); return
+    out, work = Path(a.out), Path(a.work); out.mkdir(parents=True, exist_ok=True); work.mkdir(parents=True, exist_ok=True)
+    res_path = out / 'bench.json'
+    res = json.loads(res_path.read_text()) if res_path.exists() else {}
+    base = work / 'base.npz'
+    if not base.exists(): make_file(work / 'base.tmp.npz'); (work / 'base.tmp.npz').rename(base)
+    for m in a.sizes:
+        if str(m) in res: print(f'{m}M: done before: {res[str(m)]["batches_per_s"]} batches/s'); continue
+        d = work / f'{m}M'; shutil.rmtree(d, ignore_errors=True); d.mkdir()
+        for i in range(m):
+            os.link(base, d / f'data-{i:03d}.npz')
+        from mac.cache import build_cache
+        t0 = time.time(); build_cache(sorted(d.glob('data-*.npz')), d / 'cache', progress=True); build_s = time.time() - t0
+        r = json.loads(subprocess.run([sys.executable, __file__, '--measure', str(d / 'cache')], check=True, capture_output=True, text=True).stdout)
+        r |= dict(files=m, build_s=round(build_s, 1), cache_gb=round(sum(f.stat().st_size for f in (d / 'cache').glob('*.npy')) / 1e9, 2),
+                  load_1min=os.getloadavg()[0])
+        res[str(m)] = r; res_path.write_text(json.dumps(res, indent=1) + '\n')
+        print(f"{m}M transitions: {r['batches_per_s']} batches/s (B=1024, n=10), resident {r['after']['rss_mb']} MB "
+              f"(anonymous {r['after']['anon_mb']} MB, mapped file pages {r['after']['file_mb']} MB), cache {r['cache_gb']} GB built in {build_s:.0f} s")
+        shutil.rmtree(d)
+    if '1' in res:
+        for m in res:
+            print(f"{m}M / 1M: speed {res[m]['batches_per_s'] / res['1']['batches_per_s']:.2f}x, anonymous memory "
+                  f"{res[m]['after']['anon_mb'] / res['1']['after']['anon_mb']:.2f}x")
+    from mac.core import provenance
+    (out / 'provenance.json').write_text(json.dumps(provenance(command=' '.join(['python', 'tools/gc_data_bench.py'] + sys.argv[1:])), indent=1, default=str) + '\n')
+
+
+if __name__ == '__main__':
+    main()
