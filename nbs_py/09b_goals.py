@@ -375,6 +375,25 @@ test_eq(res[1]['episodes'], 2); assert 0 <= res[1]['success'] <= 1
 g1, g3 = torch.cat(seen[1]), torch.cat(seen[3])
 assert ((g1 == 0) | (g1 == 1)).all() and (g1 == g1[0]).all() and not torch.equal(g1[0], g3[0])
 
+# %% [markdown]
+# ## Implementation details
+#
+# Where this chapter departs from the paper or the official code, and why:
+#
+# 1. **Every batch from every file.** The official code holds one file in memory and moves to the next every 1000
+#    updates; here each batch is uniform over all valid chunk starts of all files (chapter 2b's cache), which is
+#    what the paper's "sample batch from $\mathcal D$" says, with memory that does not grow with the dataset.
+# 2. **Trajectory goals** are uniform on $t+1 \dots T$ (official: the same interval, with a rounding that gives its two
+#    ends half weight); geometric goals clip to $T$ as the official code does. **Random goals** are uniform over all
+#    rows; the official code leaves out each episode's last row (its `valids`), a difference of 0.1% of the rows.
+# 3. **Valid chunk starts** need rows $t \dots t+n$ inside one episode (chapter 2a); the official code also drops the
+#    last two windows of each episode.
+# 4. **Scene** is not among the paper's goal-conditioned environments; it gets the cube actor mix.
+# 5. **Normalisers** from the first file's validation split, for observations and goals alike (official; the paper
+#    does not mention normalisation).
+# 6. **Evaluation seeds**: each of the five goals runs the same environment seeds, `seed … seed + episodes − 1`, so the
+#    final evaluation's seeds stay disjoint from the training evaluations' as in chapter 10.
+
 # %%
 #| hide
 import nbdev; nbdev.nbdev_export()

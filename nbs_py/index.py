@@ -59,6 +59,14 @@
 # .venv/bin/mac_train --env cube-double-play-singletask-task2-v0 --preset paper --seed 0 --out runs/cube-double-t2
 # ```
 #
+# **Goal-conditioned** MAC (the paper's headline setting) trains on a `*-oraclerep-v0` name: the play data are made or
+# found as above, cached once beside the file, and evaluated on the environment's five goals; `--preset gc` holds
+# Tables 6 and 8 (`gc-puzzle-4x5` their exceptions). No goal-conditioned run has been made yet (see below):
+#
+# ```bash
+# .venv/bin/mac_train --env puzzle-3x3-play-oraclerep-v0 --preset gc --seed 0 --out runs/puzzle-3x3-gc
+# ```
+#
 # Other commands: `make docs` renders the notebooks into `docs/` (`nbdev_docs` where Quarto is installed,
 # static HTML otherwise, with a local MathJax in `docs/mathjax/` so the equations render offline; open
 # `docs/index.html`); `make docs-check` opens a rendered chapter in headless Chromium (installed from Debian with
@@ -81,9 +89,10 @@
 #   updates, on locally generated datasets (100 episodes for the `cpu` preset; OGBench's own size is 1000). They show that the assembled
 #   agent learns (and by how much rejection sampling lifts it over its behaviour policy); they are not a reproduction
 #   of the paper's numbers.
-# - **Not there yet:** the goal-conditioned, large-scale setting that is the paper's headline (Table 1: oracle goal
-#   representations, the goal-conditioned agent, 100M-transition runs; only its data layer exists, chapter 2b: a
-#   memory-mapped cache of many files with batch and goal sampling that never crosses an episode); runs of the ablations (Table 3, Table 15, Figure 3);
+# - **Not there yet:** results in the goal-conditioned, large-scale setting that is the paper's headline (Table 1). The
+#   pieces exist (the goal-conditioned agent, chapter 8; oracle goals, Table 6's goal sampling from a memory-mapped
+#   cache of many files and the five-goal evaluation, chapters 2b and 9b; `mac_train` on `*-oraclerep-v0`), but no run
+#   of it has been made, at CPU scale or at 100M transitions; runs of the ablations (Table 3, Table 15, Figure 3);
 #   GPU-scale runs of Table 2; the speed work of a whole update in one CUDA graph. Each is an open issue.
 #
 
@@ -181,10 +190,11 @@ Markdown('\n'.join(rows))
 # | `05a_model_error_experiment` | `mac.experiments.model_error` | experiment: open-loop model error against chunk length, the paper's Figure 2 (`mac_model_error`) |
 # | `06_value_expansion` | `mac.value` | model rollouts, nH-step targets (= the official GAE with λ = 1), value and critic losses |
 # | `07_rejection_sampling` | `mac.rejection` | argmax-Q over N behaviour samples, and why it stays on the data |
-# | `08_agent` | `mac.agent` | Algorithm 1: one update of every network; acting; the paper's ablations as flags |
+# | `08_agent` | `mac.agent` | Algorithm 1: one update of every network; acting; the paper's ablations as flags; goals as an input |
 # | `09_evaluation` | `mac.evaluate` | OGBench single-task evaluation in parallel environments; videos and plots |
+# | `09b_goals` | `mac.goals` | goal-conditioned data and evaluation: oracle goals, Table 6's goal mixes, batches from the cache, the five evaluation goals |
 # | `09a_config` | `mac.config` | a run's configuration: the paper's defaults, the `cpu` and `tiny` presets, checked overrides |
-# | `10_training` | `mac.train` | the training loop, checkpoints and exact resume, logs, `mac_train` |
+# | `10_training` | `mac.train` | the training loop (single-task and goal-conditioned), checkpoints and exact resume, logs, `mac_train` |
 # | `10a_main_job` | `mac.main_job` | the main job (`make main`), `diagnose`, and the CPU study behind the `cpu` preset |
 # | `11_benchmark` | `mac.bench` | update and action timings, eager and compiled (`mac_bench`) |
 # | `12_sweeps` | `mac.sweep` | grids of training runs (Tables 2, 3, 15, Figure 3) and sharded datasets on Ray, resumable, aggregated as the paper (`mac_sweep`) |
