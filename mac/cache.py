@@ -5,6 +5,7 @@
 # %% ../nbs/02b_dataset_cache.ipynb #5ab66439
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -43,7 +44,12 @@ def build_cache(files, cache_dir, progress: bool = True) -> Path:
     "Concatenate OGBench .npz files into one memory-mappable .npy per key, with an episode index; atomic, made once."
     files = [Path(f) for f in files]
     if not files: raise DatasetError('build_cache needs at least one .npz file')
-    cache_dir = Path(cache_dir)
+    cache_dir = Path(cache_dir); cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir.with_name(cache_dir.name + '.lock'), 'w') as lock:   # runs started together: one builds, the others wait, then reuse
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_cache(files, cache_dir, progress)
+
+def _build_cache(files, cache_dir: Path, progress: bool) -> Path:
     if (cache_dir / 'manifest.json').exists():
         if json.loads((cache_dir / 'manifest.json').read_text())['sources'] == _sources(files): return cache_dir   # already built
         raise DatasetError(f'{cache_dir} holds a cache of other files (or of older versions of them): nothing was changed. '

@@ -69,7 +69,7 @@ def default_actor_mix(env: str) -> GoalMix:
 
 def sample_goals(cache: DatasetCache, rows, mix: GoalMix, rng: np.random.Generator, gamma: float) -> np.ndarray:
     "A goal row per row: its kind drawn from `mix`, then the goal from the cache (trajectory kinds stay in the row's trajectory)."
-    kinds = rng.choice(4, size=len(rows), p=[mix.cur, mix.geom, mix.traj, mix.rand])
+    p = np.array([mix.cur, mix.geom, mix.traj, mix.rand]); kinds = rng.choice(4, size=len(rows), p=p / p.sum())
     out = np.empty(len(rows), np.int64)
     for i, kind in enumerate(('current', 'geom', 'traj', 'random')):
         sel = kinds == i

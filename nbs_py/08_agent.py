@@ -436,7 +436,7 @@ test_close(ag.value.net[0].weight.detach()[0] - w0[0], -lin.lr * grad_h.sign(), 
 #
 # So `MACAgent(obs_dim, action_dim, cfg, goal_dim=G)` is the same agent with wider inputs: `cond(s, g)` builds $[s, g]$ and
 # every method takes an optional goal. With `goal_dim=0` (the default) nothing changes: the reward-based agent is
-# exactly the one above (its updates were compared bit for bit against the version before goals existed). The checks:
+# exactly the one above (when goals were added, its updates were compared once, bit for bit, with the version before). The checks:
 # a goal-conditioned update trains every net and each loss reaches only its own; a rollout's rewards and masks come
 # from the success net with the rollout's goal, and equal a hand-built rollout; goals are required where they are
 # expected and refused where they are not.
@@ -455,10 +455,13 @@ for loss_name, module in owner.items():
     test_eq(touched, {module})
 gc.update(gc_batch(torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1))
 for name in owner.values(): assert any(not torch.equal(before[k], v) for k, v in gc.state_dict().items() if k.startswith(name + '.')), name
-# the goal reaches the policy: the same states with other actor goals give another flow loss (same noise)
+# which goal each loss reads: flip one kind of goal, same noise, and see which losses move
 b0 = gc_batch(torch.Generator().manual_seed(0))
-fl = lambda b: gc.bc_losses(b, torch.Generator().manual_seed(4))['flow']
-assert not torch.isclose(fl(b0), fl(b0 | dict(actor_goals=-b0['actor_goals'])))
+L = lambda b: gc.losses(b, torch.Generator().manual_seed(4))
+base, va, ac = L(b0), L(b0 | dict(value_goals=-b0['value_goals'])), L(b0 | dict(actor_goals=-b0['actor_goals']))
+moved = lambda o: {k for k in base if k not in ('v_mean',) and not torch.isclose(base[k], o[k])}
+test_eq(moved(ac), {'flow', 'distill'})                                           # the policies read the actor goals …
+assert {'reward', 'success', 'value', 'critic'} <= moved(va) and not {'flow', 'distill', 'dynamics'} & moved(va)   # … the rest the value goals
 
 # %%
 s0, goal = torch.randn(B, S), torch.randn(B, G)

@@ -62,6 +62,7 @@ class TrainConfig:
     ckpt_every: int = 10_000        # steps between checkpoints
     dataset_dir: str = DEFAULT_DATASET_DIR  # where OGBench's files are (generated here if missing)
     dataset_episodes: int = 1000    # episodes to generate when the dataset is missing (OGBench's size: 1000)
+    dataset_path: str = ''          # goal-conditioned only: a train .npz or a folder of OGBench file pairs (the 100M sets); '' = dataset_dir's file
     device: str = 'auto'            # 'auto' (CUDA if available), 'cpu', 'cuda[:i]'
     compile: bool = False           # torch.compile the losses (same math; pays a one-off compile, then faster steps)
 

@@ -53,7 +53,7 @@ from fastcore.test import test_close, test_eq, test_fail
 #    cube's position, $(\text{xyz} - (0.425, 0, 0))\cdot 10$; both OGBench's definitions, read from the dataset's
 #    `qpos` and `button_states` (the `*-oraclerep-v0` datasets). They are min-max normalised like the observations,
 #    with statistics from the validation file.
-# 2. **Trajectory goals** lie in $t+1 \dots T$, the end of $s_t$'s own trajectory: geometric offsets
+# 2. **Trajectory goals** lie in $t+1 \dots T$, the end of $s_t$'s own trajectory (official: $T-1$; details at the end): geometric offsets
 #    $k \sim \mathrm{Geom}(1-\gamma)$ clipped to $T$, or uniform. Random goals are uniform over the dataset.
 # 3. **Chunk success**: the value goal $g$ is reached by the chunk $\mathbf a_t$ when it is one of $s_t, \dots, s_{t+n-1}$.
 #    The chunk's reward is $\text{success} - 1$ (one $-1$ per chunk, no sum over its steps) and its mask $1 - \text{success}$.
@@ -146,7 +146,7 @@ def default_actor_mix(env: str) -> GoalMix:
 
 def sample_goals(cache: DatasetCache, rows, mix: GoalMix, rng: np.random.Generator, gamma: float) -> np.ndarray:
     "A goal row per row: its kind drawn from `mix`, then the goal from the cache (trajectory kinds stay in the row's trajectory)."
-    kinds = rng.choice(4, size=len(rows), p=[mix.cur, mix.geom, mix.traj, mix.rand])
+    p = np.array([mix.cur, mix.geom, mix.traj, mix.rand]); kinds = rng.choice(4, size=len(rows), p=p / p.sum())
     out = np.empty(len(rows), np.int64)
     for i, kind in enumerate(('current', 'geom', 'traj', 'random')):
         sel = kinds == i
@@ -383,9 +383,12 @@ assert ((g1 == 0) | (g1 == 1)).all() and (g1 == g1[0]).all() and not torch.equal
 # 1. **Every batch from every file.** The official code holds one file in memory and moves to the next every 1000
 #    updates; here each batch is uniform over all valid chunk starts of all files (chapter 2b's cache), which is
 #    what the paper's "sample batch from $\mathcal D$" says, with memory that does not grow with the dataset.
-# 2. **Trajectory goals** are uniform on $t+1 \dots T$ (official: the same interval, with a rounding that gives its two
-#    ends half weight); geometric goals clip to $T$ as the official code does. **Random goals** are uniform over all
-#    rows; the official code leaves out each episode's last row (its `valids`), a difference of 0.1% of the rows.
+# 2. **Trajectory goals** are uniform on $t+1 \dots T$ and geometric ones clip to $T$, the episode's last row. The
+#    official code's interval ends one row earlier, at $T-1$: OGBench's compact loader marks both $T-1$ and $T$ as
+#    terminal and the code takes the first mark as the end (its uniform draw also rounds, giving the ends half
+#    weight). Here $T$, a state the trajectory really reached, can be a goal; with $\gamma = 0.999$ and 1000-row
+#    episodes many geometric goals clip, so that mass sits on $T$ instead of $T-1$, one step apart. **Random goals** are
+#    uniform over all rows; the official code leaves out each episode's last row (its `valids`), 0.1% of the rows.
 # 3. **Valid chunk starts** need rows $t \dots t+n$ inside one episode (chapter 2a); the official code also drops the
 #    last two windows of each episode.
 # 4. **Scene** is not among the paper's goal-conditioned environments; it gets the cube actor mix.

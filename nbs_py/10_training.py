@@ -194,7 +194,10 @@ class Trainer:
         if cfg.eval_episodes and cfg.seed + cfg.steps + cfg.eval_episodes > FINAL_EVAL_SEED:
             raise ValueError(f'seed + steps must stay below {FINAL_EVAL_SEED:,}: training evaluations (seeds seed + step + i) would reach the final evaluation\'s')
         self.cfg = cfg
-        self.dataset_info = ensure_dataset(spec.dataset, cfg.dataset_episodes, cfg.dataset_dir, workers=os.cpu_count() or 1, progress=self.progress)
+        if cfg.dataset_path and not self.goal_conditioned:
+            raise ValueError(f"config key 'dataset_path' is for goal-conditioned runs (*-oraclerep-v0); {cfg.env} reads dataset_dir")
+        self.dataset_info = (dict(file=str(Path(cfg.dataset_path).expanduser())) if cfg.dataset_path else
+                             ensure_dataset(spec.dataset, cfg.dataset_episodes, cfg.dataset_dir, workers=os.cpu_count() or 1, progress=self.progress))
         if self.goal_conditioned: self._goal_data(cfg, spec, ck)
         else:
             _, train, val = load_ogbench(cfg.env, cfg.dataset_dir)
@@ -215,10 +218,10 @@ class Trainer:
         write_json(self.dir / 'config.json', config_to_dict(cfg))
 
     def _goal_data(self, cfg, spec, ck):
-        "Goal-conditioned batches (chapter 9b) over the dataset's train file, cached once beside it; normalisers from its -val twin."
-        train, _ = dataset_paths(spec.dataset, cfg.dataset_dir)
+        "Goal-conditioned batches (chapter 9b) over the train file (or `dataset_path`'s files), cached once beside them; normalisers from the first -val twin."
+        src = Path(cfg.dataset_path).expanduser() if cfg.dataset_path else dataset_paths(spec.dataset, cfg.dataset_dir)[0]
         norms = (ObsNormalizer.from_state_dict(ck['normalizer'], self.device), ObsNormalizer.from_state_dict(ck['goal_normalizer'], self.device)) if ck else None
-        self.data = goal_data(spec.env, train, train.with_name(train.stem + '.cache'), cfg.agent.n, cfg.agent.gamma, device=self.device,
+        self.data = goal_data(spec.env, src, src / 'mac-cache' if src.is_dir() else src.with_name(src.stem + '.cache'), cfg.agent.n, cfg.agent.gamma, device=self.device,
                               norms=norms, progress=self.progress)
         self.norm, self.goal_norm = self.data.obs_norm, self.data.goal_norm
 

@@ -104,3 +104,23 @@ def test_final_evaluation_seeds_are_disjoint_from_training_evaluations(tmp_path,
     import pytest
     with pytest.raises(ValueError, match='would reach the final evaluation'):
         T.Trainer(T.make_config('tiny', {'dataset_dir': str(tmp_path / 'data'), 'steps': T.FINAL_EVAL_SEED, 'eval_episodes': 15}), tmp_path / 'run2', progress=False)
+
+
+def test_goal_conditioned_run_evaluates_every_goal(tmp_path, monkeypatch):
+    "Issue 14: a goal-conditioned run evaluates on the five goals in the real env (short episodes here) and logs each goal."
+    import functools
+    import mac.train as T
+    from mac.goals import evaluate_goals
+    monkeypatch.setattr(T, 'evaluate_goals', functools.partial(evaluate_goals, max_episode_steps=10))   # real envs, 10-step episodes
+    cfg = T.make_config('tiny', {'env': 'puzzle-3x3-play-oraclerep-v0', 'dataset_dir': str(tmp_path / 'data'), 'device': 'cpu',
+                                 'steps': 20, 'eval_every': 10, 'eval_episodes': 2, 'final_episodes': 3, 'eval_workers': 1})
+    res = T.Trainer(cfg, tmp_path / 'run', progress=False).run()
+    rows = list(csv.DictReader(open(tmp_path / 'run' / 'eval.csv')))
+    assert [r['step'] for r in rows] == ['10', '20'] and all(r['episodes'] == '10' for r in rows)
+    assert all(f'task{k}' in rows[0] for k in range(1, 6))
+    final = json.loads((tmp_path / 'run' / 'final_eval.json').read_text())
+    assert sorted(final['per_task']) == ['1', '2', '3', '4', '5'] and all(len(v) == 3 for v in final['successes'].values())
+    assert abs(res['final']['success'] - sum(final['per_task'].values()) / 5) < 1e-9
+    import pytest
+    with pytest.raises(ValueError, match="'dataset_path' is for goal-conditioned runs"):
+        T.Trainer(T.make_config('tiny', {'dataset_dir': str(tmp_path / 'data'), 'dataset_path': str(tmp_path)}), tmp_path / 'run2', progress=False)
