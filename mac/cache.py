@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import fcntl
 import json
+import mmap
 import os
 import shutil
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +94,7 @@ class DatasetCache:
     last: np.ndarray
     file: np.ndarray
     sources: list
+    io_threads: int = 0                                        # gather rows in this many threads (0: one); see `open_cache`
     _starts: dict = field(default_factory=dict, repr=False)   # n → (counts, cumulative counts), made once per chunk length
 
     def __len__(self): return len(next(iter(self.arrays.values())))
@@ -104,6 +108,12 @@ class DatasetCache:
         u = rng.integers(0, cum[-1], size)
         ep = np.searchsorted(cum, u, side='right')
         return self.first[ep] + u - (cum[ep] - counts[ep])
+
+    def take(self, key: str, rows) -> np.ndarray:
+        "`arrays[key][rows]`; with `io_threads`, slices of the rows are read in parallel, so that reads from disk overlap."
+        a = self.arrays[key]
+        if self.io_threads <= 1 or len(rows) < 1024: return a[rows]
+        return np.concatenate(list(_pool(self.io_threads).map(a.__getitem__, np.array_split(np.asarray(rows), self.io_threads))))
 
     def episode_of(self, rows) -> np.ndarray:
         return np.searchsorted(self.last, rows)   # the first episode whose last row is ≥ row
@@ -119,11 +129,20 @@ class DatasetCache:
         if kind == 'geom': return np.minimum(rows + rng.geometric(1 - gamma, len(rows)), last)
         raise ValueError(f"goal kind must be 'current', 'traj', 'geom' or 'random', got {kind!r}")
 
-def open_cache(cache_dir) -> DatasetCache:
-    "Memory-map a cache made by `build_cache`."
+@lru_cache(maxsize=None)
+def _pool(k: int) -> ThreadPoolExecutor: return ThreadPoolExecutor(k, thread_name_prefix='mac-cache')
+
+def open_cache(cache_dir, io_threads: int | None = None) -> DatasetCache:
+    "Memory-map a cache made by `build_cache`; a cache larger than half the RAM is read with 16 threads and no read-ahead (None: decide)."
     cache_dir = Path(cache_dir)
     if not (cache_dir / 'manifest.json').exists():
         raise DatasetError(f'{cache_dir} is not a finished cache (no manifest.json): build it with build_cache(files, {str(cache_dir)!r})')
     man = json.loads((cache_dir / 'manifest.json').read_text())
     first, last, file = np.load(cache_dir / 'episodes.npy').T
-    return DatasetCache({k: np.load(cache_dir / f'{k}.npy', mmap_mode='r') for k in man['keys']}, first, last, file, man['sources'])
+    arrays = {k: np.load(cache_dir / f'{k}.npy', mmap_mode='r') for k in man['keys']}
+    if io_threads is None:
+        size, ram = sum(a.nbytes for a in arrays.values()), os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+        io_threads = 16 if size > ram / 2 else 0
+    if io_threads and hasattr(mmap, 'MADV_RANDOM'):
+        for a in arrays.values(): a._mmap.madvise(mmap.MADV_RANDOM)   # one page per fault: read-ahead is wasted on random rows
+    return DatasetCache(arrays, first, last, file, man['sources'], io_threads)

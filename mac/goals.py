@@ -96,7 +96,7 @@ class GoalChunkBatches:
     def reps(self, rows) -> np.ndarray:
         "Oracle goal representations of dataset rows (G,)."
         a = self.cache.arrays
-        return oracle_reps(self.env, a['qpos'][rows] if 'qpos' in a else None, a['button_states'][rows] if 'button_states' in a else None)
+        return oracle_reps(self.env, *(self.cache.take(k, rows) if k in a else None for k in ('qpos', 'button_states')))
 
     def sample(self, B: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         "B chunks with goals: observations, next_observations (B,S), actions (B,n·d), value/actor goals (B,G), rewards, masks (B,)."
@@ -105,9 +105,10 @@ class GoalChunkBatches:
         t = self.cache.chunk_starts(n, B, rng)
         gv, ga = sample_goals(self.cache, t, self.value_mix, rng, self.gamma), sample_goals(self.cache, t, self.actor_mix, rng, self.gamma)
         success = ((gv >= t) & (gv < t + n)).astype(np.float32)          # the goal is one of s_t … s_{t+n-1}
-        chunk = np.clip(self.actions[(t[:, None] + np.arange(n)).ravel()], -self.clip, self.clip).reshape(B, -1)
+        chunk = np.clip(self.cache.take('actions', (t[:, None] + np.arange(n)).ravel()), -self.clip, self.clip).reshape(B, -1)
         T = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=self.device)
-        return dict(observations=self.obs_norm(T(self.obs[t])), next_observations=self.obs_norm(T(self.obs[t + n])), actions=T(chunk),
+        obs = lambda rows: self.obs_norm(T(self.cache.take('observations', rows)))
+        return dict(observations=obs(t), next_observations=obs(t + n), actions=T(chunk),
                     value_goals=self.goal_norm(T(self.reps(gv))), actor_goals=self.goal_norm(T(self.reps(ga))),
                     rewards=T(success - 1), masks=T(1 - success))
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import fcntl
 import json
+import mmap
 import os
 import shutil
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +142,7 @@ class DatasetCache:
     last: np.ndarray
     file: np.ndarray
     sources: list
+    io_threads: int = 0                                        # gather rows in this many threads (0: one); see `open_cache`
     _starts: dict = field(default_factory=dict, repr=False)   # n → (counts, cumulative counts), made once per chunk length
 
     def __len__(self): return len(next(iter(self.arrays.values())))
@@ -152,6 +156,12 @@ class DatasetCache:
         u = rng.integers(0, cum[-1], size)
         ep = np.searchsorted(cum, u, side='right')
         return self.first[ep] + u - (cum[ep] - counts[ep])
+
+    def take(self, key: str, rows) -> np.ndarray:
+        "`arrays[key][rows]`; with `io_threads`, slices of the rows are read in parallel, so that reads from disk overlap."
+        a = self.arrays[key]
+        if self.io_threads <= 1 or len(rows) < 1024: return a[rows]
+        return np.concatenate(list(_pool(self.io_threads).map(a.__getitem__, np.array_split(np.asarray(rows), self.io_threads))))
 
     def episode_of(self, rows) -> np.ndarray:
         return np.searchsorted(self.last, rows)   # the first episode whose last row is ≥ row
@@ -167,14 +177,23 @@ class DatasetCache:
         if kind == 'geom': return np.minimum(rows + rng.geometric(1 - gamma, len(rows)), last)
         raise ValueError(f"goal kind must be 'current', 'traj', 'geom' or 'random', got {kind!r}")
 
-def open_cache(cache_dir) -> DatasetCache:
-    "Memory-map a cache made by `build_cache`."
+@lru_cache(maxsize=None)
+def _pool(k: int) -> ThreadPoolExecutor: return ThreadPoolExecutor(k, thread_name_prefix='mac-cache')
+
+def open_cache(cache_dir, io_threads: int | None = None) -> DatasetCache:
+    "Memory-map a cache made by `build_cache`; a cache larger than half the RAM is read with 16 threads and no read-ahead (None: decide)."
     cache_dir = Path(cache_dir)
     if not (cache_dir / 'manifest.json').exists():
         raise DatasetError(f'{cache_dir} is not a finished cache (no manifest.json): build it with build_cache(files, {str(cache_dir)!r})')
     man = json.loads((cache_dir / 'manifest.json').read_text())
     first, last, file = np.load(cache_dir / 'episodes.npy').T
-    return DatasetCache({k: np.load(cache_dir / f'{k}.npy', mmap_mode='r') for k in man['keys']}, first, last, file, man['sources'])
+    arrays = {k: np.load(cache_dir / f'{k}.npy', mmap_mode='r') for k in man['keys']}
+    if io_threads is None:
+        size, ram = sum(a.nbytes for a in arrays.values()), os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+        io_threads = 16 if size > ram / 2 else 0
+    if io_threads and hasattr(mmap, 'MADV_RANDOM'):
+        for a in arrays.values(): a._mmap.madvise(mmap.MADV_RANDOM)   # one page per fault: read-ahead is wasted on random rows
+    return DatasetCache(arrays, first, last, file, man['sources'], io_threads)
 
 
 # %% [markdown]
@@ -236,6 +255,22 @@ ks = np.arange(1, 19); w = 0.2 * 0.8 ** (ks - 1)                                
 assert abs(k[k < 19].mean() - (ks * w).sum() / w.sum()) < 0.05 and abs((k == 19).mean() - 0.8 ** 18) < 0.005   # the rest clips to the last row
 assert (c.episode_of(c.goals(rows, 'random', rng)) != c.episode_of(rows)).mean() > 0.5   # random: across episodes, on purpose
 test_fail(lambda: c.goals(rows, 'future', rng), contains="goal kind must be")
+
+# %% [markdown]
+# **Reading rows from disk.** While the cache fits in the page cache, a batch's rows come from memory. When it does not
+# (100M transitions are 25 GB in puzzle-3x3's layout, more than this project's 23 GB machines hold), every sampled row
+# is a random read from disk, and two things matter (measured on the 100M cache with a cold page cache, raw gathers
+# of one batch, B = 1024, n = 10, median of 20; `results/gc_data_bench/README.md`): the kernel's default read-ahead
+# fetches 128 KB around each page fault, wasted on random rows (`madvise(MADV_RANDOM)`: 665 → 312 ms), and one thread
+# waits for one read at a time while disks serve many in parallel (16 threads: 98 ms). In memory the threads only cost
+# (about 1 ms → 6 ms for the same gathers on a 1M cache), so `open_cache` turns both on only for a cache larger than
+# half the RAM; `take` is the gather every batch uses.
+
+# %%
+big = open_cache(tmp / 'cache', io_threads=4)
+r = rng.integers(0, len(big), 5000)
+test_eq(big.take('observations', r), np.asarray(c.arrays['observations'])[r])            # the same rows, in order
+test_eq(open_cache(tmp / 'cache').io_threads, 0)                                          # a small cache: one thread
 
 # %% [markdown]
 # Refusals, and what they leave intact: a cache of other (or changed) files is not served, and a file whose last
