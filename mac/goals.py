@@ -79,10 +79,11 @@ def sample_goals(cache: DatasetCache, rows, mix: GoalMix, rng: np.random.Generat
 # %% ../nbs/09b_goals.ipynb #aaf39aeb
 class GoalChunkBatches:
     "Goal-conditioned chunk batches (official `ACGCDataset`'s fields) from a memory-mapped cache of many OGBench files."
-    def __init__(self, cache: DatasetCache, env: str, n: int, obs_norm: ObsNormalizer, goal_norm: ObsNormalizer,
+    def __init__(self, cache: DatasetCache, env: str | None, n: int, obs_norm: ObsNormalizer, goal_norm: ObsNormalizer,
                  value_mix: GoalMix = VALUE_MIX, actor_mix: GoalMix | None = None, gamma: float = 0.999, device=None,
-                 action_clip: float = 1 - 1e-5):
-        self.cache, self.env, self.n, self.gamma, self.clip = cache, env, n, gamma, action_clip
+                 action_clip: float = 1 - 1e-5, goal_fn=None):   # goal_fn(rows) → goals; default: the OGBench env's oracle representation
+        if env is None and (goal_fn is None or actor_mix is None): raise ValueError('without an OGBench env name, pass goal_fn and actor_mix')
+        self.cache, self.env, self.n, self.gamma, self.clip, self.goal_fn = cache, env, n, gamma, action_clip, goal_fn
         self.obs_norm, self.goal_norm, self.device = obs_norm, goal_norm, get_device(device)
         self.value_mix, self.actor_mix = value_mix, actor_mix or default_actor_mix(env)
         self.obs, self.actions = cache.arrays['observations'], cache.arrays['actions']
@@ -94,7 +95,8 @@ class GoalChunkBatches:
     def action_dim(self): return self.actions.shape[1]
 
     def reps(self, rows) -> np.ndarray:
-        "Oracle goal representations of dataset rows (G,)."
+        "Goal representations of dataset rows (rows, G): `goal_fn`'s, or the oracle representation."
+        if self.goal_fn is not None: return np.asarray(self.goal_fn(rows), np.float32)
         a = self.cache.arrays
         return oracle_reps(self.env, *(self.cache.take(k, rows) if k in a else None for k in ('qpos', 'button_states')))
 

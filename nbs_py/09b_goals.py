@@ -27,6 +27,7 @@ from mac.evaluate import run_episodes
 #| hide
 import tempfile
 
+import matplotlib.pyplot as plt
 from fastcore.test import test_close, test_eq, test_fail
 
 # %% [markdown]
@@ -216,10 +217,11 @@ assert (a >= 1).all() and (a <= room).all()
 #| export
 class GoalChunkBatches:
     "Goal-conditioned chunk batches (official `ACGCDataset`'s fields) from a memory-mapped cache of many OGBench files."
-    def __init__(self, cache: DatasetCache, env: str, n: int, obs_norm: ObsNormalizer, goal_norm: ObsNormalizer,
+    def __init__(self, cache: DatasetCache, env: str | None, n: int, obs_norm: ObsNormalizer, goal_norm: ObsNormalizer,
                  value_mix: GoalMix = VALUE_MIX, actor_mix: GoalMix | None = None, gamma: float = 0.999, device=None,
-                 action_clip: float = 1 - 1e-5):
-        self.cache, self.env, self.n, self.gamma, self.clip = cache, env, n, gamma, action_clip
+                 action_clip: float = 1 - 1e-5, goal_fn=None):   # goal_fn(rows) → goals; default: the OGBench env's oracle representation
+        if env is None and (goal_fn is None or actor_mix is None): raise ValueError('without an OGBench env name, pass goal_fn and actor_mix')
+        self.cache, self.env, self.n, self.gamma, self.clip, self.goal_fn = cache, env, n, gamma, action_clip, goal_fn
         self.obs_norm, self.goal_norm, self.device = obs_norm, goal_norm, get_device(device)
         self.value_mix, self.actor_mix = value_mix, actor_mix or default_actor_mix(env)
         self.obs, self.actions = cache.arrays['observations'], cache.arrays['actions']
@@ -231,7 +233,8 @@ class GoalChunkBatches:
     def action_dim(self): return self.actions.shape[1]
 
     def reps(self, rows) -> np.ndarray:
-        "Oracle goal representations of dataset rows (G,)."
+        "Goal representations of dataset rows (rows, G): `goal_fn`'s, or the oracle representation."
+        if self.goal_fn is not None: return np.asarray(self.goal_fn(rows), np.float32)
         a = self.cache.arrays
         return oracle_reps(self.env, *(self.cache.take(k, rows) if k in a else None for k in ('qpos', 'button_states')))
 
@@ -375,6 +378,98 @@ for k in (1, 3):
 test_eq(res[1]['episodes'], 2); assert 0 <= res[1]['success'] <= 1
 g1, g3 = torch.cat(seen[1]), torch.cat(seen[3])
 assert ((g1 == 0) | (g1 == 1)).all() and (g1 == g1[0]).all() and not torch.equal(g1[0], g3[0])
+
+# %% [markdown]
+# ## Does it work? A toy with goals
+#
+# The checks above test the plumbing. Here the whole goal-conditioned agent (chapter 8 with `goal_dim`) learns from
+# this chapter's batches, on a problem small enough to train in this notebook: chapter 8's point mass, now with goals.
+# $s \in [-1, 1]^2$, $s' = \mathrm{clip}(s + 0.1a, -1, 1)$, 50-step episodes; the data are 400 episodes of the same
+# aimless behaviour policy (unit speed, heading redrawn with probability 0.2 per step) from uniform starts, stored as an
+# OGBench file with its `-val` twin and cached as in chapter 2b. A goal is a position (the "oracle representation" of a
+# point mass is its state, given here as `goal_fn`), sampled with Table 6's value mix and the cube actor mix (geometric).
+# At test time the agent starts near $(-0.6, -0.6)$ and must reach each of four goals (within 0.15): the four corners'
+# analogue of OGBench's five evaluation goals.
+#
+# **Settings**, those of chapter 8's toy, fixed before the first run and not tuned after it: n = 5, H = 3, γ = 0.95 (also
+# the geometric goal rate), hidden (64, 64), F = 5, N_train = 8, N_test = 32, lr 1e-3, τ = 0.01, batch 128, 800 updates, one
+# CPU thread; data seed 0 (validation twin 100), initialisation and training generator 0, evaluation seed 1 (25 episodes
+# per goal). Compared: the agent with N_test = 32 (MAC), the same agent with N_test = 1 (its goal-conditioned behaviour
+# policy alone) and the data's own policy. The assertion, also fixed in advance: MAC's mean success over the four goals
+# exceeds the behaviour policy's by at least 0.2.
+
+# %%
+T_EP, RADIUS = 50, 0.15
+def env_step(s, a): return np.clip(s + 0.1 * np.clip(a, -1, 1), -1, 1)
+def behaviour_action(theta, rng, p_turn=0.2):
+    "Unit speed along heading θ, redrawn uniformly with probability p_turn each step (chapter 8's behaviour policy)."
+    theta = np.where(rng.random(len(theta)) < p_turn, rng.uniform(0, 2 * np.pi, len(theta)), theta)
+    return np.stack([np.cos(theta), np.sin(theta)], -1), theta
+
+def point_mass_file(path, E, rng):
+    "E behaviour episodes of T_EP steps from uniform starts, as an OGBench compact file (T_EP + 1 rows each)."
+    s, theta = rng.uniform(-1, 1, (E, 2)), rng.uniform(0, 2 * np.pi, E)
+    obs, acts = [s], []
+    for _ in range(T_EP): a, theta = behaviour_action(theta, rng); s = env_step(s, a); acts.append(a); obs.append(s)
+    acts.append(np.zeros_like(a))                                        # the last row's action is never used
+    term = np.zeros((E, T_EP + 1), bool); term[:, -1] = True
+    np.savez(path, observations=np.stack(obs, 1).reshape(-1, 2).astype(np.float32),
+             actions=np.stack(acts, 1).reshape(-1, 2).astype(np.float32), terminals=term.ravel())
+
+toy_dir = Path(tempfile.mkdtemp())
+point_mass_file(toy_dir / 'pm.npz', 400, np.random.default_rng(0)); point_mass_file(toy_dir / 'pm-val.npz', 40, np.random.default_rng(100))
+pm = open_cache(build_cache([toy_dir / 'pm.npz'], toy_dir / 'cache', progress=False))
+nz = ObsNormalizer.from_data(np.load(toy_dir / 'pm-val.npz')['observations'])   # goals are positions: one normaliser for both
+toy_cfg = MACConfig(n=5, H=3, gamma=0.95, lr=1e-3, tau=0.01, flow_steps=5, n_train=8, n_test=32,
+                    actor_hidden=(64, 64), value_hidden=(64, 64), dynamics_hidden=(64, 64))
+toy_batches = GoalChunkBatches(pm, None, toy_cfg.n, nz, nz, actor_mix=GoalMix(geom=1.0), gamma=toy_cfg.gamma, device='cpu',
+                               goal_fn=lambda rows: pm.take('observations', rows))
+threads = torch.get_num_threads(); torch.set_num_threads(1)
+torch.manual_seed(0); toy = MACAgent(2, 2, toy_cfg, device='cpu', goal_dim=2)
+g = torch.Generator().manual_seed(0)
+t0 = time.perf_counter()
+for _ in range(800): log = toy.update(toy_batches.sample(128, g), g)
+print(f'800 updates in {time.perf_counter() - t0:.1f} s; last losses', {k: round(v.item(), 3) for k, v in log.items()})
+
+# %%
+GOALS = np.array([[0.6, 0.6], [0.6, -0.6], [-0.6, 0.6], [0.0, 0.0]])
+def reach(N, goal, E=25, seed=1):
+    "Success (E,) and paths (E, T_EP+1, 2) from starts near (-0.6, -0.6) to `goal`: the agent with N candidates (0: the data's policy)."
+    rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    s = np.array([-0.6, -0.6]) + rng.uniform(-0.05, 0.05, (E, 2)); done, path = np.zeros(E, bool), [s]
+    gt, theta = nz(torch.as_tensor(np.repeat(goal[None], E, 0), dtype=torch.float32)), rng.uniform(0, 2 * np.pi, E)
+    for _ in range(T_EP // toy_cfg.n):                                   # one chunk per n steps, executed open loop
+        if N == 0:
+            chunk = []
+            for _ in range(toy_cfg.n): a, theta = behaviour_action(theta, rng); chunk.append(a)
+            chunk = np.stack(chunk, 1)
+        else: chunk = toy.acting_policy(nz(torch.as_tensor(s, dtype=torch.float32)), N, gen, gt).reshape(E, toy_cfg.n, 2).numpy()
+        for j in range(toy_cfg.n):
+            s = np.where(done[:, None], s, env_step(s, chunk[:, j])); done |= np.linalg.norm(s - goal, axis=-1) <= RADIUS; path.append(s)
+    return done, np.stack(path, 1)
+
+gc_results = {name: [reach(N, goal) for goal in GOALS] for name, N in (('data policy', 0), ('N_test = 1', 1), ('N_test = 32', 32))}
+torch.set_num_threads(threads)
+for name, res in gc_results.items(): print(f"{name:12s} success per goal {[int(100 * d.mean()) for d, _ in res]} %, mean {np.mean([d.mean() for d, _ in res]):.2f}")
+
+fig, axs = plt.subplots(1, 2, figsize=(7, 3.5), dpi=80, sharey=True)
+for ax, name in zip(axs, ('N_test = 1', 'N_test = 32')):
+    for k, (goal, (done, path)) in enumerate(zip(GOALS, gc_results[name])):
+        for q in path[:5]: ax.plot(*q.T, lw=0.8, color=f'C{k}')
+        ax.add_patch(plt.Circle(goal, RADIUS, color=f'C{k}', alpha=0.3))
+    ax.plot(-0.6, -0.6, 'k*')
+    ax.set(xlim=(-1, 1), ylim=(-1, 1), aspect='equal', title=f"{name}: {np.mean([d.mean() for d, _ in gc_results[name]]):.0%} of goals reached")
+axs[0].set_ylabel('5 episodes per goal (disk: goal, ★ start)', fontsize=8)
+plt.tight_layout(); plt.show()
+succ = {name: np.mean([d.mean() for d, _ in res]) for name, res in gc_results.items()}
+assert succ['N_test = 32'] >= succ['N_test = 1'] + 0.2, succ
+
+# %% [markdown]
+# **Reading.** On our machine (one thread, the seeds above; its first and only run) the agent reaches every goal in all
+# 25 episodes with N_test = 32; its goal-conditioned behaviour policy alone (N_test = 1) reaches 48% on average (28-64%
+# per goal), and the data's aimless policy 10%. The agent has learned, from rollouts in its own chunk model, values
+# $V(s, g)$ that rise towards whichever goal it is given, and the critic picks, among the behaviour policy's chunks,
+# the one heading there: one network set serves all four goals, which is what goal-conditioned MAC needs at scale.
 
 # %% [markdown]
 # ## Implementation details
