@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +23,7 @@ from .rejection import rejection_sample
 from .value import QNet, ValueNet, critic_loss, model_rollout, nstep_targets, value_loss
 
 # %% auto #0
-__all__ = ['MACConfig', 'MACAgent']
+__all__ = ['MACConfig', 'MACAgent', 'bf16']
 
 # %% ../nbs/08_agent.ipynb #8b6dec16
 @dataclass(frozen=True)
@@ -189,3 +190,11 @@ def update(self: MACAgent, batch, generator=None, losses_fn=None, values: bool =
     ema_update_(self.target_value, self.value, self.cfg.tau)   # θ̄ ← τ θ_old + (1 − τ) θ̄, before the step
     self.opt.step()
     return {k: v.detach() for k, v in out.items()} | {'total': total.detach()}
+
+def bf16(losses_fn):
+    "`losses_fn` with its forward passes under bfloat16 autocast; weights, gradients and Adam stay float32 (a `losses_fn` for `update`)."
+    @functools.wraps(losses_fn)
+    def run(batch, generator=None, values: bool = True):
+        with torch.autocast(batch['observations'].device.type, dtype=torch.bfloat16):
+            return {k: v.float() for k, v in losses_fn(batch, generator, values).items()}
+    return run

@@ -14,7 +14,7 @@ from typing import Annotated
 import torch
 import tyro
 
-from .agent import MACAgent, MACConfig
+from .agent import MACAgent, MACConfig, bf16
 from .core import get_device, median_seconds, provenance, run_cli, seed_everything, write_json
 from .distill import distillation_loss
 from .batches import bench_batches
@@ -22,7 +22,7 @@ from .config import PRESETS, PresetName, make_config
 from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0
-__all__ = ['matmul_gflops', 'bench_agent', 'bench_cli']
+__all__ = ['matmul_gflops', 'bench_agent', 'bf16_agreement', 'bench_cli']
 
 # %% ../nbs/11_benchmark.ipynb #7cf4ae6d
 def _batch(B, S, nd, device, g):
@@ -39,8 +39,8 @@ def matmul_gflops(device=None, n: int = 2048, reps: int = 5) -> float:
 
 # %% ../nbs/11_benchmark.ipynb #25f0cc04
 def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 50, warmup: int = 3,
-                compile: bool | str = False, components: bool = True, device=None) -> dict:
-    "Median seconds per update (eager, or compiled: True or a torch.compile mode), per component, and per test-time action."
+                compile: bool | str = False, components: bool = True, device=None, bfloat16: bool = False) -> dict:
+    "Median seconds per update (eager, or compiled: True or a torch.compile mode; bfloat16 autocast if asked), per component, and per action."
     dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
     agent = MACAgent(obs_dim, action_dim, cfg, dev)
     b = _batch(batch, obs_dim, cfg.n * action_dim, dev, g); gd = torch.Generator(dev).manual_seed(0)
@@ -51,12 +51,13 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
         agent.update(b, gd, losses)
         if dev.type == 'cuda': torch.cuda.synchronize()
         out['compile_s'] = time.perf_counter() - t0
+    if bfloat16: losses = bf16(losses or agent.losses)
     step = lambda: agent.update(b, gd, losses)
     out['update_s'] = median_seconds(step, reps, warmup)
-    if not compile:  # matrix FLOPs of one update (forward + backward), counted by torch, and the rate they ran at
+    if not compile and not bfloat16:  # matrix FLOPs of one update (forward + backward), counted by torch, and the rate they ran at
         with FlopCounterMode(display=False) as fc: agent.update(b, gd)
         out['gflop'] = fc.get_total_flops() / 1e9; out['gflop_per_s'] = out['gflop'] / out['update_s']
-    if components:
+    if components and not bfloat16:
         def fb(fn):  # forward + backward of one loss
             def run():
                 v = fn(); (sum(v.values()) if isinstance(v, dict) else v).backward(); agent.opt.zero_grad(set_to_none=True)
@@ -74,6 +75,25 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
     out['act_ms'] = 1e3 * median_seconds(lambda: agent.act(obs1, gd), max(reps * 4, 100), 10)
     return out
 
+# %% ../nbs/11_benchmark.ipynb #48bfe628
+@torch.no_grad()
+def bf16_agreement(agent: MACAgent, obs, N: int = 32, batch: dict | None = None, generator=None, goal=None) -> dict:
+    "bfloat16 against float32 on the same N candidates per state: argmax-Q agreement, regret, Q error (and loss errors on `batch`)."
+    cands = agent.behaviour_sample(obs, N, generator, goal)                     # (B, N, n·d), float32, shared by both
+    x = agent.cond(obs, goal)
+    q32 = agent.critic(x, cands)
+    with torch.autocast(obs.device.type, dtype=torch.bfloat16): q16 = agent.critic(x, cands).float()
+    pick16 = q16.argmax(1, keepdim=True)
+    regret = (q32.max(1).values - q32.gather(1, pick16).squeeze(1)) / q32.std(1).clamp_min(1e-8)   # in units of Q's spread over candidates
+    out = dict(states=len(obs), N=N, argmax_agree=(pick16.squeeze(1) == q32.argmax(1)).float().mean().item(),
+               regret_mean=regret.mean().item(), q_rel_err=((q16 - q32).abs().mean() / q32.abs().mean()).item())
+    if batch is not None:   # the same noise in both; the rollouts' own argmax choices may differ, and so their losses
+        seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=obs.device)) if generator is not None else 0
+        l32 = agent.losses(batch, torch.Generator(obs.device).manual_seed(seed))
+        l16 = bf16(agent.losses)(batch, torch.Generator(obs.device).manual_seed(seed))
+        out['loss_rel_err'] = {k: abs(l16[k].item() - l32[k].item()) / (abs(l32[k].item()) + 1e-8) for k in l32}
+    return out
+
 # %% ../nbs/11_benchmark.ipynb #af552c98
 @dataclass
 class _BenchArgs:
@@ -83,6 +103,7 @@ class _BenchArgs:
     device: str = 'auto'                                  # 'auto' (CUDA if available), 'cpu' or 'cuda[:i]'
     compile: bool = False                                 # also time the torch.compile path (default mode)
     compile_mode: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()   # also time torch.compile with this mode, e.g. reduce-overhead (CUDA graphs); repeatable
+    bf16: bool = False                                    # also time the update under bfloat16 autocast (chapter 8's `bf16`)
     out: str | None = None                                # write figures + provenance as JSON into this folder
     debug: bool = False                                   # show the traceback of an error
 
@@ -99,9 +120,9 @@ def bench_cli(argv=None):
         print(f"one batch of 256 chunks (n = 10, 100k rows) on {dev}: {results['machine']['batch_256_ms']:.3f} ms", flush=True)
         for name in a.configs:
             tc = make_config(name)
-            modes = {'eager': False} | ({'compiled': True} if a.compile else {}) | {f'compiled-{m}': m for m in a.compile_mode}
+            modes = {'eager': False} | ({'eager-bf16': False} if a.bf16 else {}) | ({'compiled': True} if a.compile else {}) | {f'compiled-{m}': m for m in a.compile_mode}
             for mode, comp in modes.items():
-                try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, compile=comp, components=mode == 'eager', device=dev)
+                try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, compile=comp, components=mode == 'eager', device=dev, bfloat16=mode.endswith('bf16'))
                 except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
                 results[f'{name}/{mode}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}
                 w = tc.agent.actor_hidden[0]

@@ -21,7 +21,7 @@ import tyro
 from fastcore.basics import patch
 from tqdm import tqdm
 
-from .agent import MACAgent
+from .agent import MACAgent, bf16
 from .config import ConfigFlags, PresetName, TrainConfig, config_from_dict, config_to_dict, flag_overrides, make_config
 from .core import EXIT_DIVERGED, EXIT_USAGE, append_csv, atomic_write, get_device, provenance, run_cli, seed_everything, write_json
 from .batches import ChunkDataset, ObsNormalizer
@@ -168,6 +168,7 @@ class Trainer:
         self.agent = MACAgent(self.data.obs_dim, self.data.action_dim, cfg.agent, self.device, getattr(self.data, 'goal_dim', 0))
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
         self._losses = torch.compile(self.agent.losses) if cfg.compile else None  # compiled on the first step
+        if cfg.bf16: self._losses = bf16(self._losses or self.agent.losses)
         self.step, self._ckpt_step = 0, None
         if ck:
             self.agent.load_state_dict(ck['agent']); self.agent.opt.load_state_dict(ck['opt'])
@@ -182,6 +183,9 @@ class Trainer:
         self.data = goal_data(spec.env, src, src / 'mac-cache' if src.is_dir() else src.with_name(src.stem + '.cache'), cfg.agent.n, cfg.agent.gamma, device=self.device,
                               norms=norms, progress=self.progress)
         self.norm, self.goal_norm = self.data.obs_norm, self.data.goal_norm
+        if self.progress and (cfg.terminals or cfg.reward_agg != 'sum' or cfg.pretrain_steps):   # pretrain_steps does apply; say so
+            tqdm.write(f"goal-conditioned: the chunk reward is success − 1 (chapter 9b), so reward_agg={cfg.reward_agg!r} and "
+                       f"terminals={cfg.terminals} are not used{f'; pretrain_steps={cfg.pretrain_steps} is' if cfg.pretrain_steps else ''}")
 
 # %% ../nbs/10_training.ipynb #f61fa5b7
 def _tensorboard(run_dir):
@@ -193,12 +197,12 @@ def _tensorboard(run_dir):
 def _update(self: Trainer, batch) -> dict:
     "One agent update, with the compiled losses when `compile` is on; if compiling fails (no C compiler, say), warn and go on eagerly."
     values = self.step >= self.cfg.pretrain_steps          # the first pretrain_steps train models and policies only
-    if self._losses is None or getattr(self, '_compiled_ok', False): return self.agent.update(batch, self.gen, self._losses, values)
+    if not self.cfg.compile or getattr(self, '_compiled_ok', False): return self.agent.update(batch, self.gen, self._losses, values)
     try: out = self.agent.update(batch, self.gen, self._losses, values); self._compiled_ok = True; return out
     except Exception as e:
         tqdm.write(f'torch.compile failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ""}); training eagerly instead')
-        self._losses = None
-        return self.agent.update(batch, self.gen, None, values)
+        self._losses = bf16(self.agent.losses) if self.cfg.bf16 else None
+        return self.agent.update(batch, self.gen, self._losses, values)
 
 @patch
 def run(self: Trainer) -> dict:

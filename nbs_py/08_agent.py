@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -299,6 +300,14 @@ def update(self: MACAgent, batch, generator=None, losses_fn=None, values: bool =
     self.opt.step()
     return {k: v.detach() for k, v in out.items()} | {'total': total.detach()}
 
+def bf16(losses_fn):
+    "`losses_fn` with its forward passes under bfloat16 autocast; weights, gradients and Adam stay float32 (a `losses_fn` for `update`)."
+    @functools.wraps(losses_fn)
+    def run(batch, generator=None, values: bool = True):
+        with torch.autocast(batch['observations'].device.type, dtype=torch.bfloat16):
+            return {k: v.float() for k, v in losses_fn(batch, generator, values).items()}
+    return run
+
 
 # %% [markdown]
 # ## Checks
@@ -343,6 +352,19 @@ agent0 = MACAgent(S, d, MACConfig(**tiny, lr=0.0), device='cpu')
 sd0 = {k: v.clone() for k, v in agent0.state_dict().items()}
 agent0.update(batch(torch.Generator().manual_seed(0)))
 assert all(torch.equal(sd0[k], v) for k, v in agent0.state_dict().items())  # lr 0 (and V̄ = V at start): nothing moves
+
+# %% [markdown]
+# `bf16(agent.losses)` is the same update with every matrix product in bfloat16 (the CPU here has avx512_bf16; chapter 11
+# measures what it changes and costs): the losses move by bfloat16's rounding, about 3 significant digits, not more.
+
+# %%
+agent = MACAgent(S, d, MACConfig(**tiny), device='cpu')
+b0, l32 = batch(torch.Generator().manual_seed(0)), None
+l32 = agent.losses(b0, torch.Generator().manual_seed(1), values=False)                  # no rollouts: the same noise, the same chunks
+l16 = bf16(agent.losses)(b0, torch.Generator().manual_seed(1), values=False)
+assert all(l16[k].dtype == torch.float32 for k in l16) and any(l16[k] != l32[k] for k in l32)   # computed differently …
+for k in l32: test_close(l16[k], l32[k], eps=0.03 * abs(l32[k].item()) + 1e-3)                    # … and close
+o = agent.update(b0, torch.Generator().manual_seed(1), bf16(agent.losses)); assert all(torch.isfinite(v) for v in o.values())
 
 # %%
 for flags in (dict(), dict(policy='gaussian'), dict(extraction='fql'), dict(distill=False), dict(n=1)):

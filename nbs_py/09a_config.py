@@ -65,6 +65,7 @@ class TrainConfig:
     dataset_path: str = ''          # goal-conditioned only: a train .npz or a folder of OGBench file pairs (the 100M sets); '' = dataset_dir's file
     device: str = 'auto'            # 'auto' (CUDA if available), 'cpu', 'cuda[:i]'
     compile: bool = False           # torch.compile the losses (same math; pays a one-off compile, then faster steps)
+    bf16: bool = False              # the update's forward passes in bfloat16 autocast, float32 weights and Adam (acting stays float32)
 
     @property
     def chunk_return(self) -> ChunkReturn:

@@ -30,7 +30,7 @@ import tyro
 from fastcore.basics import patch
 from tqdm import tqdm
 
-from mac.agent import MACAgent
+from mac.agent import MACAgent, bf16
 from mac.config import ConfigFlags, PresetName, TrainConfig, config_from_dict, config_to_dict, flag_overrides, make_config
 from mac.core import EXIT_DIVERGED, EXIT_USAGE, append_csv, atomic_write, get_device, provenance, run_cli, seed_everything, write_json
 from mac.batches import ChunkDataset, ObsNormalizer
@@ -210,6 +210,7 @@ class Trainer:
         self.agent = MACAgent(self.data.obs_dim, self.data.action_dim, cfg.agent, self.device, getattr(self.data, 'goal_dim', 0))
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
         self._losses = torch.compile(self.agent.losses) if cfg.compile else None  # compiled on the first step
+        if cfg.bf16: self._losses = bf16(self._losses or self.agent.losses)
         self.step, self._ckpt_step = 0, None
         if ck:
             self.agent.load_state_dict(ck['agent']); self.agent.opt.load_state_dict(ck['opt'])
@@ -224,6 +225,9 @@ class Trainer:
         self.data = goal_data(spec.env, src, src / 'mac-cache' if src.is_dir() else src.with_name(src.stem + '.cache'), cfg.agent.n, cfg.agent.gamma, device=self.device,
                               norms=norms, progress=self.progress)
         self.norm, self.goal_norm = self.data.obs_norm, self.data.goal_norm
+        if self.progress and (cfg.terminals or cfg.reward_agg != 'sum' or cfg.pretrain_steps):   # pretrain_steps does apply; say so
+            tqdm.write(f"goal-conditioned: the chunk reward is success − 1 (chapter 9b), so reward_agg={cfg.reward_agg!r} and "
+                       f"terminals={cfg.terminals} are not used{f'; pretrain_steps={cfg.pretrain_steps} is' if cfg.pretrain_steps else ''}")
 
 
 # %%
@@ -237,12 +241,12 @@ def _tensorboard(run_dir):
 def _update(self: Trainer, batch) -> dict:
     "One agent update, with the compiled losses when `compile` is on; if compiling fails (no C compiler, say), warn and go on eagerly."
     values = self.step >= self.cfg.pretrain_steps          # the first pretrain_steps train models and policies only
-    if self._losses is None or getattr(self, '_compiled_ok', False): return self.agent.update(batch, self.gen, self._losses, values)
+    if not self.cfg.compile or getattr(self, '_compiled_ok', False): return self.agent.update(batch, self.gen, self._losses, values)
     try: out = self.agent.update(batch, self.gen, self._losses, values); self._compiled_ok = True; return out
     except Exception as e:
         tqdm.write(f'torch.compile failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ""}); training eagerly instead')
-        self._losses = None
-        return self.agent.update(batch, self.gen, None, values)
+        self._losses = bf16(self.agent.losses) if self.cfg.bf16 else None
+        return self.agent.update(batch, self.gen, self._losses, values)
 
 @patch
 def run(self: Trainer) -> dict:
@@ -361,6 +365,15 @@ pre.cfg = dataclasses.replace(pre.cfg, steps=40); pre.run()
 assert not all(torch.equal(v0[k], v) for k, v in pre.agent.value.state_dict().items())
 rows = list(csv.DictReader(open(tmp / 'pre' / 'log.csv')))
 test_eq([bool(r['value']) for r in rows], [False, False, True, True])             # value losses logged once they train
+
+# %% [markdown]
+# `bf16` runs the update's forward passes in bfloat16 (chapter 8's `bf16`): the same run, numerically different.
+
+# %%
+lo = Trainer(dataclasses.replace(cfg, bf16=True), tmp / 'bf16', progress=False); out16 = lo.run()
+assert all(np.isfinite(v) for v in out16['losses'].values())
+full = torch.load(tmp / 'full' / 'checkpoint.pt', weights_only=True)['agent']
+assert any(not torch.equal(full[k], v) for k, v in lo.agent.state_dict().items())      # not the float32 run's weights
 
 # %% [markdown]
 # The same `Trainer` runs goal-conditioned MAC (chapters 8 and 9b) when the dataset name ends in `-oraclerep-v0`:

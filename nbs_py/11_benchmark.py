@@ -18,7 +18,7 @@ from typing import Annotated
 import torch
 import tyro
 
-from mac.agent import MACAgent, MACConfig
+from mac.agent import MACAgent, MACConfig, bf16
 from mac.core import get_device, median_seconds, provenance, run_cli, seed_everything, write_json
 from mac.distill import distillation_loss
 from mac.batches import bench_batches
@@ -60,8 +60,8 @@ def matmul_gflops(device=None, n: int = 2048, reps: int = 5) -> float:
 # %%
 #| export
 def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 50, warmup: int = 3,
-                compile: bool | str = False, components: bool = True, device=None) -> dict:
-    "Median seconds per update (eager, or compiled: True or a torch.compile mode), per component, and per test-time action."
+                compile: bool | str = False, components: bool = True, device=None, bfloat16: bool = False) -> dict:
+    "Median seconds per update (eager, or compiled: True or a torch.compile mode; bfloat16 autocast if asked), per component, and per action."
     dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
     agent = MACAgent(obs_dim, action_dim, cfg, dev)
     b = _batch(batch, obs_dim, cfg.n * action_dim, dev, g); gd = torch.Generator(dev).manual_seed(0)
@@ -72,12 +72,13 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
         agent.update(b, gd, losses)
         if dev.type == 'cuda': torch.cuda.synchronize()
         out['compile_s'] = time.perf_counter() - t0
+    if bfloat16: losses = bf16(losses or agent.losses)
     step = lambda: agent.update(b, gd, losses)
     out['update_s'] = median_seconds(step, reps, warmup)
-    if not compile:  # matrix FLOPs of one update (forward + backward), counted by torch, and the rate they ran at
+    if not compile and not bfloat16:  # matrix FLOPs of one update (forward + backward), counted by torch, and the rate they ran at
         with FlopCounterMode(display=False) as fc: agent.update(b, gd)
         out['gflop'] = fc.get_total_flops() / 1e9; out['gflop_per_s'] = out['gflop'] / out['update_s']
-    if components:
+    if components and not bfloat16:
         def fb(fn):  # forward + backward of one loss
             def run():
                 v = fn(); (sum(v.values()) if isinstance(v, dict) else v).backward(); agent.opt.zero_grad(set_to_none=True)
@@ -105,6 +106,55 @@ r = bench_agent(tiny, batch=16, reps=3, device='cpu')
 assert {'update_s', 'flow_bc_s', 'distill_s', 'model_s', 'rollout_s', 'value_s', 'critic_s', 'act_ms'} <= set(r) and all(v > 0 for v in r.values())
 
 
+# %% [markdown]
+# ### bfloat16: what it changes
+#
+# This CPU multiplies bfloat16 matrices natively (avx512_bf16), so `bf16` (chapter 8) may make the update cheaper. Before
+# using it, check what it changes where it matters: the action MAC takes is the argmax of Q over N candidates, so the
+# question is how often bfloat16 picks another candidate than float32 on the *same* candidates, and how much worse that
+# candidate is by float32's own Q (in units of the spread of Q among the candidates); and how far the losses move.
+
+# %%
+#| export
+@torch.no_grad()
+def bf16_agreement(agent: MACAgent, obs, N: int = 32, batch: dict | None = None, generator=None, goal=None) -> dict:
+    "bfloat16 against float32 on the same N candidates per state: argmax-Q agreement, regret, Q error (and loss errors on `batch`)."
+    cands = agent.behaviour_sample(obs, N, generator, goal)                     # (B, N, n·d), float32, shared by both
+    x = agent.cond(obs, goal)
+    q32 = agent.critic(x, cands)
+    with torch.autocast(obs.device.type, dtype=torch.bfloat16): q16 = agent.critic(x, cands).float()
+    pick16 = q16.argmax(1, keepdim=True)
+    regret = (q32.max(1).values - q32.gather(1, pick16).squeeze(1)) / q32.std(1).clamp_min(1e-8)   # in units of Q's spread over candidates
+    out = dict(states=len(obs), N=N, argmax_agree=(pick16.squeeze(1) == q32.argmax(1)).float().mean().item(),
+               regret_mean=regret.mean().item(), q_rel_err=((q16 - q32).abs().mean() / q32.abs().mean()).item())
+    if batch is not None:   # the same noise in both; the rollouts' own argmax choices may differ, and so their losses
+        seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=obs.device)) if generator is not None else 0
+        l32 = agent.losses(batch, torch.Generator(obs.device).manual_seed(seed))
+        l16 = bf16(agent.losses)(batch, torch.Generator(obs.device).manual_seed(seed))
+        out['loss_rel_err'] = {k: abs(l16[k].item() - l32[k].item()) / (abs(l32[k].item()) + 1e-8) for k in l32}
+    return out
+
+
+# %%
+ag = MACAgent(28, 5, tiny, device='cpu')
+g = torch.Generator().manual_seed(0)
+bt = _batch(16, 28, tiny.n * 5, 'cpu', g)
+r16 = bf16_agreement(ag, torch.randn(64, 28, generator=g), 32, bt, g)
+assert 0.5 < r16['argmax_agree'] <= 1 and r16['q_rel_err'] < 0.05 and r16['regret_mean'] >= 0 and set(r16['loss_rel_err']) >= {'flow', 'value'}
+r16
+
+
+# %% [markdown]
+# On a trained agent (the CPU study's seed 0 of the `cpu` preset at 28k steps, cube-single task 2; 4096 dataset
+# states; `python tools/bf16_check.py --run results/cpu_study/preset/s0/run --ckpt checkpoint_28000.pt --out
+# results/bench/bf16_agreement.json`, one thread): bfloat16 picks float32's chunk in **86%** of states with N = 8 and
+# **81%** with N = 32; where it picks another, that chunk is close by float32's own Q (mean regret 0.04-0.05 of Q's
+# spread among the candidates; Q itself moves by 0.16%). The losses: flow, distillation, dynamics and success move by
+# 0.1-1.3%, the value loss by 4%, but the reward and critic losses by 19% and 21%: they are small squared errors of
+# fits that are already good, and bfloat16's rounding of Q and r̂ (about 3 significant digits) is of the same size as
+# the error left. So bfloat16 is not a free switch here: whether learning survives it needs a learning run against
+# float32 (not run yet), and its speed a quiet machine (not measured yet; issue 15).
+
 # %%
 #| export
 @dataclass
@@ -115,6 +165,7 @@ class _BenchArgs:
     device: str = 'auto'                                  # 'auto' (CUDA if available), 'cpu' or 'cuda[:i]'
     compile: bool = False                                 # also time the torch.compile path (default mode)
     compile_mode: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()   # also time torch.compile with this mode, e.g. reduce-overhead (CUDA graphs); repeatable
+    bf16: bool = False                                    # also time the update under bfloat16 autocast (chapter 8's `bf16`)
     out: str | None = None                                # write figures + provenance as JSON into this folder
     debug: bool = False                                   # show the traceback of an error
 
@@ -131,9 +182,9 @@ def bench_cli(argv=None):
         print(f"one batch of 256 chunks (n = 10, 100k rows) on {dev}: {results['machine']['batch_256_ms']:.3f} ms", flush=True)
         for name in a.configs:
             tc = make_config(name)
-            modes = {'eager': False} | ({'compiled': True} if a.compile else {}) | {f'compiled-{m}': m for m in a.compile_mode}
+            modes = {'eager': False} | ({'eager-bf16': False} if a.bf16 else {}) | ({'compiled': True} if a.compile else {}) | {f'compiled-{m}': m for m in a.compile_mode}
             for mode, comp in modes.items():
-                try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, compile=comp, components=mode == 'eager', device=dev)
+                try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, compile=comp, components=mode == 'eager', device=dev, bfloat16=mode.endswith('bf16'))
                 except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
                 results[f'{name}/{mode}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}
                 w = tc.agent.actor_hidden[0]
@@ -155,17 +206,21 @@ def bench_cli(argv=None):
 # plus `bench_agent` at the anchor's 256×4 configuration with rollouts from all 256 states, and (an earlier run) the
 # compiled path for both presets; figures and provenance records are in that folder. On the 2-core CPU:
 #
-# | config | update | anchor (official JAX) | ratio | matrix FLOPs | rate |
-# |---|---|---|---|---|---|
-# | paper 512×4 | 0.746 s | 1.37 s | 1.84× | 106.6 GFLOP | 143 GFLOP/s |
-# | 256×4, rollouts from 256 | 0.272 s | 0.25 s | 0.92× | 28.1 GFLOP | 103 GFLOP/s |
-# | `cpu` preset (rollouts from 64) | 0.110 s | — | — | 9.2 GFLOP | 83 GFLOP/s |
+# | config | update | matrix FLOPs | rate |
+# |---|---|---|---|
+# | paper 512×4 | 0.746 s | 106.6 GFLOP | 143 GFLOP/s |
+# | 256×4, rollouts from 256 | 0.272 s | 28.1 GFLOP | 103 GFLOP/s |
+# | `cpu` preset (rollouts from 64) | 0.110 s | 9.2 GFLOP | 83 GFLOP/s |
+#
+# An earlier version of this table set these figures beside the official JAX code's (1.37 s and 0.25 s) and called
+# `mac` 1.84× faster at 512×4. Those JAX figures were taken on another day, on another machine: they are not comparable,
+# and the claim is withdrawn. A comparison needs both codes timed interleaved on the same cores (`../shared/tools/jax_anchor`),
+# which has not been done by this project yet (issue 15).
 #
 # The machine's float32 matrix products run at 168 GFLOP/s (2048×2048, both cores), and an update is almost all
 # matrix products, so that is the ceiling. At 512×4 we run at 85% of it; the 1.5× target at 256×4 (0.167 s) would
 # need 168 GFLOP/s, 100% of the ceiling, with smaller matrices than the ceiling's: out of reach in float32 on this
-# machine without doing less arithmetic. Per action we are faster than the anchor (1.9 ms against 2.7 ms at 512×4;
-# 0.8-0.9 ms against 1.0 ms at 256×4). `torch.compile` of the losses takes 45-70 s and speeds the `cpu` preset up
+# machine without doing less arithmetic (or doing it in bfloat16, next). `torch.compile` of the losses takes 45-70 s and speeds the `cpu` preset up
 # 1.3× (0.129 → 0.099 s, earlier run); at 512×4 the large matrix products dominate and it gains ~2% (0.820 → 0.804 s).
 
 # %%

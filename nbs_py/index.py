@@ -151,7 +151,7 @@ if (R / 'bench' / 'bench.json').exists():
     p_, c_ = b.get('paper/eager', {}), b.get('cpu/eager', {})
     rows.append(f"| speed (`mac_bench`, 2 CPU cores) | one update / one action (N_test = 32) | paper config 512×4: {p_.get('update_s', float('nan')):.2f} s, "
                 f"{p_.get('act_ms', float('nan')):.1f} ms; `cpu` preset: {c_.get('update_s', float('nan')):.2f} s, {c_.get('act_ms', float('nan')):.1f} ms | "
-                "official JAX on the same kind of machine: 1.37 s, 2.7 ms at 512×4 | `results/bench/` |")
+                "no interleaved comparison with the official JAX code yet (an earlier cross-machine one is withdrawn, chapter 11) | `results/bench/` |")
 if (R / 'gpu' / 'bench.json').exists():
     b = json.loads((R / 'gpu' / 'bench.json').read_text())
     gr = json.loads((R / 'gpu' / 'bench_graphs.json').read_text()) if (R / 'gpu' / 'bench_graphs.json').exists() else {}
