@@ -124,3 +124,24 @@ def test_goal_conditioned_run_evaluates_every_goal(tmp_path, monkeypatch):
     import pytest
     with pytest.raises(ValueError, match="'dataset_path' is for goal-conditioned runs"):
         T.Trainer(T.make_config('tiny', {'dataset_dir': str(tmp_path / 'data'), 'dataset_path': str(tmp_path)}), tmp_path / 'run2', progress=False)
+
+
+def test_goal_conditioned_run_from_a_folder_of_files(tmp_path):
+    "Issue 14: `dataset_path` trains on every file pair in a folder (the layout of OGBench's 100M sets), sampling all files."
+    import os
+    import mac.train as T
+    cfg = T.make_config('tiny', {'env': 'puzzle-3x3-play-oraclerep-v0', 'dataset_dir': str(tmp_path / 'data'), 'device': 'cpu', 'steps': 10})
+    T.Trainer(cfg, tmp_path / 'one', progress=False).run()                   # makes the 2-episode dataset in dataset_dir
+    folder = tmp_path / 'big'; folder.mkdir()
+    for i in range(3):
+        for suffix in ('', '-val'):
+            os.link(tmp_path / 'data' / f'puzzle-3x3-play-v0{suffix}.npz', folder / f'part-{i:03d}{suffix}.npz')
+    tr = T.Trainer(dataclasses.replace(cfg, dataset_path=str(folder)), tmp_path / 'many', progress=False)
+    import numpy as np
+    rows = len(np.load(tmp_path / 'data' / 'puzzle-3x3-play-v0.npz')['terminals'])
+    assert len(tr.data.cache.sources) == 3 and len(tr.data.cache) == 3 * rows and set(tr.data.cache.file) == {0, 1, 2}
+    tr.run(); assert (folder / 'mac-cache' / 'manifest.json').exists()
+    os.remove(folder / 'part-001-val.npz')
+    import pytest
+    with pytest.raises(T.DatasetError, match='missing part-001-val.npz'):
+        T.Trainer(dataclasses.replace(cfg, dataset_path=str(folder)), tmp_path / 'broken', progress=False)
