@@ -87,7 +87,7 @@ class GoalChunkBatches:
         self.obs_norm, self.goal_norm, self.device = obs_norm, goal_norm, get_device(device)
         self.value_mix, self.actor_mix = value_mix, actor_mix or default_actor_mix(env)
         self.obs, self.actions = cache.arrays['observations'], cache.arrays['actions']
-        self.goal_dim = len(self.reps(np.array([0])) [0])
+        self.goal_dim = self.reps(np.array([0])).shape[1]
 
     @property
     def obs_dim(self): return self.obs.shape[1]
