@@ -280,7 +280,7 @@ def final_evaluate(self: Trainer) -> dict:
 @dataclass
 class _TrainArgs:
     "Train MAC (Algorithm 1) on an OGBench single-task dataset; the dataset is generated with OGBench's oracles if missing. Every config key is a flag (default: the preset's value)."
-    preset: PresetName = 'paper'   # 'paper' (Tables 7-8), 'cpu' (the main job on 2 CPU cores), 'gc' and 'gc-puzzle-4x5' (Tables 6, 8: goal-conditioned) or 'tiny' (tests)
+    preset: PresetName = 'paper'   # 'paper' (Tables 7-8), 'cpu' (the main job on 2 CPU cores), 'gc' and 'gc-puzzle-4x5' (Tables 6, 8: goal-conditioned), 'gc-cpu' (goal-conditioned on a CPU) or 'tiny' (tests)
     out: str | None = None         # run folder (default runs/<env>-<preset>-s<seed>)
     resume: bool = False           # continue the run in --out from its checkpoint
     debug: bool = False            # show the traceback of an error
