@@ -39,7 +39,7 @@ def matmul_gflops(device=None, n: int = 2048, reps: int = 5) -> float:
 
 # %% ../nbs/11_benchmark.ipynb #25f0cc04
 def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 50, warmup: int = 3,
-                compile: bool | str = False, components: bool = True, device=None, bfloat16: bool = False) -> dict:
+                compile: bool | str = False, components: bool = True, device=None, bfloat16: bool = False, graph_safe: bool = False) -> dict:
     "Median seconds per update (eager, or compiled: True or a torch.compile mode; bfloat16 autocast if asked), per component, and per action."
     dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
     agent = MACAgent(obs_dim, action_dim, cfg, dev)
@@ -47,12 +47,12 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
     out = {}
     losses = None
     if compile:  # the same update as training's `compile` option: compiled losses (forward + backward), eager Adam and EMA
-        t0 = time.perf_counter(); losses = torch.compile(agent.losses, mode=None if compile is True else compile)
-        agent.update(b, gd, losses)
+        t0 = time.perf_counter(); losses = torch.compile(agent.losses, mode=None if compile is True else compile, fullgraph=graph_safe)
+        agent.update(b, None if graph_safe else gd, losses)
         if dev.type == 'cuda': torch.cuda.synchronize()
         out['compile_s'] = time.perf_counter() - t0
     if bfloat16: losses = bf16(losses or agent.losses)
-    step = lambda: agent.update(b, gd, losses)
+    step = lambda: agent.update(b, None if graph_safe else gd, losses)   # graph_safe: the global RNG (chapter 10)
     out['update_s'] = median_seconds(step, reps, warmup)
     if not compile and not bfloat16:  # matrix FLOPs of one update (forward + backward), counted by torch, and the rate they ran at
         with FlopCounterMode(display=False) as fc: agent.update(b, gd)
@@ -104,6 +104,7 @@ class _BenchArgs:
     compile: bool = False                                 # also time the torch.compile path (default mode)
     compile_mode: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()   # also time torch.compile with this mode, e.g. reduce-overhead (CUDA graphs); repeatable
     bf16: bool = False                                    # also time the update under bfloat16 autocast (chapter 8's `bf16`)
+    graph_safe: bool = False                              # compiled modes use the global RNG and fullgraph=True (chapter 10's `graph_safe`)
     out: str | None = None                                # write figures + provenance as JSON into this folder
     debug: bool = False                                   # show the traceback of an error
 
@@ -122,7 +123,8 @@ def bench_cli(argv=None):
             tc = make_config(name)
             modes = {'eager': False} | ({'eager-bf16': False} if a.bf16 else {}) | ({'compiled': True} if a.compile else {}) | {f'compiled-{m}': m for m in a.compile_mode}
             for mode, comp in modes.items():
-                try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, compile=comp, components=mode == 'eager', device=dev, bfloat16=mode.endswith('bf16'))
+                try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, compile=comp, components=mode == 'eager', device=dev, bfloat16=mode.endswith('bf16'),
+                                       graph_safe=a.graph_safe and bool(comp))
                 except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
                 results[f'{name}/{mode}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}
                 w = tc.agent.actor_hidden[0]

@@ -209,7 +209,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.agent = MACAgent(self.data.obs_dim, self.data.action_dim, cfg.agent, self.device, getattr(self.data, 'goal_dim', 0))
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
-        self._losses = torch.compile(self.agent.losses) if cfg.compile else None  # compiled on the first step
+        self._losses = torch.compile(self.agent.losses, fullgraph=cfg.graph_safe) if cfg.compile else None  # compiled on the first step
         if cfg.bf16: self._losses = bf16(self._losses or self.agent.losses)
         self.step, self._ckpt_step = 0, None
         if ck:
@@ -241,12 +241,13 @@ def _tensorboard(run_dir):
 def _update(self: Trainer, batch) -> dict:
     "One agent update, with the compiled losses when `compile` is on; if compiling fails (no C compiler, say), warn and go on eagerly."
     values = self.step >= self.cfg.pretrain_steps          # the first pretrain_steps train models and policies only
-    if not self.cfg.compile or getattr(self, '_compiled_ok', False): return self.agent.update(batch, self.gen, self._losses, values)
-    try: out = self.agent.update(batch, self.gen, self._losses, values); self._compiled_ok = True; return out
+    gen = None if self.cfg.graph_safe else self.gen       # graph_safe: noise from the global RNG (a torch.Generator breaks the graph)
+    if not self.cfg.compile or getattr(self, '_compiled_ok', False): return self.agent.update(batch, gen, self._losses, values)
+    try: out = self.agent.update(batch, gen, self._losses, values); self._compiled_ok = True; return out
     except Exception as e:
         tqdm.write(f'torch.compile failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ""}); training eagerly instead')
         self._losses = bf16(self.agent.losses) if self.cfg.bf16 else None
-        return self.agent.update(batch, self.gen, self._losses, values)
+        return self.agent.update(batch, gen, self._losses, values)
 
 @patch
 def run(self: Trainer) -> dict:
@@ -517,7 +518,11 @@ def train_cli(argv=None):
 #    thread each), so the value starts learning from a model that is already usable.
 # 7. `compile` (default off): `torch.compile` of the losses, with an eager fallback (and a warning) where compiling
 #    fails, e.g. on a machine without a C compiler; tests/test_train.py checks that it compiles and that it trains
-#    to the same losses and weights as eager, up to float rounding.
+#    to the same losses and weights as eager, up to float rounding. The update draws its noise from the run's
+#    `torch.Generator`, which `torch.compile` cannot capture: each use breaks the graph. `graph_safe` draws it from the
+#    global torch RNG instead (seeded, and saved in checkpoints, so resume stays exact) and compiles with
+#    `fullgraph=True`: one graph, which CUDA graphs (`mode='reduce-overhead'`) need; tests/test_train.py checks that it
+#    compiles as one graph and trains as its eager twin does.
 # 8. `replan_every` (default 1, the official code's `action_chunking_test = 1`; the paper does not say): the `cpu`
 #    preset executes each chosen chunk whole (10), which the CPU study (chapter 10a) measured against re-planning every step
 #    on the same trained agents (`results/cpu_study/`). `replan_every = 0` means "the whole chunk, whatever n is", so

@@ -60,6 +60,27 @@ def test_compiled_training_matches_eager(tmp_path):
     assert max((sd_e[k] - sd_c[k]).abs().max().item() for k in sd_e if sd_e[k].is_floating_point()) < 1e-3
 
 
+def test_graph_safe_compiles_as_one_graph(tmp_path, monkeypatch):
+    """Issue 15: `graph_safe` (noise from the global RNG) lets torch.compile capture the losses with fullgraph=True, and the
+    compiled run trains as its eager twin (inductor told to draw random numbers as eager does, so both see the same noise)."""
+    import torch._inductor.config as inductor_config
+    from mac.config import make_config
+    from mac.train import Trainer
+    monkeypatch.setattr(inductor_config, 'fallback_random', True)
+    runs = {}
+    for comp in (False, True):
+        cfg = make_config('tiny', {'steps': 4, 'log_every': 2, 'ckpt_every': 4, 'device': 'cpu', 'compile': comp, 'graph_safe': True,
+                                   'dataset_dir': str(tmp_path / 'data')})
+        tr = Trainer(cfg, tmp_path / f'run{comp}', progress=False); tr.run()
+        assert getattr(tr, '_compiled_ok', False) == comp      # fullgraph=True raises on any graph break: this compiled as one graph
+        runs[comp] = (list(csv.DictReader(open(tmp_path / f'run{comp}' / 'log.csv'))), tr.agent.state_dict())
+    (log_e, sd_e), (log_c, sd_c) = runs[False], runs[True]
+    for re_, rc in zip(log_e, log_c):
+        for k in ('dynamics', 'flow', 'distill', 'value', 'critic'):
+            assert abs(float(re_[k]) - float(rc[k])) <= 1e-4 * max(1.0, abs(float(re_[k]))), (k, re_[k], rc[k])
+    assert max((sd_e[k] - sd_c[k]).abs().max().item() for k in sd_e if sd_e[k].is_floating_point()) < 1e-3
+
+
 def test_two_trainings_into_one_folder(tmp_path):
     "Issue 11.2: the second training into a busy --out fails at once, naming the holder; a killed holder frees it."
     common = ['--preset', 'tiny', '--device', 'cpu', '--dataset-dir', str(tmp_path / 'data'), '--out', str(tmp_path / 'run')]

@@ -48,6 +48,9 @@ if on graphs; then
 log "4/5 CUDA graphs: torch.compile mode reduce-overhead, cpu preset"
 timeout ${GRAPHS_TIMEOUT:-150} bash -c "$(declare -f py); py mac.bench bench_cli --configs cpu --reps 50 --device cuda --compile-mode reduce-overhead --out $OUT/bench_graphs"
 log "graphs rc=$?"
+log "4b/5 CUDA graphs of one whole graph: the same with --graph-safe (global RNG, fullgraph=True)"
+timeout ${GRAPHS_TIMEOUT:-150} bash -c "$(declare -f py); py mac.bench bench_cli --configs cpu --reps 50 --device cuda --compile-mode reduce-overhead --graph-safe --out $OUT/bench_graphs_safe"
+log "graph-safe graphs rc=$?"
 fi
 
 if on gc; then
