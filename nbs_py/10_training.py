@@ -3,9 +3,12 @@
 # > The training run: the loop with progress, logs, evaluation and checkpoints, exact resume, and the `mac_train` command.
 
 # %% [markdown]
-# The run's configuration (`TrainConfig`, the presets `paper`, `cpu` and `tiny`, `make_config`) is
-# [chapter 9a](09a_config.ipynb) (`mac.config`): a module of its own, so that tools which only need a config, such as
-# the benchmark of chapter 11, do not import the training loop.
+# The run's configuration (`TrainConfig`, the presets `paper`, `cpu`, `gc`, `gc-puzzle-4x5`, `gc-cpu` and `tiny`,
+# `make_config`) is [chapter 9a](09a_config.ipynb) (`mac.config`): a module of its own, so that tools which only need a
+# config, such as the benchmark of chapter 11, do not import the training loop. One `Trainer` runs both settings: a
+# single-task dataset name (`…-singletask-task2-v0`) trains the reward-based agent on chapter 2a's batches and evaluates
+# it on its task (chapter 9); a goal-conditioned one (`…-oraclerep-v0`) trains the agent with goals on chapter 9b's
+# batches and evaluates it on the environment's five goals.
 
 # %%
 #| default_exp train

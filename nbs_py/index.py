@@ -92,8 +92,9 @@
 #   of the paper's numbers.
 # - **Not there yet:** results in the goal-conditioned, large-scale setting that is the paper's headline (Table 1). The
 #   pieces exist (the goal-conditioned agent, chapter 8; oracle goals, Table 6's goal sampling from a memory-mapped
-#   cache of many files and the five-goal evaluation, chapters 2b and 9b; `mac_train` on `*-oraclerep-v0`), but no run
-#   of it has been made, at CPU scale or at 100M transitions; runs of the ablations (Table 3, Table 15, Figure 3);
+#   cache of many files and the five-goal evaluation, chapters 2b and 9b; `mac_train` on `*-oraclerep-v0`), and on a
+#   toy with four goals the agent reaches all of them (chapter 9b), but no OGBench goal-conditioned run has finished,
+#   at CPU scale or at 100M transitions; runs of the ablations (Table 3, Table 15, Figure 3);
 #   GPU-scale runs of Table 2; the speed work of a whole update in one CUDA graph. Each is an open issue.
 #
 
