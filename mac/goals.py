@@ -109,9 +109,9 @@ class GoalChunkBatches:
         success = ((gv >= t) & (gv < t + n)).astype(np.float32)          # the goal is one of s_t … s_{t+n-1}
         chunk = np.clip(self.cache.take('actions', (t[:, None] + np.arange(n)).ravel()), -self.clip, self.clip).reshape(B, -1)
         T = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=self.device)
-        obs = lambda rows: self.obs_norm(T(self.cache.take('observations', rows)))
-        return dict(observations=obs(t), next_observations=obs(t + n), actions=T(chunk),
-                    value_goals=self.goal_norm(T(self.reps(gv))), actor_goals=self.goal_norm(T(self.reps(ga))),
+        obs = self.obs_norm(T(self.cache.take('observations', np.concatenate([t, t + n]))))   # one gather each: fewer waits on disk
+        goals = self.goal_norm(T(self.reps(np.concatenate([gv, ga]))))
+        return dict(observations=obs[:B], next_observations=obs[B:], actions=T(chunk), value_goals=goals[:B], actor_goals=goals[B:],
                     rewards=T(success - 1), masks=T(1 - success))
 
 # %% ../nbs/09b_goals.ipynb #b7266d64
