@@ -258,13 +258,13 @@ test_fail(lambda: c.goals(rows, 'future', rng), contains="goal kind must be")
 
 # %% [markdown]
 # **Reading rows from disk.** While the cache fits in the page cache, a batch's rows come from memory. When it does not
-# (100M transitions are 25 GB in puzzle-3x3's layout, more than this project's 23 GB machines hold), every sampled row
-# is a random read from disk, and two things matter (measured on the 100M cache with a cold page cache, raw gathers
-# of one batch, B = 1024, n = 10, median of 20; `results/gc_data_bench/README.md`): the kernel's default read-ahead
-# fetches 128 KB around each page fault, wasted on random rows (`madvise(MADV_RANDOM)`: 665 → 312 ms), and one thread
-# waits for one read at a time while disks serve many in parallel (16 threads: 98 ms). In memory the threads only cost
-# (about 1 ms → 6 ms for the same gathers on a 1M cache), so `open_cache` turns both on only for a cache larger than
-# half the RAM; `take` is the gather every batch uses.
+# (100M transitions are 25 GB even in the benchmark's lean synthetic layout, and about 50 GB with everything OGBench's
+# puzzle-3x3 files hold, more than this project's 23 GB machines), every sampled row is a random read from disk, and
+# two things matter: the kernel's default read-ahead fetches 128 KB around each page fault, wasted on random rows
+# (`madvise(MADV_RANDOM)` asks for one page), and one thread waits for one read at a time while disks serve many in
+# parallel (16 reader threads). With both, a batch of 1024 goal-conditioned chunks from a cold 100M cache took about
+# 0.1 s instead of about 1 s (`results/gc_data_bench/`, runs 1 and 2). In memory, threads only add overhead, so
+# `open_cache` turns both on only for a cache larger than half the RAM; `take` is the gather every batch uses.
 
 # %%
 big = open_cache(tmp / 'cache', io_threads=4)

@@ -245,11 +245,12 @@ def _update(self: Trainer, batch) -> dict:
     "One agent update, with the compiled losses when `compile` is on; if compiling fails (no C compiler, say), warn and go on eagerly."
     values = self.step >= self.cfg.pretrain_steps          # the first pretrain_steps train models and policies only
     gen = None if self.cfg.graph_safe else self.gen       # graph_safe: noise from the global RNG (a torch.Generator breaks the graph)
-    if not self.cfg.compile or getattr(self, '_compiled_ok', False): return self.agent.update(batch, gen, self._losses, values)
+    if not self.cfg.compile or getattr(self, '_compiled_ok', False) or getattr(self, '_compile_failed', False):
+        return self.agent.update(batch, gen, self._losses, values)
     try: out = self.agent.update(batch, gen, self._losses, values); self._compiled_ok = True; return out
     except Exception as e:
         tqdm.write(f'torch.compile failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ""}); training eagerly instead')
-        self._losses = bf16(self.agent.losses) if self.cfg.bf16 else None
+        self._losses, self._compile_failed = (bf16(self.agent.losses) if self.cfg.bf16 else None), True   # decided once: later errors are errors
         return self.agent.update(batch, gen, self._losses, values)
 
 @patch
@@ -260,7 +261,7 @@ def run(self: Trainer) -> dict:
     tb, bad, last, last_eval = _tensorboard(self.dir), {}, {}, None
     t0, s0 = time.time(), self.step
     bar = tqdm(total=cfg.steps, initial=self.step, desc='MAC', disable=not self.progress, mininterval=2, dynamic_ncols=True)
-    if self._losses is not None and self.progress: tqdm.write('compiling the losses with torch.compile (once per process; about a minute on a CPU)')
+    if self.cfg.compile and self.progress: tqdm.write('compiling the losses with torch.compile (once per process; about a minute on a CPU)')
     while self.step < cfg.steps:
         out = _update(self, self.data.sample(cfg.batch, self.gen))
         for k, v in out.items(): bad[k] = bad[k] | ~torch.isfinite(v) if k in bad else ~torch.isfinite(v)  # on the device: no sync
@@ -524,8 +525,10 @@ def train_cli(argv=None):
 #    to the same losses and weights as eager, up to float rounding. The update draws its noise from the run's
 #    `torch.Generator`, which `torch.compile` cannot capture: each use breaks the graph. `graph_safe` draws it from the
 #    global torch RNG instead (seeded, and saved in checkpoints, so resume stays exact) and compiles with
-#    `fullgraph=True`: one graph, which CUDA graphs (`mode='reduce-overhead'`) need; tests/test_train.py checks that it
-#    compiles as one graph and trains as its eager twin does.
+#    `fullgraph=True`: one graph, which CUDA graphs (`mode='reduce-overhead'`) need. tests/test_train.py checks that it
+#    compiles as one graph, that it trains as its eager twin does when inductor draws random numbers as eager does
+#    (`fallback_random`; by default compiled noise is drawn differently, equally random), and that a resumed
+#    `graph_safe` run ends with the weights of an uninterrupted one.
 # 8. `replan_every` (default 1, the official code's `action_chunking_test = 1`; the paper does not say): the `cpu`
 #    preset executes each chosen chunk whole (10), which the CPU study (chapter 10a) measured against re-planning every step
 #    on the same trained agents (`results/cpu_study/`). `replan_every = 0` means "the whole chunk, whatever n is", so

@@ -150,9 +150,10 @@ r16
 # results/bench/bf16_agreement.json`, one thread): bfloat16 picks float32's chunk in **86%** of states with N = 8 and
 # **81%** with N = 32; where it picks another, that chunk is close by float32's own Q (mean regret 0.04-0.05 of Q's
 # spread among the candidates; Q itself moves by 0.16%). The losses: flow, distillation, dynamics and success move by
-# 0.1-1.3%, the value loss by 4%, but the reward and critic losses by 19% and 21%: they are small squared errors of
-# fits that are already good, and bfloat16's rounding of Q and r̂ (about 3 significant digits) is of the same size as
-# the error left. So bfloat16 is not a free switch here: whether learning survives it needs a learning run against
+# 0.1-1.3%, the value loss by 4%, but the reward and critic losses by 19% and 21% (one batch, drawn once). The reward
+# loss is a small squared error of a fit that is already good, on dataset chunks, and bfloat16's rounding of r̂ (about 3
+# significant digits) is of the size of the error left; the value and critic losses also come from rollouts, whose
+# argmax choices differ in about one state in five, so their targets differ too. So bfloat16 is not a free switch here: whether learning survives it needs a learning run against
 # float32 (not run yet), and its speed a quiet machine (not measured yet; issue 15).
 
 # %%

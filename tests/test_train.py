@@ -148,7 +148,7 @@ def test_goal_conditioned_run_evaluates_every_goal(tmp_path, monkeypatch):
 
 
 def test_goal_conditioned_run_from_a_folder_of_files(tmp_path):
-    "Issue 14: `dataset_path` trains on every file pair in a folder (the layout of OGBench's 100M sets), sampling all files."
+    "Issue 14: `dataset_path` trains on every file pair in a folder (the layout of OGBench's 100M sets), all of them cached."
     import os
     import mac.train as T
     cfg = T.make_config('tiny', {'env': 'puzzle-3x3-play-oraclerep-v0', 'dataset_dir': str(tmp_path / 'data'), 'device': 'cpu', 'steps': 10})

@@ -8,7 +8,7 @@ states stored as int8 to save disk); the 100 files of a size are hard links to o
 concatenated .npy per key, chapter 2b) takes the full size on disk. Each size is measured in a fresh process: batches of
 B = 1024 chunks of n = 10 with value and actor goals (Table 6's puzzle mixes), median of 5 timings of 50 batches after 20
 warm-up batches, twice: first with a cold page cache (dropped before the process starts, where the system allows it),
-then again at once (the pages the first process read are still cached); memory is the process's resident set split into anonymous memory (what the process allocated) and
+then at once in a second process drawing other batches (whatever the first brought into the page cache stays there); memory is the process's resident set split into anonymous memory (what the process allocated) and
 file-backed pages of the memory map (the kernel's page cache, shared and evictable). Results accumulate in
 OUT/bench.json, one entry per size, so an interrupted run continues where it stopped.
 """
@@ -34,7 +34,7 @@ def make_file(path: Path, seed: int = 0):
              button_states=rng.integers(0, 2, (ROWS_PER_FILE, 9)).astype(np.int8))
 
 
-def measure(cache_dir: str) -> dict:
+def measure(cache_dir: str, seed: int = 0) -> dict:
     "Run in a fresh process: sampling speed and memory of GoalChunkBatches over the cache."
     import torch
     from mac.batches import ObsNormalizer
@@ -49,7 +49,7 @@ def measure(cache_dir: str) -> dict:
     c = open_cache(cache_dir)
     ident = lambda k: ObsNormalizer(torch.zeros(k), torch.ones(k))
     gb = GoalChunkBatches(c, 'puzzle-3x3', 10, ident(55), ident(9), device='cpu')
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     for _ in range(20): gb.sample(1024, g)
     times = []
     for _ in range(5):
@@ -63,9 +63,9 @@ def measure(cache_dir: str) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--out', default='results/gc_data_bench'); ap.add_argument('--sizes', type=int, nargs='+', default=[1, 10, 100])
-    ap.add_argument('--work', default=os.path.expanduser('~/.cache/mac/gc_data_bench')); ap.add_argument('--measure', help=argparse.SUPPRESS)
+    ap.add_argument('--work', default=os.path.expanduser('~/.cache/mac/gc_data_bench')); ap.add_argument('--measure', help=argparse.SUPPRESS); ap.add_argument('--seed', type=int, default=0, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.measure: print(json.dumps(measure(a.measure))); return
+    if a.measure: print(json.dumps(measure(a.measure, a.seed))); return
     out, work = Path(a.out), Path(a.work); out.mkdir(parents=True, exist_ok=True); work.mkdir(parents=True, exist_ok=True)
     res_path = out / 'bench.json'
     res = json.loads(res_path.read_text()) if res_path.exists() else {}
@@ -78,11 +78,11 @@ def main():
             os.link(base, d / f'data-{i:03d}.npz')
         from mac.cache import build_cache
         t0 = time.time(); build_cache(sorted(d.glob('data-*.npz')), d / 'cache', progress=True); build_s = time.time() - t0
-        run = lambda: json.loads(subprocess.run([sys.executable, __file__, '--measure', str(d / 'cache')], check=True, capture_output=True, text=True).stdout)
+        run = lambda seed: json.loads(subprocess.run([sys.executable, __file__, '--measure', str(d / 'cache'), '--seed', str(seed)], check=True, capture_output=True, text=True).stdout)
         subprocess.run('sync', shell=True)
         try: Path('/proc/sys/vm/drop_caches').write_text('3\n'); cold = True
         except OSError: cold = False                        # not permitted: the first measurement is as warm as the build left it
-        first = run(); r = run() | dict(first=first, first_is_cold=cold)
+        first = run(0); r = run(1) | dict(first=first, first_is_cold=cold)   # the second draws other batches: warmer, not the same rows
         r |= dict(files=m, build_s=round(build_s, 1), cache_gb=round(sum(f.stat().st_size for f in (d / 'cache').glob('*.npy')) / 1e9, 2),
                   load_1min=os.getloadavg()[0])
         res[str(m)] = r; res_path.write_text(json.dumps(res, indent=1) + '\n')
