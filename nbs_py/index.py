@@ -120,10 +120,12 @@ if (R / 'quickstart' / 'summary.json').exists():
 else: rows.append("| main job (`make main`) with the current `cpu` preset | — | not yet run alone on 2 cores (its training is the CPU study's, below) | 100 ± 0 % (1M steps) | — |")
 S = R / 'cpu_study' / 'table.csv'
 for t in (list(csv.DictReader(open(S))) if S.exists() else []):
-    who = 'the same checkpoints, behaviour policy alone (N_test = 1)' if t['variant'].endswith(':behaviour') else '`cpu` preset'
+    task, paper = {'heldout_cube4': ('held-out cube-single task 4, ', '98 ± 3 %'), 'heldout_scene1': ('held-out scene task 1, ', '100 ± 0 %')}.get(
+        t['variant'].split(':')[0], ('', '100 ± 0 %'))                                 # paper: Table 13 (1M steps)
+    who = task + ('the same checkpoints, behaviour policy alone (N_test = 1)' if t['variant'].endswith(':behaviour') else '`cpu` preset')
     rows.append(f"| CPU study: {who}, {int(t['step']):,} steps, {'re-plan every step' if t['replan'] == '1' else 'execute ' + t['replan'] + ' actions per chunk'} "
                 f"| final success, 50 episodes per seed on fresh seeds | per seed {t['per_seed']}; pooled {float(t['pooled']):.0%} [95% CI {float(t['ci_lo']):.0%}, "
-                f"{float(t['ci_hi']):.0%}]; {t['seeds_ge_50']}/{t['seeds']} seeds ≥ 50% | {'—' if 'behaviour' in t['variant'] else '100 ± 0 % (1M steps)'} | `results/cpu_study/` |")
+                f"{float(t['ci_hi']):.0%}]; {t['seeds_ge_50']}/{t['seeds']} seeds ≥ 50% | {'—' if 'behaviour' in t['variant'] else paper + ' (1M steps)'} | `results/cpu_study/` |")
 M = V / 'main_job_replan1'
 if (M / 'summary.json').exists():
     s = json.loads((M / 'summary.json').read_text())
