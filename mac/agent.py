@@ -142,10 +142,10 @@ def bc_losses(self: MACAgent, b, generator=None) -> dict:
 def rollout(self: MACAgent, obs0, generator=None, N: int | None = None, H: int | None = None, goal=None) -> dict:
     "Eq. 9: H steps of the policy (N candidates; defaults N_train, H) in the chunk model from obs0 (B, S), no gradients."
     c = self.cfg
-    success = lambda s, a: self.success.predict(s, a, goal)[1]   # 1(σ(f) > 0.5); the goal is held for the whole rollout
-    reward = (lambda s, a: success(s, a) - 1) if self.goal_dim else (lambda s, a: self.reward(s, a))   # GC: −1 per chunk until success
-    ro = model_rollout(lambda s: self.acting_policy(s, N or c.n_train, generator, goal), self.dynamics, reward,
-                       lambda s, a: 1 - success(s, a), obs0, H or c.H)   # mask = 1 − predicted success
+    def outcome(s, a):   # (reward, mask): mask = 1 − predicted success 1(σ(f) > 0.5); the goal is held for the whole rollout
+        r_success, success = self.success.predict(s, a, goal)
+        return (r_success if self.goal_dim else self.reward(s, a)), 1 - success   # GC: −1 per chunk until success
+    ro = model_rollout(lambda s: self.acting_policy(s, N or c.n_train, generator, goal), self.dynamics, outcome, obs0, H or c.H)
     return ro | dict(goals=goal)
 
 @patch

@@ -44,15 +44,14 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
     dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
     agent = MACAgent(obs_dim, action_dim, cfg, dev)
     b = _batch(batch, obs_dim, cfg.n * action_dim, dev, g); gd = torch.Generator(dev).manual_seed(0)
-    out = {}
-    losses = None
+    out, losses, gu = {}, None, None if graph_safe else gd   # gu: the update's generator (graph_safe: the global RNG, chapter 10)
     if compile:  # the same update as training's `compile` option: compiled losses (forward + backward), eager Adam and EMA
         t0 = time.perf_counter(); losses = torch.compile(agent.losses, mode=None if compile is True else compile, fullgraph=graph_safe)
-        agent.update(b, None if graph_safe else gd, losses)
+        agent.update(b, gu, losses)
         if dev.type == 'cuda': torch.cuda.synchronize()
         out['compile_s'] = time.perf_counter() - t0
     if bfloat16: losses = bf16(losses or agent.losses)
-    step = lambda: agent.update(b, None if graph_safe else gd, losses)   # graph_safe: the global RNG (chapter 10)
+    step = lambda: agent.update(b, gu, losses)
     out['update_s'] = median_seconds(step, reps, warmup)
     if not compile and not bfloat16:  # matrix FLOPs of one update (forward + backward), counted by torch, and the rate they ran at
         with FlopCounterMode(display=False) as fc: agent.update(b, gd)

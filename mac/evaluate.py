@@ -21,7 +21,7 @@ from .batches import ObsNormalizer
 from .data import parse_name
 
 # %% auto #0
-__all__ = ['eval_env_name', 'run_episodes', 'evaluate', 'record_video', 'plot_success']
+__all__ = ['eval_env_name', 'vector_env', 'run_episodes', 'evaluate', 'record_video', 'plot_success']
 
 # %% ../nbs/09_evaluation.ipynb #c3f015f1
 def _make_env(name: str, **kw):
@@ -37,16 +37,23 @@ def eval_env_name(name: str) -> str:
     return f'{spec.env}-singletask' + (f'-task{spec.task}' if spec.task else '') + '-v0'
 
 # %% ../nbs/09_evaluation.ipynb #0836d0dd
+def vector_env(env_name: str, episodes: int, workers: int | None = None, **env_kwargs):
+    "min(episodes, workers or cores) copies of an env, in worker processes when more than one: each round runs one episode in each."
+    import gymnasium
+    W = max(1, min(episodes, workers or os.cpu_count() or 1))
+    fns = [functools.partial(_make_env, env_name, **env_kwargs) for _ in range(W)]
+    return gymnasium.vector.AsyncVectorEnv(fns, context='spawn') if W > 1 else gymnasium.vector.SyncVectorEnv(fns)
+
 def run_episodes(act_fn, env_name: str, episodes: int = 15, workers: int | None = None, seed: int = 0,
                  replan_every: int = 1, action_dim: int = 5, progress: bool = False, options: dict | None = None,
-                 env_kwargs: dict | None = None, with_goals: bool = False) -> dict:
+                 env_kwargs: dict | None = None, with_goals: bool = False, venv=None) -> dict:
     """Run `episodes` episodes of `act_fn(obs (W, S) np) → chunks (W, n·d) np` in parallel envs; per-episode success and length.
-    `options` go to every reset (e.g. `{'task_id': 3}`); `with_goals`: the reset's `info['goal']` (W, G) is passed as `act_fn(obs, goals)`."""
-    import gymnasium
+    `options` go to every reset (e.g. `{'task_id': 3}`); `with_goals`: the reset's `info['goal']` (W, G) is passed as `act_fn(obs, goals)`;
+    `venv`: an open `vector_env` to reuse (left open), instead of making one for these episodes."""
     if replan_every < 1: raise ValueError(f'replan_every must be >= 1, got {replan_every}')
-    W = max(1, min(episodes, workers or os.cpu_count() or 1))
-    fns = [functools.partial(_make_env, env_name, **(env_kwargs or {})) for _ in range(W)]
-    venv = gymnasium.vector.AsyncVectorEnv(fns, context='spawn') if W > 1 else gymnasium.vector.SyncVectorEnv(fns)
+    own = venv is None
+    if own: venv = vector_env(env_name, episodes, workers, **(env_kwargs or {}))
+    W = venv.num_envs
     succ, lengths, t0 = [], [], time.time()
     try:
         for r in range(-(-episodes // W)):
@@ -66,7 +73,8 @@ def run_episodes(act_fn, env_name: str, episodes: int = 15, workers: int | None 
                 ep_len[ended] = step; done |= ended
             succ += ep_succ[:k].tolist(); lengths += ep_len[:k].tolist()
             if progress: print(f'  round {r + 1}: success so far {np.mean(succ):.2f} ({len(succ)}/{episodes} episodes)')
-    finally: venv.close()
+    finally:
+        if own: venv.close()
     return dict(success=float(np.mean(succ)), successes=succ, lengths=lengths, episodes=episodes, workers=W,
                 replan_every=replan_every, wall_s=round(time.time() - t0, 2))
 

@@ -17,7 +17,7 @@ from .batches import ObsNormalizer
 from .cache import DatasetCache, build_cache, open_cache
 from .core import get_device
 from .data import DatasetError, parse_name
-from .evaluate import run_episodes
+from .evaluate import run_episodes, vector_env
 
 # %% auto #0
 __all__ = ['N_CUBES', 'VALUE_MIX', 'ACTOR_MIX', 'GC_TASKS', 'oracle_reps', 'GoalMix', 'default_actor_mix', 'sample_goals',
@@ -31,11 +31,11 @@ _XYZ_CENTRE, _XYZ_SCALE, _DRAWER_SCALE, _WINDOW_SCALE = np.array([0.425, 0.0, 0.
 def oracle_reps(env: str, qpos=None, button_states=None) -> np.ndarray:
     "OGBench's oracle goal representation of states (rows of `qpos`, `button_states`): puzzle buttons, cube positions (G,)."
     e = parse_name(env).env
-    need = 'button_states' if e.startswith('puzzle') else 'qpos'
-    if (button_states if need == 'button_states' else qpos) is None or (e == 'scene' and button_states is None):
-        raise DatasetError(f'{env}: its oracle goal representation needs the dataset key {need!r}'
-                           f'{" and button_states" if e == "scene" else ""}, which these data lack: make the dataset with mac_data '
-                           f'(it stores qpos and button_states, as OGBench does)')
+    given = dict(qpos=qpos, button_states=button_states)
+    missing = [k for k in (('button_states',) if e.startswith('puzzle') else ('qpos', 'button_states') if e == 'scene' else ('qpos',)) if given[k] is None]
+    if missing:
+        raise DatasetError(f'{env}: its oracle goal representation needs the dataset key {" and ".join(map(repr, missing))}, which these data '
+                           f'lack: make the dataset with mac_data (it stores qpos and button_states, as OGBench does)')
     if e.startswith('puzzle'): return np.asarray(button_states, np.float32)
     qpos, k = np.asarray(qpos), N_CUBES[e]
     if qpos.shape[1] < _OBJ0 + k * _CUBE_QPOS + (4 if e == 'scene' else 0):
@@ -86,13 +86,12 @@ class GoalChunkBatches:
         self.cache, self.env, self.n, self.gamma, self.clip, self.goal_fn = cache, env, n, gamma, action_clip, goal_fn
         self.obs_norm, self.goal_norm, self.device = obs_norm, goal_norm, get_device(device)
         self.value_mix, self.actor_mix = value_mix, actor_mix or default_actor_mix(env)
-        self.obs, self.actions = cache.arrays['observations'], cache.arrays['actions']
         self.goal_dim = self.reps(np.array([0])).shape[1]
 
     @property
-    def obs_dim(self): return self.obs.shape[1]
+    def obs_dim(self): return self.cache.arrays['observations'].shape[1]
     @property
-    def action_dim(self): return self.actions.shape[1]
+    def action_dim(self): return self.cache.arrays['actions'].shape[1]
 
     def reps(self, rows) -> np.ndarray:
         "Goal representations of dataset rows (rows, G): `goal_fn`'s, or the oracle representation."
@@ -130,10 +129,11 @@ def goal_normalizers(env: str, val: dict, device=None) -> tuple[ObsNormalizer, O
     reps = oracle_reps(env, val.get('qpos'), val.get('button_states'))
     return ObsNormalizer.from_data(val['observations'], device=device), ObsNormalizer.from_data(reps, device=device)
 
-def goal_data(env: str, path, cache_dir, n: int, gamma: float = 0.999, value_mix: GoalMix = VALUE_MIX,
-              actor_mix: GoalMix | None = None, device=None, norms=None, progress: bool = True) -> GoalChunkBatches:
-    "Goal-conditioned batches over the files at `path` (a train file or a folder), cached once in `cache_dir`."
-    pairs = dataset_files(path)
+def goal_data(env: str, path, n: int, gamma: float = 0.999, value_mix: GoalMix = VALUE_MIX, actor_mix: GoalMix | None = None,
+              device=None, norms=None, progress: bool = True, cache_dir=None) -> GoalChunkBatches:
+    "Goal-conditioned batches over the files at `path` (a train file or a folder), cached once in `cache_dir` (default: beside them)."
+    pairs, p = dataset_files(path), Path(path).expanduser()
+    cache_dir = cache_dir or (p / 'mac-cache' if p.is_dir() else p.with_name(p.stem + '.cache'))
     if norms is None:
         with np.load(pairs[0][1]) as z: norms = goal_normalizers(env, dict(z), device)
     cache = open_cache(build_cache([f for f, _ in pairs], cache_dir, progress=progress))
@@ -152,9 +152,12 @@ def evaluate_goals(agent, obs_norm: ObsNormalizer, goal_norm: ObsNormalizer, env
         f = lambda x, nz: nz(torch.as_tensor(np.asarray(x), dtype=torch.float32, device=dev))
         return agent.act(f(obs, obs_norm), gen, f(goals, goal_norm)).cpu().numpy()
     per, t0 = {}, time.time()
-    for k in tasks:
-        per[k] = run_episodes(act, f'{e}-v0', episodes, workers, seed, replan_every, agent.action_dim, progress,
-                              options=dict(task_id=k), env_kwargs=dict(use_oracle_rep=True, **env_kwargs), with_goals=True)
+    venv = vector_env(f'{e}-v0', episodes, workers, use_oracle_rep=True, **env_kwargs)   # one set of env processes for all the goals
+    try:
+        for k in tasks:
+            per[k] = run_episodes(act, f'{e}-v0', episodes, workers, seed, replan_every, agent.action_dim, progress,
+                                  options=dict(task_id=k), with_goals=True, venv=venv)
+    finally: venv.close()
     return dict(success=float(np.mean([r['success'] for r in per.values()])), per_task={k: r['success'] for k, r in per.items()},
                 successes={k: r['successes'] for k, r in per.items()}, episodes=episodes * len(tasks), replan_every=replan_every,
                 env=f'{e}-v0 (oracle goals)', wall_s=round(time.time() - t0, 2),

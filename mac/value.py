@@ -48,14 +48,15 @@ class QNet(nn.Module):
 
 # %% ../nbs/06_value_expansion.ipynb #ecd1780f
 @torch.no_grad()
-def model_rollout(policy, dynamics, reward_fn, mask_fn, obs0, H: int) -> dict[str, torch.Tensor]:
-    "Eq. 9: H chunk-model steps from obs0 (B, S): states (H+1, B, S), actions (H, B, n·d), rewards and masks (H, B)."
+def model_rollout(policy, dynamics, outcome_fn, obs0, H: int) -> dict[str, torch.Tensor]:
+    "Eq. 9: H chunk-model steps from obs0 (B, S): states (H+1, B, S), actions (H, B, n·d), and `outcome_fn`'s rewards and masks (H, B)."
     states, actions = [obs0], []
     for _ in range(H):
         a = policy(states[-1])                  # â_k ~ π(ŝ_k)
         actions.append(a); states.append(dynamics(states[-1], a))  # ŝ_{k+1} = p_ψ(ŝ_k, â_k)
     S_, A_ = torch.stack(states), torch.stack(actions)
-    return dict(states=S_, actions=A_, rewards=reward_fn(S_[:-1], A_), masks=mask_fn(S_[:-1], A_))
+    rewards, masks = outcome_fn(S_[:-1], A_)   # one call: a success model gives both at once
+    return dict(states=S_, actions=A_, rewards=rewards, masks=masks)
 
 def value_loss(value: ValueNet, states, targets):
     "Eq. 10, averaged over all H steps and rollouts: mean (V_φ(ŝ_k) − G_k)², targets detached."

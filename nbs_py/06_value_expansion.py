@@ -225,14 +225,15 @@ class QNet(nn.Module):
 # %%
 #| exports
 @torch.no_grad()
-def model_rollout(policy, dynamics, reward_fn, mask_fn, obs0, H: int) -> dict[str, torch.Tensor]:
-    "Eq. 9: H chunk-model steps from obs0 (B, S): states (H+1, B, S), actions (H, B, n·d), rewards and masks (H, B)."
+def model_rollout(policy, dynamics, outcome_fn, obs0, H: int) -> dict[str, torch.Tensor]:
+    "Eq. 9: H chunk-model steps from obs0 (B, S): states (H+1, B, S), actions (H, B, n·d), and `outcome_fn`'s rewards and masks (H, B)."
     states, actions = [obs0], []
     for _ in range(H):
         a = policy(states[-1])                  # â_k ~ π(ŝ_k)
         actions.append(a); states.append(dynamics(states[-1], a))  # ŝ_{k+1} = p_ψ(ŝ_k, â_k)
     S_, A_ = torch.stack(states), torch.stack(actions)
-    return dict(states=S_, actions=A_, rewards=reward_fn(S_[:-1], A_), masks=mask_fn(S_[:-1], A_))
+    rewards, masks = outcome_fn(S_[:-1], A_)   # one call: a success model gives both at once
+    return dict(states=S_, actions=A_, rewards=rewards, masks=masks)
 
 def value_loss(value: ValueNet, states, targets):
     "Eq. 10, averaged over all H steps and rollouts: mean (V_φ(ŝ_k) − G_k)², targets detached."
@@ -256,7 +257,7 @@ dyn = lambda s, a: s + a[..., :2]
 pol = lambda s: torch.tanh(s @ W_pi)
 rew = lambda s, a: -(s ** 2).sum(-1); msk = lambda s, a: (s[..., 0] < 0.5).float()
 s0 = torch.randn(6, 2)
-ro = model_rollout(pol, dyn, rew, msk, s0, H=2)
+ro = model_rollout(pol, dyn, lambda s, a: (rew(s, a), msk(s, a)), s0, H=2)
 with torch.no_grad(): a0 = pol(s0); s1 = dyn(s0, a0); a1 = pol(s1); s2 = dyn(s1, a1)
 test_close(ro['states'], torch.stack([s0, s1, s2])); test_close(ro['actions'], torch.stack([a0, a1]))
 test_close(ro['rewards'], torch.stack([rew(s0, a0), rew(s1, a1)]))

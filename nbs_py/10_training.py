@@ -214,6 +214,7 @@ class Trainer:
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
         self._losses = torch.compile(self.agent.losses, fullgraph=cfg.graph_safe) if cfg.compile else None  # compiled on the first step
         if cfg.bf16: self._losses = bf16(self._losses or self.agent.losses)
+        if cfg.compile: self._compiled_ok = None   # None: not tried yet; then True (compiled) or False (fell back to eager)
         self.step, self._ckpt_step = 0, None
         if ck:
             self.agent.load_state_dict(ck['agent']); self.agent.opt.load_state_dict(ck['opt'])
@@ -225,7 +226,7 @@ class Trainer:
         "Goal-conditioned batches (chapter 9b) over the train file (or `dataset_path`'s files), cached once beside them; normalisers from the first -val twin."
         src = Path(cfg.dataset_path).expanduser() if cfg.dataset_path else dataset_paths(spec.dataset, cfg.dataset_dir)[0]
         norms = (ObsNormalizer.from_state_dict(ck['normalizer'], self.device), ObsNormalizer.from_state_dict(ck['goal_normalizer'], self.device)) if ck else None
-        self.data = goal_data(spec.env, src, src / 'mac-cache' if src.is_dir() else src.with_name(src.stem + '.cache'), cfg.agent.n, cfg.agent.gamma, device=self.device,
+        self.data = goal_data(spec.env, src, cfg.agent.n, cfg.agent.gamma, device=self.device,
                               norms=norms, progress=self.progress)
         self.norm, self.goal_norm = self.data.obs_norm, self.data.goal_norm
         if self.progress and (cfg.terminals or cfg.reward_agg != 'sum' or cfg.pretrain_steps):   # pretrain_steps does apply; say so
@@ -245,12 +246,11 @@ def _update(self: Trainer, batch) -> dict:
     "One agent update, with the compiled losses when `compile` is on; if compiling fails (no C compiler, say), warn and go on eagerly."
     values = self.step >= self.cfg.pretrain_steps          # the first pretrain_steps train models and policies only
     gen = None if self.cfg.graph_safe else self.gen       # graph_safe: noise from the global RNG (a torch.Generator breaks the graph)
-    if not self.cfg.compile or getattr(self, '_compiled_ok', False) or getattr(self, '_compile_failed', False):
-        return self.agent.update(batch, gen, self._losses, values)
+    if getattr(self, '_compiled_ok', False) is not None: return self.agent.update(batch, gen, self._losses, values)
     try: out = self.agent.update(batch, gen, self._losses, values); self._compiled_ok = True; return out
     except Exception as e:
         tqdm.write(f'torch.compile failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ""}); training eagerly instead')
-        self._losses, self._compile_failed = (bf16(self.agent.losses) if self.cfg.bf16 else None), True   # decided once: later errors are errors
+        self._losses, self._compiled_ok = (bf16(self.agent.losses) if self.cfg.bf16 else None), False   # decided once: later errors are errors
         return self.agent.update(batch, gen, self._losses, values)
 
 @patch
