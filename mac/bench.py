@@ -17,18 +17,25 @@ import tyro
 from .agent import MACAgent, MACConfig, bf16
 from .core import get_device, median_seconds, provenance, run_cli, seed_everything, write_json
 from .distill import distillation_loss
-from .batches import bench_batches
+from .batches import ChunkDataset, ChunkReturn, bench_batches
+from .train import CudaGraphStep
+import numpy as np
 from .config import PRESETS, PresetName, make_config
 from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0
-__all__ = ['matmul_gflops', 'bench_agent', 'bf16_agreement', 'bench_cli']
+__all__ = ['matmul_gflops', 'bench_agent', 'cuda_graph_agreement', 'bf16_agreement', 'bench_cli']
 
 # %% ../nbs/11_benchmark.ipynb #7cf4ae6d
 def _batch(B, S, nd, device, g):
     return dict(observations=torch.randn(B, S, generator=g).to(device), actions=(torch.rand(B, nd, generator=g) * 2 - 1).to(device),
                 rewards=-torch.rand(B, generator=g).to(device), next_observations=torch.randn(B, S, generator=g).to(device),
                 masks=torch.ones(B, device=device))
+
+def _chunk_data(n, S, d, device, g, rows: int = 100_000):
+    "A random `rows`-row dataset of one long episode on `device`: what a step that samples its own batch samples from."
+    return ChunkDataset(torch.randn(rows, S, generator=g), torch.rand(rows, d, generator=g) * 2 - 1, np.r_[np.ones(rows - 1), 0],
+                        ret=ChunkReturn(n=n), device=device)
 
 def matmul_gflops(device=None, n: int = 2048, reps: int = 5) -> float:
     "The machine's float32 matrix-product rate (GFLOP/s, median of `reps` n×n products): the ceiling for an update."
@@ -39,11 +46,14 @@ def matmul_gflops(device=None, n: int = 2048, reps: int = 5) -> float:
 
 # %% ../nbs/11_benchmark.ipynb #25f0cc04
 def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 50, warmup: int = 3,
-                compile: bool | str = False, components: bool = True, device=None, bfloat16: bool = False, graph_safe: bool = False) -> dict:
-    "Median seconds per update (eager, or compiled: True or a torch.compile mode; bfloat16 autocast if asked), per component, and per action."
+                compile: bool | str = False, components: bool = True, device=None, bfloat16: bool = False, graph_safe: bool = False,
+                cuda_graph: bool = False) -> dict:
+    """Median seconds per update (eager, or compiled: True or a torch.compile mode; bfloat16 autocast if asked), per component, and per action.
+    cuda_graph: the whole step, batch sampling included, as one CUDA graph (chapter 10), and its eager twin (`step_eager_s`)."""
     dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
     agent = MACAgent(obs_dim, action_dim, cfg, dev)
     b = _batch(batch, obs_dim, cfg.n * action_dim, dev, g); gd = torch.Generator(dev).manual_seed(0)
+    graph_safe = graph_safe or cuda_graph
     out, losses, gu = {}, None, None if graph_safe else gd   # gu: the update's generator (graph_safe: the global RNG, chapter 10)
     if compile:  # the same update as training's `compile` option: compiled losses (forward + backward), eager Adam and EMA
         t0 = time.perf_counter(); losses = torch.compile(agent.losses, mode=None if compile is True else compile, fullgraph=graph_safe)
@@ -52,11 +62,18 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
         out['compile_s'] = time.perf_counter() - t0
     if bfloat16: losses = bf16(losses or agent.losses)
     step = lambda: agent.update(b, gu, losses)
+    if cuda_graph:
+        if dev.type != 'cuda': raise ValueError(f'cuda_graph needs a CUDA device, not {dev}')
+        data = _chunk_data(cfg.n, obs_dim, action_dim, dev, g)
+        step = lambda: agent.update(data.sample(batch), None, losses)       # sampling, losses, backward, Adam, EMA
+        out['step_eager_s'] = median_seconds(step, reps, warmup)
+        step = CudaGraphStep(step, warmup, before_capture=lambda: agent.opt.zero_grad(set_to_none=True))
+        warmup += 2                                                         # the capture and its first replay are not timed
     out['update_s'] = median_seconds(step, reps, warmup)
-    if not compile and not bfloat16:  # matrix FLOPs of one update (forward + backward), counted by torch, and the rate they ran at
+    if not compile and not bfloat16 and not cuda_graph:  # matrix FLOPs of one update (forward + backward), counted by torch, and the rate they ran at
         with FlopCounterMode(display=False) as fc: agent.update(b, gd)
         out['gflop'] = fc.get_total_flops() / 1e9; out['gflop_per_s'] = out['gflop'] / out['update_s']
-    if components and not bfloat16:
+    if components and not bfloat16 and not cuda_graph:
         def fb(fn):  # forward + backward of one loss
             def run():
                 v = fn(); (sum(v.values()) if isinstance(v, dict) else v).backward(); agent.opt.zero_grad(set_to_none=True)
@@ -73,6 +90,26 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
     obs1 = torch.randn(1, obs_dim, device=dev)
     out['act_ms'] = 1e3 * median_seconds(lambda: agent.act(obs1, gd), max(reps * 4, 100), 10)
     return out
+
+def cuda_graph_agreement(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, steps: int = 10,
+                         device='cuda', seed: int = 0) -> dict:
+    """The CUDA-graph step against its eager twin: two copies of one agent, the global RNG reseeded alike before each
+    step; the largest relative loss difference per step, and the largest weight difference after `steps` steps."""
+    dev = get_device(device)
+    if dev.type != 'cuda': raise ValueError(f'cuda_graph_agreement needs a CUDA device, not {dev}')
+    seed_everything(seed); g = torch.Generator().manual_seed(seed)
+    eager, graphed = MACAgent(obs_dim, action_dim, cfg, dev), MACAgent(obs_dim, action_dim, cfg, dev)
+    graphed.load_state_dict(eager.state_dict())
+    data = _chunk_data(cfg.n, obs_dim, action_dim, dev, g)
+    step = CudaGraphStep(lambda: graphed.update(data.sample(batch), None), before_capture=lambda: graphed.opt.zero_grad(set_to_none=True))
+    rel = []
+    for k in range(steps):
+        torch.manual_seed(seed + 1 + k); a = {n: v.clone() for n, v in eager.update(data.sample(batch), None).items()}
+        torch.manual_seed(seed + 1 + k); b = step()
+        rel.append(max(((a[n] - b[n]).abs() / a[n].abs().clamp(min=1)).item() for n in a))
+    sa, sb = eager.state_dict(), graphed.state_dict()
+    return dict(steps=steps, eager_steps=step.warmup, loss_rel_diff=[float(f'{r:.3g}') for r in rel],
+                weight_abs_diff_max=max((sa[n] - sb[n]).abs().max().item() for n in sa if sa[n].is_floating_point()))
 
 # %% ../nbs/11_benchmark.ipynb #48bfe628
 @torch.no_grad()
@@ -104,6 +141,7 @@ class _BenchArgs:
     compile_mode: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()   # also time torch.compile with this mode, e.g. reduce-overhead (CUDA graphs); repeatable
     bf16: bool = False                                    # also time the update under bfloat16 autocast (chapter 8's `bf16`)
     graph_safe: bool = False                              # compiled modes use the global RNG and fullgraph=True (chapter 10's `graph_safe`)
+    cuda_graph: bool = False                              # also time the whole step (sampling, update) as one CUDA graph, and check it against eager
     out: str | None = None                                # write figures + provenance as JSON into this folder
     debug: bool = False                                   # show the traceback of an error
 
@@ -114,16 +152,23 @@ def bench_cli(argv=None):
         if not a.configs: raise ValueError(f'--configs needs at least one of {", ".join(PRESETS)}')   # every argument is checked before any work
         if a.reps < 1: raise ValueError(f'--reps must be >= 1, got {a.reps}')
         dev = get_device(a.device)
+        if a.cuda_graph and dev.type != 'cuda': raise ValueError(f'--cuda-graph needs a CUDA device, and --device {a.device} is {dev}')
         t0 = time.time(); results = {'machine': {'matmul_gflop_per_s': matmul_gflops(dev)}}
         print(f"float32 matrix products on {dev}: {results['machine']['matmul_gflop_per_s']:.0f} GFLOP/s (2048×2048, the ceiling)", flush=True)
         results['machine']['batch_256_ms'] = bench_batches(device=dev)
         print(f"one batch of 256 chunks (n = 10, 100k rows) on {dev}: {results['machine']['batch_256_ms']:.3f} ms", flush=True)
         for name in a.configs:
             tc = make_config(name)
-            modes = {'eager': False} | ({'eager-bf16': False} if a.bf16 else {}) | ({'compiled': True} if a.compile else {}) | {f'compiled-{m}': m for m in a.compile_mode}
-            for mode, comp in modes.items():
-                try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, compile=comp, components=mode == 'eager', device=dev, bfloat16=mode.endswith('bf16'),
-                                       graph_safe=a.graph_safe and bool(comp))
+            modes = ({'eager': {}} | ({'eager-bf16': dict(bfloat16=True)} if a.bf16 else {}) | ({'compiled': dict(compile=True)} if a.compile else {})
+                     | {f'compiled-{m}': dict(compile=m) for m in a.compile_mode} | ({'cuda-graph': dict(cuda_graph=True)} if a.cuda_graph else {})
+                     | ({'cuda-graph-bf16': dict(cuda_graph=True, bfloat16=True)} if a.cuda_graph and a.bf16 else {}))
+            if a.cuda_graph:
+                try: agree = cuda_graph_agreement(tc.agent, tc.batch, device=dev)
+                except Exception as e: agree = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
+                results[f'{name}/cuda-graph-agreement'] = agree; print(f'{name:6s} CUDA graph against eager: {agree}', flush=True)
+            for mode, kw in modes.items():
+                try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, components=mode == 'eager', device=dev,
+                                       graph_safe=a.graph_safe and 'compile' in kw, **kw)
                 except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
                 results[f'{name}/{mode}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}
                 w = tc.agent.actor_hidden[0]

@@ -32,7 +32,7 @@ from .evaluate import evaluate as evaluate_agent   # `evaluate` is also the name
 
 # %% auto #0
 __all__ = ['FINAL_EVAL_SEED', 'save_checkpoint', 'CheckpointError', 'load_checkpoint', 'load_agent', 'RunFolderBusy',
-           'lock_run_dir', 'unlock_run_dir', 'NonFiniteLoss', 'Trainer', 'train_cli']
+           'lock_run_dir', 'unlock_run_dir', 'CudaGraphStep', 'NonFiniteLoss', 'Trainer', 'train_cli']
 
 # %% ../nbs/10_training.ipynb #be2e866c
 def _rng_state(gen: torch.Generator) -> dict:
@@ -109,6 +109,26 @@ def unlock_run_dir(run_dir):
     _LOCKS[d][1] -= 1
     if _LOCKS[d][1] == 0: fcntl.flock(_LOCKS[d][0], fcntl.LOCK_UN); os.close(_LOCKS.pop(d)[0])
 
+# %% ../nbs/10_training.ipynb #4f17c944
+class CudaGraphStep:
+    """`fn()` (static shapes, no host sync, noise from the global RNG) as one CUDA graph: `warmup` eager calls on a side
+    stream, then one capture, then replays. Every call is one real step; it returns fn's outputs, which the next call overwrites."""
+    def __init__(self, fn, warmup: int = 3, before_capture=None):
+        self.fn, self.warmup, self.before_capture, self.calls, self.graph, self.out = fn, warmup, before_capture, 0, None, None
+
+    def __call__(self):
+        self.calls += 1
+        if self.graph is not None: self.graph.replay(); return self.out
+        if self.calls <= self.warmup:
+            side = torch.cuda.Stream(); side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side): out = self.fn()
+            torch.cuda.current_stream().wait_stream(side)
+            return out
+        if self.before_capture: self.before_capture()
+        torch.cuda.synchronize(); graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph): self.out = self.fn()   # recorded, not run
+        self.graph = graph; graph.replay(); return self.out
+
 # %% ../nbs/10_training.ipynb #42c19acc
 class NonFiniteLoss(RuntimeError):
     "A loss became NaN or infinite; the message names it and where the last good checkpoint is."
@@ -152,6 +172,12 @@ class Trainer:
         if cfg.eval_episodes and cfg.seed + cfg.steps + cfg.eval_episodes > FINAL_EVAL_SEED:
             raise ValueError(f'seed + steps must stay below {FINAL_EVAL_SEED:,}: training evaluations (seeds seed + step + i) would reach the final evaluation\'s')
         self.cfg = cfg
+        if cfg.cuda_graph:
+            why = (f'it needs a CUDA device, and this run is on {self.device} (pass --device cuda, or leave cuda_graph off)' if self.device.type != 'cuda' else
+                   'it needs graph_safe=True too (every random draw from the global RNG: a torch.Generator cannot be replayed)' if not cfg.graph_safe else
+                   'it replaces compile: choose one' if cfg.compile else
+                   'goal-conditioned batches come from the on-disk cache, outside the graph: leave it off' if self.goal_conditioned else None)
+            if why: raise ValueError(f'cuda_graph: {why}')
         if cfg.dataset_path and not self.goal_conditioned:
             raise ValueError(f"config key 'dataset_path' is for goal-conditioned runs (*-oraclerep-v0); {cfg.env} reads dataset_dir")
         self.dataset_info = (dict(file=str(Path(cfg.dataset_path).expanduser())) if cfg.dataset_path else
@@ -170,7 +196,7 @@ class Trainer:
         self._losses = torch.compile(self.agent.losses, fullgraph=cfg.graph_safe) if cfg.compile else None  # compiled on the first step
         if cfg.bf16: self._losses = bf16(self._losses or self.agent.losses)
         if cfg.compile: self._compiled_ok = None   # None: not tried yet; then True (compiled) or False (fell back to eager)
-        self.step, self._ckpt_step = 0, None
+        self.step, self._ckpt_step, self._graphs = 0, None, {}
         if ck:
             self.agent.load_state_dict(ck['agent']); self.agent.opt.load_state_dict(ck['opt'])
             _set_rng_state(self.gen, ck['rng']); self.step = self._ckpt_step = ck['step']
@@ -206,6 +232,16 @@ def _update(self: Trainer, batch) -> dict:
         self._losses, self._compiled_ok = (bf16(self.agent.losses) if self.cfg.bf16 else None), False   # decided once: later errors are errors
         return self.agent.update(batch, gen, self._losses, values)
 
+def _step(self: Trainer) -> dict:
+    "One training step: a batch, then `_update`. graph_safe: the batch from the global RNG too; cuda_graph: both replayed from one graph per phase."
+    cfg = self.cfg
+    if not cfg.cuda_graph: return _update(self, self.data.sample(cfg.batch, None if cfg.graph_safe else self.gen))
+    values = self.step >= cfg.pretrain_steps               # pretraining and full updates are two graphs
+    if values not in self._graphs:
+        self._graphs[values] = CudaGraphStep(lambda: self.agent.update(self.data.sample(cfg.batch), None, self._losses, values),
+                                             before_capture=lambda: self.agent.opt.zero_grad(set_to_none=True))
+    return self._graphs[values]()
+
 @patch
 def run(self: Trainer) -> dict:
     "Train to `cfg.steps`, logging, evaluating and checkpointing; returns the last logged losses and evaluation."
@@ -216,7 +252,7 @@ def run(self: Trainer) -> dict:
     bar = tqdm(total=cfg.steps, initial=self.step, desc='MAC', disable=not self.progress, mininterval=2, dynamic_ncols=True)
     if self.cfg.compile and self.progress: tqdm.write('compiling the losses with torch.compile (once per process; about a minute on a CPU)')
     while self.step < cfg.steps:
-        out = _update(self, self.data.sample(cfg.batch, self.gen))
+        out = _step(self)
         for k, v in out.items(): bad[k] = bad[k] | ~torch.isfinite(v) if k in bad else ~torch.isfinite(v)  # on the device: no sync
         self.step += 1; bar.update(1)
         end = self.step == cfg.steps

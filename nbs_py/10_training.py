@@ -153,6 +153,39 @@ def unlock_run_dir(run_dir):
     if _LOCKS[d][1] == 0: fcntl.flock(_LOCKS[d][0], fcntl.LOCK_UN); os.close(_LOCKS.pop(d)[0])
 
 
+# %% [markdown]
+# The whole step as one CUDA graph (`cuda_graph`, CUDA only). On a GPU a MAC update is a few hundred small kernels,
+# and launching them costs more than running them (chapter 11 measures it). A CUDA graph records the kernels of one step
+# once and replays them with one launch. It records addresses, not Python, so the step must have static shapes, no
+# host synchronisation and no `torch.Generator` (its state lives on the host): the batch indices and every noise draw
+# come from the global RNG, whose seed and offset the replay reads on the device, so each replay draws fresh numbers,
+# the same ones an eager step would draw from the same RNG state. The first calls run eagerly on a side stream
+# (autograd, cuBLAS and Adam allocate their state there, as PyTorch's whole-network capture recipe asks); gradients
+# are set to `None` before the capture, so backward allocates them from the graph's own memory; Adam is
+# `capturable` on CUDA (chapter 8), so its step counter lives on the device too.
+
+# %%
+#| export
+class CudaGraphStep:
+    """`fn()` (static shapes, no host sync, noise from the global RNG) as one CUDA graph: `warmup` eager calls on a side
+    stream, then one capture, then replays. Every call is one real step; it returns fn's outputs, which the next call overwrites."""
+    def __init__(self, fn, warmup: int = 3, before_capture=None):
+        self.fn, self.warmup, self.before_capture, self.calls, self.graph, self.out = fn, warmup, before_capture, 0, None, None
+
+    def __call__(self):
+        self.calls += 1
+        if self.graph is not None: self.graph.replay(); return self.out
+        if self.calls <= self.warmup:
+            side = torch.cuda.Stream(); side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side): out = self.fn()
+            torch.cuda.current_stream().wait_stream(side)
+            return out
+        if self.before_capture: self.before_capture()
+        torch.cuda.synchronize(); graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph): self.out = self.fn()   # recorded, not run
+        self.graph = graph; graph.replay(); return self.out
+
+
 # %%
 #| export
 class NonFiniteLoss(RuntimeError):
@@ -197,6 +230,12 @@ class Trainer:
         if cfg.eval_episodes and cfg.seed + cfg.steps + cfg.eval_episodes > FINAL_EVAL_SEED:
             raise ValueError(f'seed + steps must stay below {FINAL_EVAL_SEED:,}: training evaluations (seeds seed + step + i) would reach the final evaluation\'s')
         self.cfg = cfg
+        if cfg.cuda_graph:
+            why = (f'it needs a CUDA device, and this run is on {self.device} (pass --device cuda, or leave cuda_graph off)' if self.device.type != 'cuda' else
+                   'it needs graph_safe=True too (every random draw from the global RNG: a torch.Generator cannot be replayed)' if not cfg.graph_safe else
+                   'it replaces compile: choose one' if cfg.compile else
+                   'goal-conditioned batches come from the on-disk cache, outside the graph: leave it off' if self.goal_conditioned else None)
+            if why: raise ValueError(f'cuda_graph: {why}')
         if cfg.dataset_path and not self.goal_conditioned:
             raise ValueError(f"config key 'dataset_path' is for goal-conditioned runs (*-oraclerep-v0); {cfg.env} reads dataset_dir")
         self.dataset_info = (dict(file=str(Path(cfg.dataset_path).expanduser())) if cfg.dataset_path else
@@ -215,7 +254,7 @@ class Trainer:
         self._losses = torch.compile(self.agent.losses, fullgraph=cfg.graph_safe) if cfg.compile else None  # compiled on the first step
         if cfg.bf16: self._losses = bf16(self._losses or self.agent.losses)
         if cfg.compile: self._compiled_ok = None   # None: not tried yet; then True (compiled) or False (fell back to eager)
-        self.step, self._ckpt_step = 0, None
+        self.step, self._ckpt_step, self._graphs = 0, None, {}
         if ck:
             self.agent.load_state_dict(ck['agent']); self.agent.opt.load_state_dict(ck['opt'])
             _set_rng_state(self.gen, ck['rng']); self.step = self._ckpt_step = ck['step']
@@ -253,6 +292,16 @@ def _update(self: Trainer, batch) -> dict:
         self._losses, self._compiled_ok = (bf16(self.agent.losses) if self.cfg.bf16 else None), False   # decided once: later errors are errors
         return self.agent.update(batch, gen, self._losses, values)
 
+def _step(self: Trainer) -> dict:
+    "One training step: a batch, then `_update`. graph_safe: the batch from the global RNG too; cuda_graph: both replayed from one graph per phase."
+    cfg = self.cfg
+    if not cfg.cuda_graph: return _update(self, self.data.sample(cfg.batch, None if cfg.graph_safe else self.gen))
+    values = self.step >= cfg.pretrain_steps               # pretraining and full updates are two graphs
+    if values not in self._graphs:
+        self._graphs[values] = CudaGraphStep(lambda: self.agent.update(self.data.sample(cfg.batch), None, self._losses, values),
+                                             before_capture=lambda: self.agent.opt.zero_grad(set_to_none=True))
+    return self._graphs[values]()
+
 @patch
 def run(self: Trainer) -> dict:
     "Train to `cfg.steps`, logging, evaluating and checkpointing; returns the last logged losses and evaluation."
@@ -263,7 +312,7 @@ def run(self: Trainer) -> dict:
     bar = tqdm(total=cfg.steps, initial=self.step, desc='MAC', disable=not self.progress, mininterval=2, dynamic_ncols=True)
     if self.cfg.compile and self.progress: tqdm.write('compiling the losses with torch.compile (once per process; about a minute on a CPU)')
     while self.step < cfg.steps:
-        out = _update(self, self.data.sample(cfg.batch, self.gen))
+        out = _step(self)
         for k, v in out.items(): bad[k] = bad[k] | ~torch.isfinite(v) if k in bad else ~torch.isfinite(v)  # on the device: no sync
         self.step += 1; bar.update(1)
         end = self.step == cfg.steps
@@ -408,6 +457,7 @@ test_fail(lambda: Trainer(dataclasses.replace(cfg, env='cube-single-play-singlet
           contains='is from cube-single-play-singletask-task2-v0')
 test_fail(lambda: Trainer(dataclasses.replace(cfg, batch=8), tmp / 'full', resume=True, progress=False), contains='cannot resume with a different batch')
 test_fail(lambda: Trainer(cfg, tmp / 'full', progress=False), contains='pass --resume')
+test_fail(lambda: Trainer(dataclasses.replace(cfg, cuda_graph=True, graph_safe=True), tmp / 'graph', progress=False), contains='needs a CUDA device')
 holder = subprocess.Popen([sys.executable, '-c', f'from mac.train import lock_run_dir; lock_run_dir({str(tmp / "busy")!r}); print(1, flush=True); import time; time.sleep(60)'],
                           stdout=subprocess.PIPE, text=True)
 holder.stdout.readline()                                                    # the other process now holds the folder
@@ -523,12 +573,17 @@ def train_cli(argv=None):
 # 7. `compile` (default off): `torch.compile` of the losses, with an eager fallback (and a warning) where compiling
 #    fails, e.g. on a machine without a C compiler; tests/test_train.py checks that it compiles and that it trains
 #    to the same losses and weights as eager, up to float rounding. The update draws its noise from the run's
-#    `torch.Generator`, which `torch.compile` cannot capture: each use breaks the graph. `graph_safe` draws it from the
-#    global torch RNG instead (seeded, and saved in checkpoints, so resume stays exact) and compiles with
+#    `torch.Generator`, which `torch.compile` cannot capture: each use breaks the graph. `graph_safe` draws it, and the
+#    batch indices, from the global torch RNG instead (seeded, and saved in checkpoints, so resume stays exact) and compiles with
 #    `fullgraph=True`: one graph, which CUDA graphs (`mode='reduce-overhead'`) need. tests/test_train.py checks that it
 #    compiles as one graph, that it trains as its eager twin does when inductor draws random numbers as eager does
 #    (`fallback_random`; by default compiled noise is drawn differently, equally random), and that a resumed
 #    `graph_safe` run ends with the weights of an uninterrupted one.
+#    `cuda_graph` (CUDA only, with `graph_safe`) goes further: the whole step, batch sampling and Adam included, is
+#    one CUDA graph (`CudaGraphStep` above). It is the `graph_safe` eager step replayed, so the two draw the same numbers;
+#    chapter 11's `cuda_graph_agreement` measures how closely their losses and weights agree on a GPU
+#    (`tools/gpu_check.sh`), and the figures are in `results/gpu/`. Goal-conditioned runs cannot use it: their batches
+#    come from the on-disk cache (chapter 9b), on the host.
 # 8. `replan_every` (default 1, the official code's `action_chunking_test = 1`; the paper does not say): the `cpu`
 #    preset executes each chosen chunk whole (10), which the CPU study (chapter 10a) measured against re-planning every step
 #    on the same trained agents (`results/cpu_study/`). `replan_every = 0` means "the whole chunk, whatever n is", so

@@ -7,9 +7,16 @@
 # goal-conditioned run of issue 14: puzzle-3x3 play data on every core, then `--preset gc-cpu` on CUDA, GC_STEPS steps).
 # Packages the machine lacks (ogbench, mujoco, gymnasium, dm_control, tyro, docstring-parser, typeguard, ...) may lie as
 # wheels in .whl/ (`pip download --no-deps -d .whl <package>` here, then carry .whl).
-# Writes under $OUT: bench/ (eager, bfloat16, compiled), train/ (log.csv, eval.csv, provenance.json), bench_graphs/, gc/.
+# "cudagraph" (issue 15): mac_bench --cuda-graph: the whole step as one CUDA graph against eager, and its agreement check.
+# "main" (issue 17): the main job's preset (`cpu`) on CUDA for MAIN_SEEDS in parallel (one process each), with the
+# whole-step CUDA graph if the cudagraph stage found it working (else graph_safe eager), cut at MAIN_TIMEOUT seconds.
+# Writes into $RES (default /tmp/mac-gpu-out): bench/ (eager, bfloat16, compiled), train/ (log.csv, eval.csv, provenance.json),
+# bench_graphs/, gc/, cudagraph/, main/s<seed>/; after every stage all of it is packed into $OUT/results.tgz (the
+# device tool returns at most 8 files), and the log goes to $OUT/gpu_check.log when run with `| tee`.
 set -uo pipefail
 OUT=${OUT:-/tmp/mac-gpu}; mkdir -p "$OUT"; STEPS=${1:-20000}; RUN=/tmp/mac-gpu-run; STAGES=${STAGES:-bench data train graphs}
+RES=${RES:-/tmp/mac-gpu-out}; mkdir -p "$RES"
+pack() { tar -czf "$OUT/results.tgz" -C "$RES" . 2>/dev/null || true; }
 on() { [[ " $STAGES " == *" $1 "* ]]; }
 export MUJOCO_GL=${MUJOCO_GL:-disable} PYTHONUNBUFFERED=1 PYTHONPATH=$PWD  # no rendering here; egl needs libEGL
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -21,13 +28,13 @@ log() { echo "[gpu_check +$((SECONDS - t0))s] $*"; }
 py() { python3 -c "import sys; from $1 import $2 as f; sys.exit(f(sys.argv[1:]))" "${@:3}"; }
 # a stage's own provenance record (a run cut by its timeout writes none): commit, command, machine, versions
 prov() { python3 -c "import sys, json; from mac.core import provenance; open(sys.argv[1] + '/stage_provenance.json', 'w').write(json.dumps(provenance(command=sys.argv[2], device='cuda'), indent=1, default=str))" "$1" "$2" || true; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c 'import os, torch, ogbench, mujoco, tyro; from importlib.metadata import version as v; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0), "|", *[f"{p} {v(p)}" for p in ("numpy", "ogbench", "mujoco", "gymnasium")], "| cpus", os.cpu_count())' || exit 1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
+python3 -c 'import os, torch, ogbench, mujoco, tyro; from importlib.metadata import version as v; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA (a dry run: DEV=cpu)", "|", *[f"{p} {v(p)}" for p in ("numpy", "ogbench", "mujoco", "gymnasium")], "| cpus", os.cpu_count())' || exit 1
 
 if on bench; then
 log "1/5 benchmark on CUDA: paper and cpu presets, eager, bfloat16 autocast and compiled"
-timeout ${BENCH_TIMEOUT:-180} bash -c "$(declare -f py); py mac.bench bench_cli --configs paper cpu --reps 50 --device cuda --bf16 --compile --out '$OUT/bench'"
-log "benchmark rc=$?"
+timeout ${BENCH_TIMEOUT:-180} bash -c "$(declare -f py); py mac.bench bench_cli --configs paper cpu --reps 50 --device cuda --bf16 --compile --out '$RES/bench'"
+log "benchmark rc=$?"; pack
 fi
 
 if on data || on train; then
@@ -42,18 +49,18 @@ read -r -a flags <<< "${TRAIN_FLAGS:-}"
 rm -rf $RUN; timeout ${TRAIN_TIMEOUT:-180} bash -c "$(declare -f py); py mac.train train_cli \"\$@\"" _ --preset cpu --device cuda --steps "$STEPS" --out $RUN "${flags[@]}" 2>&1 \
   | tr '\r' '\n' | grep -v -i -e warn -e 'it/s,'
 log "training rc=$?"
-mkdir -p "$OUT/train"; for f in config.json log.csv eval.csv provenance.json; do [ -f $RUN/$f ] && cp $RUN/$f "$OUT/train/"; done
-prov "$OUT/train" "train_cli --preset cpu --device cuda --steps $STEPS ${TRAIN_FLAGS:-}"
-tail -3 $RUN/log.csv 2>/dev/null; cat $RUN/eval.csv 2>/dev/null
+mkdir -p "$RES/train"; for f in config.json log.csv eval.csv provenance.json; do [ -f $RUN/$f ] && cp $RUN/$f "$RES/train/"; done
+prov "$RES/train" "train_cli --preset cpu --device cuda --steps $STEPS ${TRAIN_FLAGS:-}"
+tail -3 $RUN/log.csv 2>/dev/null; cat $RUN/eval.csv 2>/dev/null; pack
 fi
 
 if on graphs; then
 log "4/5 CUDA graphs: torch.compile mode reduce-overhead, cpu preset"
-timeout ${GRAPHS_TIMEOUT:-90} bash -c "$(declare -f py); py mac.bench bench_cli --configs cpu --reps 50 --device cuda --compile-mode reduce-overhead --out '$OUT/bench_graphs'"
+timeout ${GRAPHS_TIMEOUT:-90} bash -c "$(declare -f py); py mac.bench bench_cli --configs cpu --reps 50 --device cuda --compile-mode reduce-overhead --out '$RES/bench_graphs'"
 log "graphs rc=$?"
 log "4b/5 CUDA graphs of one whole graph: the same with --graph-safe (global RNG, fullgraph=True)"
-timeout ${GRAPHS_TIMEOUT:-90} bash -c "$(declare -f py); py mac.bench bench_cli --configs cpu --reps 50 --device cuda --compile-mode reduce-overhead --graph-safe --out '$OUT/bench_graphs_safe'"
-log "graph-safe graphs rc=$?"
+timeout ${GRAPHS_TIMEOUT:-90} bash -c "$(declare -f py); py mac.bench bench_cli --configs cpu --reps 50 --device cuda --compile-mode reduce-overhead --graph-safe --out '$RES/bench_graphs_safe'"
+log "graph-safe graphs rc=$?"; pack
 fi
 
 if on gc; then
@@ -63,7 +70,33 @@ log "gc dataset rc=$?"
 rm -rf /tmp/mac-gpu-gc; timeout ${GC_TIMEOUT:-300} bash -c "$(declare -f py); py mac.train train_cli \"\$@\"" _ --preset gc-cpu --device cuda --steps "${GC_STEPS:-4000}" --eval-every "${GC_EVAL_EVERY:-2000}" --eval-workers "$(nproc)" --out /tmp/mac-gpu-gc 2>&1 \
   | tr '\r' '\n' | grep -v -i -e warn -e 'it/s,'
 log "gc training rc=$?"
-mkdir -p "$OUT/gc"; for f in config.json log.csv eval.csv provenance.json final_eval.json; do [ -f /tmp/mac-gpu-gc/$f ] && cp /tmp/mac-gpu-gc/$f "$OUT/gc/"; done
-prov "$OUT/gc" "train_cli --preset gc-cpu --device cuda --steps ${GC_STEPS:-4000}"
+mkdir -p "$RES/gc"; for f in config.json log.csv eval.csv provenance.json final_eval.json; do [ -f /tmp/mac-gpu-gc/$f ] && cp /tmp/mac-gpu-gc/$f "$RES/gc/"; done
+prov "$RES/gc" "train_cli --preset gc-cpu --device cuda --steps ${GC_STEPS:-4000}"; pack
+fi
+if on cudagraph; then
+log "6 whole step as one CUDA graph (sampling, losses, backward, Adam, EMA): agreement with eager, then timings, paper and cpu presets"
+timeout ${CUDAGRAPH_TIMEOUT:-150} bash -c "$(declare -f py); py mac.bench bench_cli --configs paper cpu --reps 50 --device cuda --cuda-graph --bf16 --out '$RES/cudagraph' ${CUDAGRAPH_FLAGS:-}"
+log "cudagraph rc=$?"
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_train.py -k cuda_graph 2>&1 | tail -5 | tee "$RES/cudagraph/pytest.txt"
+log "cudagraph pytest rc=$?"; pack
+fi
+
+if on main; then
+GRAPH=$(python3 -c "import json, sys; r = json.load(open(sys.argv[1])); print('True' if 'error' not in r.get('cpu/cuda-graph', {'error': 1}) else 'False')" "$RES/cudagraph/bench.json" 2>/dev/null || echo False)
+log "7 main job's preset (cpu) on CUDA, seeds ${MAIN_SEEDS:-0 1 2} in parallel, cuda_graph=$GRAPH, cut at ${MAIN_TIMEOUT:-300} s"
+py mac.data data_cli --env cube-single --episodes 100 --workers "$(nproc)" --seed 0 2>&1 | grep -v -i warn   # kept if there already
+for s in ${MAIN_SEEDS:-0 1 2}; do
+  rm -rf /tmp/mac-gpu-main/s$s; mkdir -p /tmp/mac-gpu-main
+  timeout ${MAIN_TIMEOUT:-300} bash -c "$(declare -f py); py mac.train train_cli \"\$@\"" _ --preset cpu --device ${DEV:-cuda} --seed $s --graph-safe True --cuda-graph $GRAPH \
+    --eval-workers ${MAIN_EVAL_WORKERS:-4} ${MAIN_FLAGS:-} --out /tmp/mac-gpu-main/s$s > /tmp/mac-gpu-main/s$s.log 2>&1 &
+done
+wait; log "main runs ended"
+for s in ${MAIN_SEEDS:-0 1 2}; do
+  mkdir -p "$RES/main/s$s"; for f in config.json log.csv eval.csv final_eval.json provenance.json; do [ -f /tmp/mac-gpu-main/s$s/$f ] && cp /tmp/mac-gpu-main/s$s/$f "$RES/main/s$s/"; done
+  tr '\r' '\n' < /tmp/mac-gpu-main/s$s.log | grep -v -i -e warn -e 'it/s,' | tail -20 > "$RES/main/s$s/stdout.txt"
+  prov "$RES/main/s$s" "train_cli --preset cpu --device cuda --seed $s --graph-safe True --cuda-graph $GRAPH --eval-workers ${MAIN_EVAL_WORKERS:-4} ${MAIN_FLAGS:-}"
+  echo "seed $s: $(tail -1 /tmp/mac-gpu-main/s$s/log.csv 2>/dev/null | cut -c1-60) | evals: $(tail -n +2 /tmp/mac-gpu-main/s$s/eval.csv 2>/dev/null | cut -d, -f1,2 | tr '\n' ' ')"
+done
+pack
 fi
 log "done"
