@@ -76,7 +76,8 @@
 # `nbs_py/` and regenerates this README from `nbs/index.ipynb`. GPU users: `make setup TORCH_PIN=` keeps the
 # CUDA build of torch you already have; every function takes a device and defaults to CUDA when present;
 # `mac_train --compile True` compiles the update (on a CPU or GPU), and `bash tools/gpu_check.sh` benchmarks, generates
-# data and trains on a GPU machine in one go (results from one H200 below).
+# data and trains on a GPU machine in one go (results from one H200 and one H100 below); with `--graph-safe True
+# --cuda-graph True` the whole training step is replayed as one CUDA graph (chapter 10).
 
 # %% [markdown]
 # ## What is here, and what is not yet
@@ -95,7 +96,8 @@
 #   cache of many files and the five-goal evaluation, chapters 2b and 9b; `mac_train` on `*-oraclerep-v0`), and on a
 #   toy with four goals the agent reaches all of them (chapter 9b), but no OGBench goal-conditioned run has finished,
 #   at CPU scale or at 100M transitions; runs of the ablations (Table 3, Table 15, Figure 3);
-#   GPU-scale runs of Table 2; the speed work of a whole update in one CUDA graph. Each is an open issue.
+#   GPU-scale runs of Table 2; an update within 3 ms on a GPU (one CUDA graph brings it to 8.7 ms at the paper's
+#   size) and many agents per process. Each is an open issue.
 #
 
 # %% [markdown]
@@ -162,6 +164,18 @@ if (R / 'gpu' / 'bench.json').exists():
     rows.append(f"| speed on a GPU (one H200, `tools/gpu_check.sh`) | one update / one action | paper config: {1e3 * b['paper/eager']['update_s']:.1f} ms eager, "
                 f"{1e3 * b['paper/compiled']['update_s']:.1f} ms compiled, {b['paper/eager']['act_ms']:.2f} ms per action; `cpu` preset with CUDA graphs: "
                 f"{1e3 * gr.get('cpu/compiled-reduce-overhead', {}).get('update_s', float('nan')):.1f} ms | — | `results/gpu/` |")
+H100 = R / 'gpu' / 'h100_2026-11-28'
+if (H100 / 'run1' / 'cudagraph' / 'bench.json').exists():
+    b = json.loads((H100 / 'run1' / 'cudagraph' / 'bench.json').read_text())
+    ag = b['paper/cuda-graph-agreement']
+    rows.append(f"| speed on a GPU (one H100): the whole step as one CUDA graph | one training step, sampling to Adam | paper config: "
+                f"{1e3 * b['paper/cuda-graph']['update_s']:.2f} ms (eager {1e3 * b['paper/cuda-graph']['step_eager_s']:.1f} ms), bf16 {1e3 * b['paper/cuda-graph-bf16']['update_s']:.2f} ms; "
+                f"`cpu` preset {1e3 * b['cpu/cuda-graph']['update_s']:.2f} ms; losses equal to eager's (largest difference {max(ag['loss_rel_diff'])}) | "
+                "≤ 3 ms asked (issue 15): not yet | `results/gpu/h100_2026-11-28/` |")
+    ev = {s: list(csv.DictReader(open(H100 / 'run1' / 'main' / f's{s}' / 'eval.csv'))) for s in range(3)}
+    rows.append("| the main job's preset on one H100 (`--cuda-graph True`), 3 seeds sharing the GPU, cut at 270 s | 15-episode evaluations at 14k steps | "
+                + ', '.join(f"seed {s}: {float(next(r for r in e if r['step'] == '14000')['success']):.0%}" for s, e in ev.items())
+                + " (no run reached 28k: the lease ended them) | — | `results/gpu/h100_2026-11-28/` |")
 if (R / 'model_error' / 'model_error.csv').exists():
     t = list(csv.DictReader(open(R / 'model_error' / 'model_error.csv')))
     last = {int(r['n']): float(r['mse']) for r in t}

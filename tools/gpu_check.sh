@@ -9,7 +9,8 @@
 # wheels in .whl/ (`pip download --no-deps -d .whl <package>` here, then carry .whl).
 # "cudagraph" (issue 15): mac_bench --cuda-graph: the whole step as one CUDA graph against eager, and its agreement check.
 # "main" (issue 17): the main job's preset (`cpu`) on CUDA for MAIN_SEEDS in parallel (one process each), with the
-# whole-step CUDA graph if the cudagraph stage found it working (else graph_safe eager), cut at MAIN_TIMEOUT seconds.
+# whole-step CUDA graph if the cudagraph stage found it working (else graph_safe eager; MAIN_GRAPH=True/False decides
+# instead), cut at MAIN_TIMEOUT seconds; MAIN_FLAGS adds mac_train flags, DEV=cpu makes a dry run of the plumbing here.
 # Writes into $RES (default /tmp/mac-gpu-out): bench/ (eager, bfloat16, compiled), train/ (log.csv, eval.csv, provenance.json),
 # bench_graphs/, gc/, cudagraph/, main/s<seed>/; after every stage all of it is packed into $OUT/results.tgz (the
 # device tool returns at most 8 files), and the log goes to $OUT/gpu_check.log when run with `| tee`.
@@ -82,7 +83,7 @@ log "cudagraph pytest rc=$?"; pack
 fi
 
 if on main; then
-GRAPH=$(python3 -c "import json, sys; r = json.load(open(sys.argv[1])); print('True' if 'error' not in r.get('cpu/cuda-graph', {'error': 1}) else 'False')" "$RES/cudagraph/bench.json" 2>/dev/null || echo False)
+GRAPH=${MAIN_GRAPH:-$(python3 -c "import json, sys; r = json.load(open(sys.argv[1])); print('True' if 'error' not in r.get('cpu/cuda-graph', {'error': 1}) else 'False')" "$RES/cudagraph/bench.json" 2>/dev/null || echo False)}
 log "7 main job's preset (cpu) on CUDA, seeds ${MAIN_SEEDS:-0 1 2} in parallel, cuda_graph=$GRAPH, cut at ${MAIN_TIMEOUT:-300} s"
 py mac.data data_cli --env cube-single --episodes 100 --workers "$(nproc)" --seed 0 2>&1 | grep -v -i warn   # kept if there already
 for s in ${MAIN_SEEDS:-0 1 2}; do
