@@ -24,7 +24,7 @@ from .config import PRESETS, PresetName, make_config
 from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0
-__all__ = ['matmul_gflops', 'bench_agent', 'cuda_graph_agreement', 'bf16_agreement', 'bench_cli']
+__all__ = ['matmul_gflops', 'bench_agent', 'cuda_graph_agreement', 'bench_many', 'many_agreement', 'bf16_agreement', 'bench_cli']
 
 # %% ../nbs/11_benchmark.ipynb #7cf4ae6d
 def _batch(B, S, nd, device, g):
@@ -111,6 +111,41 @@ def cuda_graph_agreement(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, ac
     return dict(steps=steps, eager_steps=step.warmup, loss_rel_diff=[float(f'{r:.3g}') for r in rel],
                 weight_abs_diff_max=max((sa[n] - sb[n]).abs().max().item() for n in sa if sa[n].is_floating_point()))
 
+def _many(cfg: MACConfig, K: int, batch: int, obs_dim: int, action_dim: int, dev, data):
+    "K agents (seeds 0..K-1), each with its own torch.Generator for batches and noise, and their K step functions."
+    agents, gens = [], []
+    for k in range(K):
+        seed_everything(k); agents.append(MACAgent(obs_dim, action_dim, cfg, dev)); gens.append(torch.Generator(dev).manual_seed(k))
+    fns = [lambda a=a, gk=gk: a.update(data.sample(batch, gk), gk) for a, gk in zip(agents, gens)]
+    return agents, gens, fns
+
+def bench_many(cfg: MACConfig, K: int, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 50, device='cuda') -> dict:
+    "Median seconds of one joint step of K agents replayed as one CUDA graph of K parallel branches (chapter 10's `CudaGraphStep`)."
+    dev = get_device(device)
+    if dev.type != 'cuda': raise ValueError(f'bench_many needs a CUDA device, not {dev}')
+    data = _chunk_data(cfg.n, obs_dim, action_dim, dev, torch.Generator().manual_seed(0))
+    agents, gens, fns = _many(cfg, K, batch, obs_dim, action_dim, dev, data)
+    step = CudaGraphStep(fns, before_capture=lambda: [a.opt.zero_grad(set_to_none=True) for a in agents], generators=gens)
+    return dict(K=K, step_s=median_seconds(step, reps, step.warmup + 2))
+
+def many_agreement(cfg: MACConfig, K: int = 4, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, steps: int = 10, device='cuda') -> dict:
+    """K agents stepped together (one graph, K branches, each with its own generator) against the same K agents each
+    stepped alone and eagerly: largest relative loss difference per step, largest weight difference after `steps`."""
+    dev = get_device(device)
+    if dev.type != 'cuda': raise ValueError(f'many_agreement needs a CUDA device, not {dev}')
+    data = _chunk_data(cfg.n, obs_dim, action_dim, dev, torch.Generator().manual_seed(0))
+    alone, _, fns_alone = _many(cfg, K, batch, obs_dim, action_dim, dev, data)
+    together, gens, fns = _many(cfg, K, batch, obs_dim, action_dim, dev, data)
+    step = CudaGraphStep(fns, before_capture=lambda: [a.opt.zero_grad(set_to_none=True) for a in together], generators=gens)
+    rel = []
+    for _ in range(steps):
+        a = [{n: v.clone() for n, v in f().items()} for f in fns_alone]
+        b = step()
+        rel.append(max(((x[n] - y[n]).abs() / x[n].abs().clamp(min=1)).max().item() for x, y in zip(a, b) for n in x))
+    diff = max((p - q).abs().max().item() for x, y in zip(alone, together) for p, q in zip(x.state_dict().values(), y.state_dict().values())
+               if p.is_floating_point())
+    return dict(K=K, steps=steps, loss_rel_diff=[float(f'{r:.3g}') for r in rel], weight_abs_diff_max=diff)
+
 # %% ../nbs/11_benchmark.ipynb #48bfe628
 @torch.no_grad()
 def bf16_agreement(agent: MACAgent, obs, N: int = 32, batch: dict | None = None, generator=None, goal=None) -> dict:
@@ -142,6 +177,7 @@ class _BenchArgs:
     bf16: bool = False                                    # also time the update under bfloat16 autocast (chapter 8's `bf16`)
     graph_safe: bool = False                              # compiled modes use the global RNG and fullgraph=True (chapter 10's `graph_safe`)
     cuda_graph: bool = False                              # also time the whole step (sampling, update) as one CUDA graph, and check it against eager
+    many: tuple[int, ...] = ()                            # CUDA: also time K agents stepped as one graph of K branches, for each K given (e.g. 1 8)
     out: str | None = None                                # write figures + provenance as JSON into this folder
     debug: bool = False                                   # show the traceback of an error
 
@@ -152,7 +188,8 @@ def bench_cli(argv=None):
         if not a.configs: raise ValueError(f'--configs needs at least one of {", ".join(PRESETS)}')   # every argument is checked before any work
         if a.reps < 1: raise ValueError(f'--reps must be >= 1, got {a.reps}')
         dev = get_device(a.device)
-        if a.cuda_graph and dev.type != 'cuda': raise ValueError(f'--cuda-graph needs a CUDA device, and --device {a.device} is {dev}')
+        if (a.cuda_graph or a.many) and dev.type != 'cuda': raise ValueError(f'--cuda-graph and --many need a CUDA device, and --device {a.device} is {dev}')
+        if any(k < 1 for k in a.many): raise ValueError(f'--many takes agent counts >= 1, got {a.many}')
         t0 = time.time(); results = {'machine': {'matmul_gflop_per_s': matmul_gflops(dev)}}
         print(f"float32 matrix products on {dev}: {results['machine']['matmul_gflop_per_s']:.0f} GFLOP/s (2048×2048, the ceiling)", flush=True)
         results['machine']['batch_256_ms'] = bench_batches(device=dev)
@@ -166,6 +203,15 @@ def bench_cli(argv=None):
                 try: agree = cuda_graph_agreement(tc.agent, tc.batch, device=dev)
                 except Exception as e: agree = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
                 results[f'{name}/cuda-graph-agreement'] = agree; print(f'{name:6s} CUDA graph against eager: {agree}', flush=True)
+            if a.many:
+                try: agree = many_agreement(tc.agent, max(2, min(4, max(a.many))), tc.batch, device=dev)
+                except Exception as e: agree = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
+                results[f'{name}/many-agreement'] = agree; print(f'{name:6s} agents stepped together against alone: {agree}', flush=True)
+            for K in a.many:
+                try: res = bench_many(tc.agent, K, tc.batch, reps=a.reps, device=dev)
+                except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
+                results[f'{name}/many-{K}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}
+                print(f'{name:6s} {K} agents as one graph: ' + (f"{1e3 * res['step_s']:.2f} ms per joint step" if 'error' not in res else res['error']), flush=True)
             for mode, kw in modes.items():
                 try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, components=mode == 'eager', device=dev,
                                        graph_safe=a.graph_safe and 'compile' in kw, **kw)

@@ -163,26 +163,43 @@ def unlock_run_dir(run_dir):
 # (autograd, cuBLAS and Adam allocate their state there, as PyTorch's whole-network capture recipe asks); gradients
 # are set to `None` before the capture, so backward allocates them from the graph's own memory; Adam is
 # `capturable` on CUDA (chapter 8), so its step counter lives on the device too.
+#
+# Several independent runs (K agents, e.g. seeds) can share one graph: given a list of step functions, `CudaGraphStep`
+# forks one stream per function inside the capture, so the graph holds K parallel branches that the GPU may run side by
+# side, filling the multiprocessors that one small step leaves idle. Each branch is that run's own step, so it computes
+# what the run alone would. A branch may draw from its run's own `torch.Generator` once the generator is registered with
+# the graph (`generators`): the graph then reads and advances that generator's state on every replay.
 
 # %%
 #| export
 class CudaGraphStep:
-    """`fn()` (static shapes, no host sync, noise from the global RNG) as one CUDA graph: `warmup` eager calls on a side
-    stream, then one capture, then replays. Every call is one real step; it returns fn's outputs, which the next call overwrites."""
-    def __init__(self, fn, warmup: int = 3, before_capture=None):
-        self.fn, self.warmup, self.before_capture, self.calls, self.graph, self.out = fn, warmup, before_capture, 0, None, None
+    """`fn()` (static shapes, no host sync, noise from the global RNG or from `generators`) as one CUDA graph: `warmup`
+    eager calls on a side stream, then one capture, then replays. Every call is one real step; it returns fn's outputs,
+    which the next call overwrites. A list of functions (independent runs: K agents) becomes one graph with one
+    parallel branch per function, each on its own stream, and the call returns the list of their outputs."""
+    def __init__(self, fn, warmup: int = 3, before_capture=None, generators=()):
+        self.fns, self.many = (list(fn), True) if isinstance(fn, (list, tuple)) else ([fn], False)
+        self.warmup, self.before_capture, self.generators = warmup, before_capture, [g for g in generators if g is not None]
+        self.calls, self.graph, self.out, self.streams = 0, None, None, [torch.cuda.Stream() for _ in self.fns]
+
+    def _branches(self):
+        "Each function on its own stream, forked from and joined back into the current one (a capture records the fork)."
+        main, outs = torch.cuda.current_stream(), []
+        for s, fn in zip(self.streams, self.fns):
+            s.wait_stream(main)
+            with torch.cuda.stream(s): outs.append(fn())
+        for s in self.streams: main.wait_stream(s)
+        return outs
 
     def __call__(self):
         self.calls += 1
         if self.graph is not None: self.graph.replay(); return self.out
-        if self.calls <= self.warmup:
-            side = torch.cuda.Stream(); side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side): out = self.fn()
-            torch.cuda.current_stream().wait_stream(side)
-            return out
+        if self.calls <= self.warmup: outs = self._branches(); return outs if self.many else outs[0]
         if self.before_capture: self.before_capture()
         torch.cuda.synchronize(); graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph): self.out = self.fn()   # recorded, not run
+        for g in self.generators: graph.register_generator_state(g)   # a run's own torch.Generator, replayable too
+        with torch.cuda.graph(graph):                                 # recorded, not run
+            self.out = self._branches() if self.many else self.fns[0]()
         self.graph = graph; graph.replay(); return self.out
 
 

@@ -177,3 +177,13 @@ def test_cuda_graph_step_trains_as_eager():
     from mac.config import make_config
     r = cuda_graph_agreement(make_config('tiny').agent, batch=16, steps=8)
     assert max(r['loss_rel_diff']) < 1e-4 and r['weight_abs_diff_max'] < 1e-4, r
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a GPU: tools/gpu_check.sh runs this test there')
+def test_agents_stepped_together_train_as_alone():
+    """Issue 15: K agents, each with its own generator, replayed as one CUDA graph of K parallel branches, give each
+    agent the losses and weights it gets when stepped alone and eagerly."""
+    from mac.bench import many_agreement
+    from mac.config import make_config
+    r = many_agreement(make_config('tiny').agent, K=3, batch=16, steps=8)
+    assert max(r['loss_rel_diff']) < 1e-4 and r['weight_abs_diff_max'] < 1e-4, r

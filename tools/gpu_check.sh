@@ -7,6 +7,7 @@
 # goal-conditioned run of issue 14: puzzle-3x3 play data on every core, then `--preset gc-cpu` on CUDA, GC_STEPS steps).
 # Packages the machine lacks (ogbench, mujoco, gymnasium, dm_control, tyro, docstring-parser, typeguard, ...) may lie as
 # wheels in .whl/ (`pip download --no-deps -d .whl <package>` here, then carry .whl).
+# "many" (issue 15): mac_bench --many 1 8: K agents stepped as one CUDA graph of K branches, and their agreement with K alone.
 # "cudagraph" (issue 15): mac_bench --cuda-graph: the whole step as one CUDA graph against eager, and its agreement check.
 # "main" (issue 17): the main job's preset (`cpu`) on CUDA for MAIN_SEEDS in parallel (one process each), with the
 # whole-step CUDA graph if the cudagraph stage found it working (else graph_safe eager; MAIN_GRAPH=True/False decides
@@ -80,6 +81,14 @@ timeout ${CUDAGRAPH_TIMEOUT:-150} bash -c "$(declare -f py); py mac.bench bench_
 log "cudagraph rc=$?"
 timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_train.py -k cuda_graph 2>&1 | tail -5 | tee "$RES/cudagraph/pytest.txt"
 log "cudagraph pytest rc=$?"; pack
+fi
+
+if on many; then
+log "8 K agents in one process: K steps replayed as one CUDA graph of K parallel branches (own generators), against alone; K = ${MANY_K:-1 8}"
+timeout ${MANY_TIMEOUT:-150} bash -c "$(declare -f py); py mac.bench bench_cli --configs paper cpu --reps 30 --device cuda --many ${MANY_K:-1 8} --out '$RES/many'"
+log "many rc=$?"
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_train.py -k "cuda_graph or together" 2>&1 | tail -5 | tee "$RES/many/pytest.txt"
+log "many pytest rc=$?"; pack
 fi
 
 if on main; then
