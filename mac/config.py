@@ -47,7 +47,7 @@ class TrainConfig:
     device: str = 'auto'            # 'auto' (CUDA if available), 'cpu', 'cuda[:i]'
     compile: bool = False           # torch.compile the losses (same math; pays a one-off compile, then faster steps)
     bf16: bool = False              # the update's forward passes in bfloat16 autocast, float32 weights and Adam (acting stays float32)
-    graph_safe: bool = False        # the update's noise from the global torch RNG (checkpointed), so `compile` captures the losses as one graph (fullgraph), as CUDA graphs need
+    graph_safe: bool = False        # the update's noise and batch indices from the global torch RNG (checkpointed), so `compile` captures the losses as one graph (fullgraph), as CUDA graphs need
     cuda_graph: bool = False        # CUDA only, with graph_safe: the whole step (batch sampling, losses, backward, Adam, EMA) captured once as one CUDA graph and replayed
 
     @property

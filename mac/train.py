@@ -116,6 +116,7 @@ class CudaGraphStep:
     which the next call overwrites. A list of functions (independent runs: K agents) becomes one graph with one
     parallel branch per function, each on its own stream, and the call returns the list of their outputs."""
     def __init__(self, fn, warmup: int = 3, before_capture=None, generators=()):
+        if warmup < 1: raise ValueError(f'warmup must be >= 1 (got {warmup}): Adam and autograd create their state in the first eager calls, not in the graph')
         self.fns, self.many = (list(fn), True) if isinstance(fn, (list, tuple)) else ([fn], False)
         self.warmup, self.before_capture, self.generators = warmup, before_capture, [g for g in generators if g is not None]
         self.calls, self.graph, self.out, self.streams = 0, None, None, [torch.cuda.Stream() for _ in self.fns]
@@ -144,7 +145,7 @@ class CudaGraphStep:
 class NonFiniteLoss(RuntimeError):
     "A loss became NaN or infinite; the message names it and where the last good checkpoint is."
 
-_RESUMABLE = {'steps', 'eval_every', 'eval_episodes', 'eval_workers', 'log_every', 'ckpt_every', 'device', 'dataset_dir', 'compile',
+_RESUMABLE = {'steps', 'eval_every', 'eval_episodes', 'eval_workers', 'log_every', 'ckpt_every', 'device', 'dataset_dir', 'compile', 'cuda_graph',
               'final_episodes', 'replan_every'}   # evaluation and bookkeeping only: a resume may change them
 FINAL_EVAL_SEED = 1_000_000_000   # the final evaluation's env seeds start here; training evaluations use seed + step + i below it
 
@@ -184,11 +185,12 @@ class Trainer:
             raise ValueError(f'seed + steps must stay below {FINAL_EVAL_SEED:,}: training evaluations (seeds seed + step + i) would reach the final evaluation\'s')
         self.cfg = cfg
         if cfg.cuda_graph:
-            why = (f'it needs a CUDA device, and this run is on {self.device} (pass --device cuda, or leave cuda_graph off)' if self.device.type != 'cuda' else
-                   'it needs graph_safe=True too (every random draw from the global RNG: a torch.Generator cannot be replayed)' if not cfg.graph_safe else
-                   'it replaces compile: choose one' if cfg.compile else
-                   'goal-conditioned batches come from the on-disk cache, outside the graph: leave it off' if self.goal_conditioned else None)
+            why = ('it needs graph_safe=True too (pass --graph-safe True: the training graph draws batches and noise from the global RNG)' if not cfg.graph_safe else
+                   'it replaces compile: pass one of them' if cfg.compile else
+                   'goal-conditioned batches come from the on-disk cache, outside the graph: leave cuda_graph off' if self.goal_conditioned else
+                   f'it needs a CUDA device, and this run is on {self.device} (pass --device cuda, or leave cuda_graph off)' if self.device.type != 'cuda' else None)
             if why: raise ValueError(f'cuda_graph: {why}')
+            torch.cuda.set_device(self.device)   # the graph's streams and capture use the current device
         if cfg.dataset_path and not self.goal_conditioned:
             raise ValueError(f"config key 'dataset_path' is for goal-conditioned runs (*-oraclerep-v0); {cfg.env} reads dataset_dir")
         self.dataset_info = (dict(file=str(Path(cfg.dataset_path).expanduser())) if cfg.dataset_path else
@@ -249,6 +251,7 @@ def _step(self: Trainer) -> dict:
     if not cfg.cuda_graph: return _update(self, self.data.sample(cfg.batch, None if cfg.graph_safe else self.gen))
     values = self.step >= cfg.pretrain_steps               # pretraining and full updates are two graphs
     if values not in self._graphs:
+        if values: self._graphs.pop(False, None)            # the pretraining graph (and its memory) is done with
         self._graphs[values] = CudaGraphStep(lambda: self.agent.update(self.data.sample(cfg.batch), None, self._losses, values),
                                              before_capture=lambda: self.agent.opt.zero_grad(set_to_none=True))
     return self._graphs[values]()

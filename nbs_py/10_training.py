@@ -157,9 +157,9 @@ def unlock_run_dir(run_dir):
 # The whole step as one CUDA graph (`cuda_graph`, CUDA only). On a GPU a MAC update is a few hundred small kernels,
 # and launching them costs more than running them (chapter 11 measures it). A CUDA graph records the kernels of one step
 # once and replays them with one launch. It records addresses, not Python, so the step must have static shapes, no
-# host synchronisation and no `torch.Generator` (its state lives on the host): the batch indices and every noise draw
-# come from the global RNG, whose seed and offset the replay reads on the device, so each replay draws fresh numbers,
-# the same ones an eager step would draw from the same RNG state. The first calls run eagerly on a side stream
+# host synchronisation, and random numbers from a generator the graph knows: the training step draws its batch indices
+# and every noise draw from the global RNG (`graph_safe`), whose seed and offset each replay reads and advances, so each
+# replay draws fresh numbers, the same ones an eager step would draw from the same RNG state. The first calls run eagerly on a side stream
 # (autograd, cuBLAS and Adam allocate their state there, as PyTorch's whole-network capture recipe asks); gradients
 # are set to `None` before the capture, so backward allocates them from the graph's own memory; Adam is
 # `capturable` on CUDA (chapter 8), so its step counter lives on the device too.
@@ -178,6 +178,7 @@ class CudaGraphStep:
     which the next call overwrites. A list of functions (independent runs: K agents) becomes one graph with one
     parallel branch per function, each on its own stream, and the call returns the list of their outputs."""
     def __init__(self, fn, warmup: int = 3, before_capture=None, generators=()):
+        if warmup < 1: raise ValueError(f'warmup must be >= 1 (got {warmup}): Adam and autograd create their state in the first eager calls, not in the graph')
         self.fns, self.many = (list(fn), True) if isinstance(fn, (list, tuple)) else ([fn], False)
         self.warmup, self.before_capture, self.generators = warmup, before_capture, [g for g in generators if g is not None]
         self.calls, self.graph, self.out, self.streams = 0, None, None, [torch.cuda.Stream() for _ in self.fns]
@@ -208,7 +209,7 @@ class CudaGraphStep:
 class NonFiniteLoss(RuntimeError):
     "A loss became NaN or infinite; the message names it and where the last good checkpoint is."
 
-_RESUMABLE = {'steps', 'eval_every', 'eval_episodes', 'eval_workers', 'log_every', 'ckpt_every', 'device', 'dataset_dir', 'compile',
+_RESUMABLE = {'steps', 'eval_every', 'eval_episodes', 'eval_workers', 'log_every', 'ckpt_every', 'device', 'dataset_dir', 'compile', 'cuda_graph',
               'final_episodes', 'replan_every'}   # evaluation and bookkeeping only: a resume may change them
 FINAL_EVAL_SEED = 1_000_000_000   # the final evaluation's env seeds start here; training evaluations use seed + step + i below it
 
@@ -248,11 +249,12 @@ class Trainer:
             raise ValueError(f'seed + steps must stay below {FINAL_EVAL_SEED:,}: training evaluations (seeds seed + step + i) would reach the final evaluation\'s')
         self.cfg = cfg
         if cfg.cuda_graph:
-            why = (f'it needs a CUDA device, and this run is on {self.device} (pass --device cuda, or leave cuda_graph off)' if self.device.type != 'cuda' else
-                   'it needs graph_safe=True too (every random draw from the global RNG: a torch.Generator cannot be replayed)' if not cfg.graph_safe else
-                   'it replaces compile: choose one' if cfg.compile else
-                   'goal-conditioned batches come from the on-disk cache, outside the graph: leave it off' if self.goal_conditioned else None)
+            why = ('it needs graph_safe=True too (pass --graph-safe True: the training graph draws batches and noise from the global RNG)' if not cfg.graph_safe else
+                   'it replaces compile: pass one of them' if cfg.compile else
+                   'goal-conditioned batches come from the on-disk cache, outside the graph: leave cuda_graph off' if self.goal_conditioned else
+                   f'it needs a CUDA device, and this run is on {self.device} (pass --device cuda, or leave cuda_graph off)' if self.device.type != 'cuda' else None)
             if why: raise ValueError(f'cuda_graph: {why}')
+            torch.cuda.set_device(self.device)   # the graph's streams and capture use the current device
         if cfg.dataset_path and not self.goal_conditioned:
             raise ValueError(f"config key 'dataset_path' is for goal-conditioned runs (*-oraclerep-v0); {cfg.env} reads dataset_dir")
         self.dataset_info = (dict(file=str(Path(cfg.dataset_path).expanduser())) if cfg.dataset_path else
@@ -315,6 +317,7 @@ def _step(self: Trainer) -> dict:
     if not cfg.cuda_graph: return _update(self, self.data.sample(cfg.batch, None if cfg.graph_safe else self.gen))
     values = self.step >= cfg.pretrain_steps               # pretraining and full updates are two graphs
     if values not in self._graphs:
+        if values: self._graphs.pop(False, None)            # the pretraining graph (and its memory) is done with
         self._graphs[values] = CudaGraphStep(lambda: self.agent.update(self.data.sample(cfg.batch), None, self._losses, values),
                                              before_capture=lambda: self.agent.opt.zero_grad(set_to_none=True))
     return self._graphs[values]()
@@ -475,6 +478,8 @@ test_fail(lambda: Trainer(dataclasses.replace(cfg, env='cube-single-play-singlet
 test_fail(lambda: Trainer(dataclasses.replace(cfg, batch=8), tmp / 'full', resume=True, progress=False), contains='cannot resume with a different batch')
 test_fail(lambda: Trainer(cfg, tmp / 'full', progress=False), contains='pass --resume')
 test_fail(lambda: Trainer(dataclasses.replace(cfg, cuda_graph=True, graph_safe=True), tmp / 'graph', progress=False), contains='needs a CUDA device')
+test_fail(lambda: Trainer(dataclasses.replace(cfg, cuda_graph=True), tmp / 'graph', progress=False), contains='--graph-safe True')
+test_fail(lambda: Trainer(dataclasses.replace(cfg, cuda_graph=True, graph_safe=True, compile=True), tmp / 'graph', progress=False), contains='replaces compile')
 holder = subprocess.Popen([sys.executable, '-c', f'from mac.train import lock_run_dir; lock_run_dir({str(tmp / "busy")!r}); print(1, flush=True); import time; time.sleep(60)'],
                           stdout=subprocess.PIPE, text=True)
 holder.stdout.readline()                                                    # the other process now holds the folder
@@ -595,7 +600,8 @@ def train_cli(argv=None):
 #    `fullgraph=True`: one graph, which CUDA graphs (`mode='reduce-overhead'`) need. tests/test_train.py checks that it
 #    compiles as one graph, that it trains as its eager twin does when inductor draws random numbers as eager does
 #    (`fallback_random`; by default compiled noise is drawn differently, equally random), and that a resumed
-#    `graph_safe` run ends with the weights of an uninterrupted one.
+#    `graph_safe` run ends with the weights of an uninterrupted one (since the batch indices moved to the global RNG
+#    too, a `graph_safe` checkpoint written before that change resumes with other batches).
 #    `cuda_graph` (CUDA only, with `graph_safe`) goes further: the whole step, batch sampling and Adam included, is
 #    one CUDA graph (`CudaGraphStep` above). It is the `graph_safe` eager step replayed, so the two draw the same numbers;
 #    chapter 11's `cuda_graph_agreement` measures how closely their losses and weights agree on a GPU

@@ -119,7 +119,7 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
     return out
 
 def cuda_graph_agreement(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, steps: int = 10,
-                         device='cuda', seed: int = 0) -> dict:
+                         device='cuda', seed: int = 0, bfloat16: bool = False) -> dict:
     """The CUDA-graph step against its eager twin: two copies of one agent, the global RNG reseeded alike before each
     step; the largest relative loss difference per step, and the largest weight difference after `steps` steps."""
     dev = get_device(device)
@@ -128,10 +128,11 @@ def cuda_graph_agreement(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, ac
     eager, graphed = MACAgent(obs_dim, action_dim, cfg, dev), MACAgent(obs_dim, action_dim, cfg, dev)
     graphed.load_state_dict(eager.state_dict())
     data = _chunk_data(cfg.n, obs_dim, action_dim, dev, g)
-    step = CudaGraphStep(lambda: graphed.update(data.sample(batch), None), before_capture=lambda: graphed.opt.zero_grad(set_to_none=True))
+    lf_e, lf_g = (bf16(eager.losses), bf16(graphed.losses)) if bfloat16 else (None, None)   # bfloat16: both under autocast
+    step = CudaGraphStep(lambda: graphed.update(data.sample(batch), None, lf_g), before_capture=lambda: graphed.opt.zero_grad(set_to_none=True))
     rel = []
     for k in range(steps):
-        torch.manual_seed(seed + 1 + k); a = {n: v.clone() for n, v in eager.update(data.sample(batch), None).items()}
+        torch.manual_seed(seed + 1 + k); a = {n: v.clone() for n, v in eager.update(data.sample(batch), None, lf_e).items()}
         torch.manual_seed(seed + 1 + k); b = step()
         rel.append(max(((a[n] - b[n]).abs() / a[n].abs().clamp(min=1)).item() for n in a))
     sa, sb = eager.state_dict(), graphed.state_dict()
@@ -263,6 +264,8 @@ def bench_cli(argv=None):
         if (a.cuda_graph or a.many) and dev.type != 'cuda': raise ValueError(f'--cuda-graph and --many need a CUDA device, and --device {a.device} is {dev}')
         if any(k < 1 for k in a.many): raise ValueError(f'--many takes agent counts >= 1, got {a.many}')
         t0 = time.time(); results = {'machine': {'matmul_gflop_per_s': matmul_gflops(dev)}}
+        def save():   # after every figure, so a run cut by a time limit keeps what it measured
+            if a.out: write_json(Path(a.out) / 'bench.json', results)
         print(f"float32 matrix products on {dev}: {results['machine']['matmul_gflop_per_s']:.0f} GFLOP/s (2048×2048, the ceiling)", flush=True)
         results['machine']['batch_256_ms'] = bench_batches(device=dev)
         print(f"one batch of 256 chunks (n = 10, 100k rows) on {dev}: {results['machine']['batch_256_ms']:.3f} ms", flush=True)
@@ -271,24 +274,25 @@ def bench_cli(argv=None):
             modes = ({'eager': {}} | ({'eager-bf16': dict(bfloat16=True)} if a.bf16 else {}) | ({'compiled': dict(compile=True)} if a.compile else {})
                      | {f'compiled-{m}': dict(compile=m) for m in a.compile_mode} | ({'cuda-graph': dict(cuda_graph=True)} if a.cuda_graph else {})
                      | ({'cuda-graph-bf16': dict(cuda_graph=True, bfloat16=True)} if a.cuda_graph and a.bf16 else {}))
-            if a.cuda_graph:
-                try: agree = cuda_graph_agreement(tc.agent, tc.batch, device=dev)
+            for b16 in ((False, True) if a.bf16 else (False,)) if a.cuda_graph else ():
+                try: agree = cuda_graph_agreement(tc.agent, tc.batch, device=dev, bfloat16=b16)
                 except Exception as e: agree = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
-                results[f'{name}/cuda-graph-agreement'] = agree; print(f'{name:6s} CUDA graph against eager: {agree}', flush=True)
+                key = f'{name}/cuda-graph{"-bf16" if b16 else ""}-agreement'
+                results[key] = agree; save(); print(f'{key}: {agree}', flush=True)
             if a.many:
                 try: agree = many_agreement(tc.agent, max(2, min(4, max(a.many))), tc.batch, device=dev)
                 except Exception as e: agree = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
-                results[f'{name}/many-agreement'] = agree; print(f'{name:6s} agents stepped together against alone: {agree}', flush=True)
+                results[f'{name}/many-agreement'] = agree; save(); print(f'{name:6s} agents stepped together against alone: {agree}', flush=True)
             for K in a.many:
                 try: res = bench_many(tc.agent, K, tc.batch, reps=a.reps, device=dev)
                 except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
-                results[f'{name}/many-{K}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}
+                results[f'{name}/many-{K}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}; save()
                 print(f'{name:6s} {K} agents as one graph: ' + (f"{1e3 * res['step_s']:.2f} ms per joint step" if 'error' not in res else res['error']), flush=True)
             for mode, kw in modes.items():
                 try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, components=mode == 'eager', device=dev,
                                        graph_safe=a.graph_safe and 'compile' in kw, **kw)
                 except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
-                results[f'{name}/{mode}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}
+                results[f'{name}/{mode}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}; save()
                 w = tc.agent.actor_hidden[0]
                 print(f"{name:6s} {mode:8s} ({w}x{len(tc.agent.actor_hidden)}, B={tc.batch}, rollouts from {min(tc.batch, tc.agent.rollout_batch)}): " +
                       ('  '.join(f'{k}={v:.4g}' for k, v in res.items() if isinstance(v, float)) if 'error' not in res else res['error']) +

@@ -82,6 +82,21 @@ def test_graph_safe_compiles_as_one_graph(tmp_path, monkeypatch):
     assert max((sd_e[k] - sd_c[k]).abs().max().item() for k in sd_e if sd_e[k].is_floating_point()) < 1e-3
 
 
+def test_graph_safe_resume_is_exact(tmp_path):
+    """A `graph_safe` run (batches and noise from the global RNG) stopped at its checkpoint and resumed ends with the
+    weights of an uninterrupted run: the global RNG states travel in the checkpoint."""
+    from mac.config import make_config
+    from mac.train import Trainer
+    cfg = make_config('tiny', {'steps': 20, 'log_every': 5, 'ckpt_every': 10, 'device': 'cpu', 'graph_safe': True,
+                               'pretrain_steps': 5, 'dataset_dir': str(tmp_path / 'data')})
+    Trainer(cfg, tmp_path / 'full', progress=False).run()
+    Trainer(dataclasses.replace(cfg, steps=10), tmp_path / 'cut', progress=False).run()
+    torch.manual_seed(12345)                                    # the resumed run must not depend on the process's RNG
+    Trainer(cfg, tmp_path / 'cut', resume=True, progress=False).run()
+    a, b = (torch.load(tmp_path / r / 'checkpoint.pt', weights_only=True)['agent'] for r in ('full', 'cut'))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_two_trainings_into_one_folder(tmp_path):
     "Issue 11.2: the second training into a busy --out fails at once, naming the holder; a killed holder frees it."
     common = ['--preset', 'tiny', '--device', 'cpu', '--dataset-dir', str(tmp_path / 'data'), '--out', str(tmp_path / 'run')]
@@ -187,3 +202,19 @@ def test_agents_stepped_together_train_as_alone():
     from mac.config import make_config
     r = many_agreement(make_config('tiny').agent, K=3, batch=16, steps=8)
     assert max(r['loss_rel_diff']) < 1e-4 and r['weight_abs_diff_max'] < 1e-4, r
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='CUDA graphs need a GPU: tools/gpu_check.sh runs this test there')
+def test_trainer_cuda_graph_trains_as_graph_safe_eager(tmp_path):
+    """Issue 15: `mac_train --cuda-graph True` (one graph for the pretraining steps, another for the full ones) ends with
+    the weights of the same `graph_safe` run trained eagerly, also when stopped at a checkpoint and resumed."""
+    from mac.config import make_config
+    from mac.train import Trainer
+    cfg = make_config('tiny', {'steps': 20, 'log_every': 5, 'ckpt_every': 10, 'device': 'cuda', 'graph_safe': True,
+                               'pretrain_steps': 6, 'dataset_dir': str(tmp_path / 'data')})
+    Trainer(cfg, tmp_path / 'eager', progress=False).run()
+    g = dataclasses.replace(cfg, cuda_graph=True)
+    Trainer(dataclasses.replace(g, steps=10), tmp_path / 'graph', progress=False).run()
+    Trainer(g, tmp_path / 'graph', resume=True, progress=False).run()
+    a, b = (torch.load(tmp_path / r / 'checkpoint.pt', weights_only=True)['agent'] for r in ('eager', 'graph'))
+    assert max((a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point()) < 1e-4

@@ -13,7 +13,7 @@
 # whole-step CUDA graph if the cudagraph stage found it working (else graph_safe eager; MAIN_GRAPH=True/False decides
 # instead), cut at MAIN_TIMEOUT seconds; MAIN_FLAGS adds mac_train flags, DEV=cpu makes a dry run of the plumbing here.
 # Writes into $RES (default /tmp/mac-gpu-out): bench/ (eager, bfloat16, compiled), train/ (log.csv, eval.csv, provenance.json),
-# bench_graphs/, gc/, cudagraph/, main/s<seed>/; after every stage all of it is packed into $OUT/results.tgz (the
+# bench_graphs/, gc/, cudagraph/, many/, main/s<seed>/; after every stage all of it is packed into $OUT/results.tgz (the
 # device tool returns at most 8 files), and the log goes to $OUT/gpu_check.log when run with `| tee`.
 set -uo pipefail
 OUT=${OUT:-/tmp/mac-gpu}; mkdir -p "$OUT"; STEPS=${1:-20000}; RUN=/tmp/mac-gpu-run; STAGES=${STAGES:-bench data train graphs}
@@ -79,21 +79,21 @@ if on cudagraph; then
 log "6 whole step as one CUDA graph (sampling, losses, backward, Adam, EMA): agreement with eager, then timings, paper and cpu presets"
 timeout ${CUDAGRAPH_TIMEOUT:-150} bash -c "$(declare -f py); py mac.bench bench_cli --configs paper cpu --reps 50 --device cuda --cuda-graph --bf16 --out '$RES/cudagraph' ${CUDAGRAPH_FLAGS:-}"
 log "cudagraph rc=$?"
-timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_train.py -k cuda_graph 2>&1 | tail -5 | tee "$RES/cudagraph/pytest.txt"
+mkdir -p "$RES/cudagraph"; timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_train.py -k "cuda_graph or graph_safe_resume" 2>&1 | tail -5 | tee "$RES/cudagraph/pytest.txt"
 log "cudagraph pytest rc=$?"; pack
 fi
 
 if on many; then
-log "8 K agents in one process: K steps replayed as one CUDA graph of K parallel branches (own generators), against alone; K = ${MANY_K:-1 8}"
+log "7 K agents in one process: K steps replayed as one CUDA graph of K parallel branches (own generators), against alone; K = ${MANY_K:-1 8}"
 timeout ${MANY_TIMEOUT:-150} bash -c "$(declare -f py); py mac.bench bench_cli --configs paper cpu --reps 30 --device cuda --many ${MANY_K:-1 8} --out '$RES/many'"
 log "many rc=$?"
-timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_train.py -k "cuda_graph or together" 2>&1 | tail -5 | tee "$RES/many/pytest.txt"
+mkdir -p "$RES/many"; timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_train.py -k together 2>&1 | tail -5 | tee "$RES/many/pytest.txt"
 log "many pytest rc=$?"; pack
 fi
 
 if on main; then
-GRAPH=${MAIN_GRAPH:-$(python3 -c "import json, sys; r = json.load(open(sys.argv[1])); print('True' if 'error' not in r.get('cpu/cuda-graph', {'error': 1}) else 'False')" "$RES/cudagraph/bench.json" 2>/dev/null || echo False)}
-log "7 main job's preset (cpu) on CUDA, seeds ${MAIN_SEEDS:-0 1 2} in parallel, cuda_graph=$GRAPH, cut at ${MAIN_TIMEOUT:-300} s"
+GRAPH=${MAIN_GRAPH:-$(python3 -c "import json, sys; r = json.load(open(sys.argv[1])); ok = 'error' not in r.get('cpu/cuda-graph', {'error': 1}) and r.get('cpu/cuda-graph-agreement', {}).get('weight_abs_diff_max', 1) < 1e-4; print(ok)" "$RES/cudagraph/bench.json" 2>/dev/null || echo False)}
+log "8 main job's preset (cpu) on CUDA, seeds ${MAIN_SEEDS:-0 1 2} in parallel, cuda_graph=$GRAPH, cut at ${MAIN_TIMEOUT:-300} s"
 py mac.data data_cli --env cube-single --episodes 100 --workers "$(nproc)" --seed 0 2>&1 | grep -v -i warn   # kept if there already
 for s in ${MAIN_SEEDS:-0 1 2}; do
   rm -rf /tmp/mac-gpu-main/s$s; mkdir -p /tmp/mac-gpu-main
