@@ -21,7 +21,7 @@ from .batches import ObsNormalizer
 from .data import parse_name
 
 # %% auto #0
-__all__ = ['eval_env_name', 'vector_env', 'run_episodes', 'evaluate', 'record_video', 'plot_success']
+__all__ = ['eval_env_name', 'env_count', 'vector_env', 'run_episodes', 'eval_venv', 'evaluate', 'record_video', 'plot_success']
 
 # %% ../nbs/09_evaluation.ipynb #c3f015f1
 def _make_env(name: str, **kw):
@@ -37,10 +37,14 @@ def eval_env_name(name: str) -> str:
     return f'{spec.env}-singletask' + (f'-task{spec.task}' if spec.task else '') + '-v0'
 
 # %% ../nbs/09_evaluation.ipynb #0836d0dd
+def env_count(episodes: int, workers: int | None = None) -> int:
+    "How many env copies `vector_env` makes for `episodes`: min(episodes, workers or cores)."
+    return max(1, min(episodes, workers or os.cpu_count() or 1))
+
 def vector_env(env_name: str, episodes: int, workers: int | None = None, **env_kwargs):
-    "min(episodes, workers or cores) copies of an env, in worker processes when more than one: each round runs one episode in each."
+    "`env_count` copies of an env, in worker processes when more than one: each round runs one episode in each."
     import gymnasium
-    W = max(1, min(episodes, workers or os.cpu_count() or 1))
+    W = env_count(episodes, workers)
     fns = [functools.partial(_make_env, env_name, **env_kwargs) for _ in range(W)]
     return gymnasium.vector.AsyncVectorEnv(fns, context='spawn') if W > 1 else gymnasium.vector.SyncVectorEnv(fns)
 
@@ -79,16 +83,21 @@ def run_episodes(act_fn, env_name: str, episodes: int = 15, workers: int | None 
                 replan_every=replan_every, wall_s=round(time.time() - t0, 2))
 
 # %% ../nbs/09_evaluation.ipynb #0412c039
+def eval_venv(env_name: str, episodes: int, workers: int | None = None):
+    "The parallel envs `evaluate` runs `env_name`'s episodes in; keep one open to reuse across evaluations (`venv=`)."
+    return vector_env(eval_env_name(env_name), episodes, workers)
+
 def evaluate(agent, normalizer: ObsNormalizer, env_name: str, episodes: int = 15, workers: int | None = None,
-             seed: int = 0, replan_every: int = 1, progress: bool = False) -> dict:
-    "OGBench single-task evaluation of a MAC agent: success rate over `episodes` (final-step success)."
+             seed: int = 0, replan_every: int = 1, progress: bool = False, venv=None) -> dict:
+    """OGBench single-task evaluation of a MAC agent: success rate over `episodes` (final-step success).
+    `venv`: an open `eval_venv` of the same size to run them in (the episodes are the same: every round resets with its seeds)."""
     from importlib import metadata
     dev = agent.device
     g = torch.Generator(dev).manual_seed(seed)
     def act(obs):
         with torch.no_grad():
             return agent.act(normalizer(torch.as_tensor(obs, dtype=torch.float32, device=dev)), g).cpu().numpy()
-    res = run_episodes(act, eval_env_name(env_name), episodes, workers, seed, replan_every, agent.action_dim, progress)
+    res = run_episodes(act, eval_env_name(env_name), episodes, workers, seed, replan_every, agent.action_dim, progress, venv=venv)
     return res | dict(env=eval_env_name(env_name), ogbench=metadata.version('ogbench'),
                       protocol=f"final-step info['success'], {episodes} episodes, re-plan every {replan_every} step(s)")
 

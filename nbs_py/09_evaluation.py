@@ -81,10 +81,14 @@ test_fail(lambda: eval_env_name('cube-single-play-v0'), contains='not a single-t
 
 # %%
 #| export
+def env_count(episodes: int, workers: int | None = None) -> int:
+    "How many env copies `vector_env` makes for `episodes`: min(episodes, workers or cores)."
+    return max(1, min(episodes, workers or os.cpu_count() or 1))
+
 def vector_env(env_name: str, episodes: int, workers: int | None = None, **env_kwargs):
-    "min(episodes, workers or cores) copies of an env, in worker processes when more than one: each round runs one episode in each."
+    "`env_count` copies of an env, in worker processes when more than one: each round runs one episode in each."
     import gymnasium
-    W = max(1, min(episodes, workers or os.cpu_count() or 1))
+    W = env_count(episodes, workers)
     fns = [functools.partial(_make_env, env_name, **env_kwargs) for _ in range(W)]
     return gymnasium.vector.AsyncVectorEnv(fns, context='spawn') if W > 1 else gymnasium.vector.SyncVectorEnv(fns)
 
@@ -175,16 +179,21 @@ test_eq((res['success'], res['lengths'], len(queue)), (1.0, [len(a) for a, _ in 
 
 # %%
 #| export
+def eval_venv(env_name: str, episodes: int, workers: int | None = None):
+    "The parallel envs `evaluate` runs `env_name`'s episodes in; keep one open to reuse across evaluations (`venv=`)."
+    return vector_env(eval_env_name(env_name), episodes, workers)
+
 def evaluate(agent, normalizer: ObsNormalizer, env_name: str, episodes: int = 15, workers: int | None = None,
-             seed: int = 0, replan_every: int = 1, progress: bool = False) -> dict:
-    "OGBench single-task evaluation of a MAC agent: success rate over `episodes` (final-step success)."
+             seed: int = 0, replan_every: int = 1, progress: bool = False, venv=None) -> dict:
+    """OGBench single-task evaluation of a MAC agent: success rate over `episodes` (final-step success).
+    `venv`: an open `eval_venv` of the same size to run them in (the episodes are the same: every round resets with its seeds)."""
     from importlib import metadata
     dev = agent.device
     g = torch.Generator(dev).manual_seed(seed)
     def act(obs):
         with torch.no_grad():
             return agent.act(normalizer(torch.as_tensor(obs, dtype=torch.float32, device=dev)), g).cpu().numpy()
-    res = run_episodes(act, eval_env_name(env_name), episodes, workers, seed, replan_every, agent.action_dim, progress)
+    res = run_episodes(act, eval_env_name(env_name), episodes, workers, seed, replan_every, agent.action_dim, progress, venv=venv)
     return res | dict(env=eval_env_name(env_name), ogbench=metadata.version('ogbench'),
                       protocol=f"final-step info['success'], {episodes} episodes, re-plan every {replan_every} step(s)")
 
@@ -194,6 +203,17 @@ agent = MACAgent(28, 5, MACConfig(actor_hidden=(16,), value_hidden=(16,), dynami
 norm = ObsNormalizer(torch.zeros(28), torch.ones(28))
 res = evaluate(agent, norm, 'cube-single-play-singletask-task2-v0', episodes=2, workers=2)
 test_eq((res['episodes'], len(res['successes']), res['protocol']), (2, 2, "final-step info['success'], 2 episodes, re-plan every 1 step(s)"))
+# One set of env processes can serve several evaluations (`venv=`): each sees the episodes fresh envs would show.
+def observed(venv=None):
+    log = []
+    act = lambda obs: (log.append(np.array(obs)), np.tanh(np.asarray(obs)[:, :5].repeat(10, 1)))[1]   # a fixed policy that remembers what it saw
+    run_episodes(act, 'cube-single-singletask-task2-v0', 3, 2, seed=5, replan_every=10, venv=venv, env_kwargs=dict(max_episode_steps=30))
+    return np.concatenate(log)
+fresh = observed()
+venv = vector_env('cube-single-singletask-task2-v0', 3, 2, max_episode_steps=30)
+try: again = [observed(venv) for _ in range(2)]
+finally: venv.close()
+for o in again: assert np.array_equal(o, fresh)
 print({k: res[k] for k in ('success', 'lengths', 'protocol', 'wall_s')})
 
 

@@ -337,22 +337,29 @@ assert not (nob / 'cache').exists()                                             
 #| export
 GC_TASKS = (1, 2, 3, 4, 5)
 
+def goal_eval_venv(env: str, episodes: int, workers: int | None = None, **env_kwargs):
+    "The parallel envs (with oracle goals) that `evaluate_goals` runs in; keep one open to reuse across evaluations (`venv=`)."
+    return vector_env(f'{parse_name(env).env}-v0', episodes, workers, use_oracle_rep=True, **env_kwargs)
+
 def evaluate_goals(agent, obs_norm: ObsNormalizer, goal_norm: ObsNormalizer, env: str, episodes: int = 15,
                    workers: int | None = None, seed: int = 0, replan_every: int = 1, tasks=GC_TASKS,
-                   progress: bool = False, **env_kwargs) -> dict:
-    "OGBench goal-conditioned evaluation: `episodes` per evaluation goal, per-goal and overall final-step success."
+                   progress: bool = False, venv=None, **env_kwargs) -> dict:
+    """OGBench goal-conditioned evaluation: `episodes` per evaluation goal, per-goal and overall final-step success.
+    `venv`: an open `goal_eval_venv` of the same size to run them in (left open)."""
     dev, e = agent.device, parse_name(env).env
     gen = torch.Generator(dev).manual_seed(seed)
     def act(obs, goals):
         f = lambda x, nz: nz(torch.as_tensor(np.asarray(x), dtype=torch.float32, device=dev))
         return agent.act(f(obs, obs_norm), gen, f(goals, goal_norm)).cpu().numpy()
     per, t0 = {}, time.time()
-    venv = vector_env(f'{e}-v0', episodes, workers, use_oracle_rep=True, **env_kwargs)   # one set of env processes for all the goals
+    own = venv is None
+    if own: venv = goal_eval_venv(env, episodes, workers, **env_kwargs)   # one set of env processes for all the goals
     try:
         for k in tasks:
             per[k] = run_episodes(act, f'{e}-v0', episodes, workers, seed, replan_every, agent.action_dim, progress,
                                   options=dict(task_id=k), with_goals=True, venv=venv)
-    finally: venv.close()
+    finally:
+        if own: venv.close()
     return dict(success=float(np.mean([r['success'] for r in per.values()])), per_task={k: r['success'] for k, r in per.items()},
                 successes={k: r['successes'] for k, r in per.items()}, episodes=episodes * len(tasks), replan_every=replan_every,
                 env=f'{e}-v0 (oracle goals)', wall_s=round(time.time() - t0, 2),

@@ -38,8 +38,8 @@ from mac.config import ConfigFlags, PresetName, TrainConfig, config_from_dict, c
 from mac.core import EXIT_DIVERGED, EXIT_USAGE, append_csv, atomic_write, get_device, provenance, run_cli, seed_everything, write_json
 from mac.batches import ChunkDataset, ObsNormalizer
 from mac.data import DatasetError, dataset_paths, ensure_dataset, load_ogbench, parse_name
-from mac.evaluate import eval_env_name, plot_success
-from mac.goals import evaluate_goals, goal_data
+from mac.evaluate import env_count, eval_env_name, eval_venv, plot_success
+from mac.goals import evaluate_goals, goal_data, goal_eval_venv
 from mac.evaluate import evaluate as evaluate_agent   # `evaluate` is also the name of a Trainer method
 
 # %%
@@ -223,8 +223,13 @@ class Trainer:
         except BaseException: self._closed = True; unlock_run_dir(self.dir); raise
 
     def close(self):
-        "Release the run folder (also when the Trainer is garbage-collected, and at exit: the kernel drops a dead process's lock)."
+        "Close the evaluation envs and release the run folder (also when the Trainer is garbage-collected, and at exit: the kernel drops a dead process's lock)."
+        self._close_envs()
         if not getattr(self, '_closed', True): self._closed = True; unlock_run_dir(self.dir)
+
+    def _close_envs(self):
+        for v in getattr(self, '_venvs', {}).values(): v.close()
+        self._venvs = {}
 
     def __del__(self):
         try: self.close()
@@ -273,7 +278,7 @@ class Trainer:
         self._losses = torch.compile(self.agent.losses, fullgraph=cfg.graph_safe) if cfg.compile else None  # compiled on the first step
         if cfg.bf16: self._losses = bf16(self._losses or self.agent.losses)
         if cfg.compile: self._compiled_ok = None   # None: not tried yet; then True (compiled) or False (fell back to eager)
-        self.step, self._ckpt_step, self._graphs = 0, None, {}
+        self.step, self._ckpt_step, self._graphs, self._venvs = 0, None, {}, {}
         if ck:
             self.agent.load_state_dict(ck['agent']); self.agent.opt.load_state_dict(ck['opt'])
             _set_rng_state(self.gen, ck['rng']); self.step = self._ckpt_step = ck['step']
@@ -359,15 +364,20 @@ def run(self: Trainer) -> dict:
             save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen, self.goal_norm); self._ckpt_step = self.step
     bar.close()
     final = self.final_evaluate() if cfg.final_episodes and self.step == cfg.steps else None
+    self._close_envs()                                      # the evaluation env processes are done with
     return dict(losses=last, eval=last_eval, final=final)
 
 @patch
 def _evaluate_agent(self: Trainer, episodes: int, seed: int) -> dict:
-    "The current agent in its environment: single-task (chapter 9), or `episodes` on each of the five goals (chapter 9b)."
-    cfg = self.cfg
+    """The current agent in its environment: single-task (chapter 9), or `episodes` on each of the five goals (chapter 9b).
+    The env processes stay open from one evaluation to the next (starting them took 10-12 s of each evaluation on a
+    16-core GPU machine); a set is kept per size, so each evaluation runs in the envs a fresh set would have."""
+    cfg, workers = self.cfg, self.cfg.eval_workers or None
+    W = env_count(episodes, workers)
+    if W not in self._venvs: self._venvs[W] = (goal_eval_venv if self.goal_conditioned else eval_venv)(cfg.env, episodes, workers)
     if self.goal_conditioned:
-        return evaluate_goals(self.agent, self.norm, self.goal_norm, cfg.env, episodes, cfg.eval_workers or None, seed, cfg.actions_per_plan)
-    return evaluate_agent(self.agent, self.norm, cfg.env, episodes, cfg.eval_workers or None, seed=seed, replan_every=cfg.actions_per_plan)
+        return evaluate_goals(self.agent, self.norm, self.goal_norm, cfg.env, episodes, workers, seed, cfg.actions_per_plan, venv=self._venvs[W])
+    return evaluate_agent(self.agent, self.norm, cfg.env, episodes, workers, seed=seed, replan_every=cfg.actions_per_plan, venv=self._venvs[W])
 
 @patch
 def evaluate(self: Trainer) -> dict:
