@@ -366,8 +366,9 @@ for f in sorted(Path('../results/bench').glob('*.json')):
 # In training (`mac_train --preset cpu --device cuda --graph-safe True --cuda-graph True`), one process ran 95 steps/s
 # with its evaluations (26,000 steps in 273 s; the run was cut 2,000 steps before its end by the lease, so it has no
 # final evaluation), and three seeds sharing the GPU ran 57-66 steps/s each; their 15-episode evaluations at 14k steps
-# were 40, 60 and 80% (`results/gpu/h100_2026-11-28/README.md` has every curve). The loop reaches about half of the
-# benchmark's replay rate; the rest was not profiled in that lease. The 2-core CPU runs the same preset at about 10 steps/s (`make main`: 28,000 steps in 47 minutes with its evaluations).
+# were 40, 60 and 80% (`results/gpu/h100_2026-11-28/README.md` has every curve). Between evaluations the loop
+# ran at the benchmark's replay rate (5.4 ms a step); each evaluation cost 12-15 s, of which the episodes took 2-3 s and
+# starting 15 env processes the rest, so the trainer now keeps its evaluation envs open across evaluations. The 2-core CPU runs the same preset at about 10 steps/s (`make main`: 28,000 steps in 47 minutes with its evaluations).
 
 # %%
 import json
