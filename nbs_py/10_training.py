@@ -330,42 +330,55 @@ def _step(self: Trainer) -> dict:
 @patch
 def run(self: Trainer) -> dict:
     "Train to `cfg.steps`, logging, evaluating and checkpointing; returns the last logged losses and evaluation."
-    cfg = self.cfg
+    self._start()
+    while self.step < self.cfg.steps: self._after_step(_step(self))
+    return self._finish()
+
+@patch
+def _start(self: Trainer):
+    "Before the first step of `run` (or of `train_many`): logs truncated to the checkpoint on resume, the progress bar, the clock."
     for name in ('log.csv', 'eval.csv'): append_csv(self.dir / name, keep_until=self.step)  # resumed: forget rows after the checkpoint
-    tb, bad, last, last_eval = _tensorboard(self.dir), {}, {}, None
-    t0, s0 = time.time(), self.step
-    bar = tqdm(total=cfg.steps, initial=self.step, desc='MAC', disable=not self.progress, mininterval=2, dynamic_ncols=True)
+    self._tb, self._bad, self._last, self._last_eval = _tensorboard(self.dir), {}, {}, None
+    self._t0, self._s0 = time.time(), self.step
+    self._bar = tqdm(total=self.cfg.steps, initial=self.step, desc='MAC', disable=not self.progress, mininterval=2, dynamic_ncols=True)
     if self.cfg.compile and self.progress: tqdm.write('compiling the losses with torch.compile (once per process; about a minute on a CPU)')
-    while self.step < cfg.steps:
-        out = _step(self)
-        for k, v in out.items(): bad[k] = bad[k] | ~torch.isfinite(v) if k in bad else ~torch.isfinite(v)  # on the device: no sync
-        self.step += 1; bar.update(1)
-        end = self.step == cfg.steps
-        if self.step % cfg.log_every == 0 or self.step % cfg.ckpt_every == 0 or end:
-            if torch.stack(list(bad.values())).any():          # one host sync per log interval
-                names = [k for k, b in bad.items() if b]
-                good = (f'{self.ckpt_path} (step {self._ckpt_step}) is the last good checkpoint' if self._ckpt_step is not None
-                        else 'no checkpoint was written before it')
-                raise NonFiniteLoss(f'loss {", ".join(names)} became NaN/inf before step {self.step}; nothing was saved after it: {good}. '
-                                    f'--resume would repeat the same steps: check the data, or start a fresh run (another --out) with a lower '
-                                    f'learning rate, e.g. --agent.lr {cfg.agent.lr / 3:.1e}')
-            last = {k: v.item() for k, v in out.items()}
-            sps = (self.step - s0) / max(time.time() - t0, 1e-9)
-            append_csv(self.dir / 'log.csv', dict(step=self.step, time_s=round(time.time() - t0, 1), steps_per_s=round(sps, 2),
-                                                   **{k: round(v, 6) for k, v in last.items()}))
-            if tb:
-                for k, v in last.items(): tb.add_scalar(f'loss/{k}', v, self.step)
-            v = last.get('v_mean', float('nan'))           # no value yet during the model/policy-only pretraining steps
-            bar.set_postfix_str(f"{sps:.1f} it/s flow {last.get('flow', last.get('bc', 0)):.3f} dyn {last['dynamics']:.2e} V {'-' if v != v else f'{v:.1f}'}")
-        if cfg.eval_episodes and ((cfg.eval_every and self.step % cfg.eval_every == 0) or end):
-            last_eval = self.evaluate()
-            if tb: tb.add_scalar('eval/success', last_eval['success'], self.step)
-        if self.step % cfg.ckpt_every == 0 or end:
-            save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen, self.goal_norm); self._ckpt_step = self.step
-    bar.close()
-    final = self.final_evaluate() if cfg.final_episodes and self.step == cfg.steps else None
+
+@patch
+def _after_step(self: Trainer, out: dict):
+    "After one update with outputs `out`: NaN bookkeeping, and the log row, evaluation and checkpoint when they are due."
+    cfg, bad = self.cfg, self._bad
+    for k, v in out.items(): bad[k] = bad[k] | ~torch.isfinite(v) if k in bad else ~torch.isfinite(v)  # on the device: no sync
+    self.step += 1; self._bar.update(1)
+    end = self.step == cfg.steps
+    if self.step % cfg.log_every == 0 or self.step % cfg.ckpt_every == 0 or end:
+        if torch.stack(list(bad.values())).any():          # one host sync per log interval
+            names = [k for k, b in bad.items() if b]
+            good = (f'{self.ckpt_path} (step {self._ckpt_step}) is the last good checkpoint' if self._ckpt_step is not None
+                    else 'no checkpoint was written before it')
+            raise NonFiniteLoss(f'loss {", ".join(names)} became NaN/inf before step {self.step}; nothing was saved after it: {good}. '
+                                f'--resume would repeat the same steps: check the data, or start a fresh run (another --out) with a lower '
+                                f'learning rate, e.g. --agent.lr {cfg.agent.lr / 3:.1e}')
+        last = self._last = {k: v.item() for k, v in out.items()}
+        sps = (self.step - self._s0) / max(time.time() - self._t0, 1e-9)
+        append_csv(self.dir / 'log.csv', dict(step=self.step, time_s=round(time.time() - self._t0, 1), steps_per_s=round(sps, 2),
+                                               **{k: round(v, 6) for k, v in last.items()}))
+        if self._tb:
+            for k, v in last.items(): self._tb.add_scalar(f'loss/{k}', v, self.step)
+        v = last.get('v_mean', float('nan'))           # no value yet during the model/policy-only pretraining steps
+        self._bar.set_postfix_str(f"{sps:.1f} it/s flow {last.get('flow', last.get('bc', 0)):.3f} dyn {last['dynamics']:.2e} V {'-' if v != v else f'{v:.1f}'}")
+    if cfg.eval_episodes and ((cfg.eval_every and self.step % cfg.eval_every == 0) or end):
+        self._last_eval = self.evaluate()
+        if self._tb: self._tb.add_scalar('eval/success', self._last_eval['success'], self.step)
+    if self.step % cfg.ckpt_every == 0 or end:
+        save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen, self.goal_norm); self._ckpt_step = self.step
+
+@patch
+def _finish(self: Trainer) -> dict:
+    "After the last step: the final evaluation (if the run is complete); the evaluation envs are closed."
+    self._bar.close()
+    final = self.final_evaluate() if self.cfg.final_episodes and self.step == self.cfg.steps else None
     self._close_envs()                                      # the evaluation env processes are done with
-    return dict(losses=last, eval=last_eval, final=final)
+    return dict(losses=self._last, eval=self._last_eval, final=final)
 
 @patch
 def _evaluate_agent(self: Trainer, episodes: int, seed: int) -> dict:
@@ -434,6 +447,70 @@ test_eq([int(r['step']) for r in csv.DictReader(open(tmp / 'resumed' / 'log.csv'
 ag, nm, c2, _ = load_agent(tmp / 'full', n_test=3)
 assert all(torch.equal(v, a['agent'][k]) for k, v in ag.state_dict().items())
 test_eq((ag.cfg.n_test, c2, load_agent(tmp / 'full' / 'checkpoint.pt')[0].cfg.n_test), (3, cfg, cfg.agent.n_test))
+
+
+# %% [markdown]
+# Several runs in one process (`train_many`): seeds or tasks of one budget, stepped together, each in its own folder
+# with its own logs, evaluations, checkpoints and resume, each computing exactly what `Trainer.run` computes for it
+# alone (its own seed, its own `torch.Generator`). On a CPU that is only bookkeeping: the runs step one after another.
+# On a GPU one small MAC step leaves most of the chip idle, and separate processes take turns on it rather than share
+# it; `train_many` makes the K steps one CUDA graph with K parallel branches (chapter 10's `CudaGraphStep` with the
+# runs' generators registered), so their kernels can run side by side. Below, two runs stepped together end with the
+# weights of the same two runs trained alone, also when stopped at a checkpoint and resumed together.
+
+# %%
+#| export
+def train_many(cfgs: list, run_dirs: list, resume: bool = False, progress: bool = False, graph: bool | None = None) -> list[dict]:
+    """Train K runs (configs differing in seed, task, ...) in one process, stepped together; each keeps its own folder and
+    computes what `Trainer(cfg, dir).run()` computes. `graph`: their steps as one CUDA graph of K branches (default: on CUDA)."""
+    if not cfgs or len(cfgs) != len(run_dirs): raise ValueError(f'train_many needs one run folder per config (got {len(cfgs)} configs, {len(run_dirs)} folders)')
+    for k in ('steps', 'pretrain_steps', 'device', 'batch'):
+        if len({getattr(c, k) for c in cfgs}) > 1:
+            raise ValueError(f'train_many steps its runs together: every config needs the same {k} (got {sorted({str(getattr(c, k)) for c in cfgs})})')
+    if any(c.graph_safe or c.cuda_graph for c in cfgs):
+        raise ValueError('train_many draws each run\'s batches and noise from the run\'s own generator: leave graph_safe and cuda_graph off '
+                         '(its graph is `graph=True`)')
+    trainers = []
+    try:
+        for i, (c, d) in enumerate(zip(cfgs, run_dirs)): trainers.append(Trainer(c, d, resume, progress and i == 0))   # one bar: they move together
+        if len({t.step for t in trainers}) > 1:
+            raise ValueError(f'the runs resume from different steps ({", ".join(str(t.step) for t in trainers)}): resume them one by one to a common checkpoint step first')
+        dev = trainers[0].device
+        graph = dev.type == 'cuda' and not any(c.compile for c in cfgs) if graph is None else graph
+        if graph:
+            why = (f'it needs a CUDA device, and these runs are on {dev}' if dev.type != 'cuda' else 'it replaces compile: pass one of them'
+                   if any(c.compile for c in cfgs) else 'goal-conditioned batches come from the on-disk cache, outside the graph'
+                   if trainers[0].goal_conditioned else None)
+            if why: raise ValueError(f'train_many(graph=True): {why}')
+            torch.cuda.set_device(dev)
+        for t in trainers: t._start()
+        graphs, steps, pre = {}, cfgs[0].steps, cfgs[0].pretrain_steps
+        while trainers[0].step < steps:
+            values = trainers[0].step >= pre
+            if graph and values not in graphs:
+                if values: graphs.pop(False, None)
+                graphs[values] = CudaGraphStep([lambda t=t, v=values: t.agent.update(t.data.sample(t.cfg.batch, t.gen), t.gen, t._losses, v) for t in trainers],
+                                               before_capture=lambda: [t.agent.opt.zero_grad(set_to_none=True) for t in trainers],
+                                               generators=[t.gen for t in trainers])
+            outs = graphs[values]() if graph else [_step(t) for t in trainers]
+            for t, o in zip(trainers, outs): t._after_step(o)
+        return [t._finish() for t in trainers]
+    finally:
+        for t in trainers: t.close()
+
+
+# %%
+two = [cfg, dataclasses.replace(cfg, seed=1)]
+Trainer(two[1], tmp / 'alone1', progress=False).run()                                      # seed 1 alone (seed 0 alone: tmp/full)
+train_many([dataclasses.replace(c, steps=20) for c in two], [tmp / 'many0', tmp / 'many1'])   # stopped together at step 20 ...
+res = train_many(two, [tmp / 'many0', tmp / 'many1'], resume=True)                          # ... and resumed together to 40
+for alone, many in (('full', 'many0'), ('alone1', 'many1')):
+    a, b = (torch.load(tmp / r / 'checkpoint.pt', weights_only=True)['agent'] for r in (alone, many))
+    assert all(torch.equal(a[k], b[k]) for k in a), (alone, many)
+    la, lm = ([{k: v for k, v in r.items() if k not in ('time_s', 'steps_per_s')} for r in csv.DictReader(open(tmp / d / 'log.csv'))] for d in (alone, many))
+    test_eq(lm, la)                                                                        # the same losses, logged at the same steps
+test_fail(lambda: train_many(two, [tmp / 'x0', tmp / 'x1'], graph=True), contains='needs a CUDA device')
+test_fail(lambda: train_many([cfg, dataclasses.replace(cfg, steps=30)], [tmp / 'y0', tmp / 'y1']), contains='same steps')
 
 # %% [markdown]
 # `pretrain_steps` and `terminals` (see the presets' notes below): during the first `pretrain_steps` the value and
@@ -551,8 +628,22 @@ class _TrainArgs:
     preset: PresetName = 'paper'   # 'paper' (Tables 7-8), 'cpu' (the main job on 2 CPU cores), 'gc' and 'gc-puzzle-4x5' (Tables 6, 8: goal-conditioned), 'gc-cpu' (goal-conditioned on a CPU) or 'tiny' (tests)
     out: str | None = None         # run folder (default runs/<env>-<preset>-s<seed>)
     resume: bool = False           # continue the run in --out from its checkpoint
+    seeds: tuple[int, ...] = ()    # several seeds in one process, stepped together (train_many; one CUDA graph on a GPU), into <out>/s<seed>
     debug: bool = False            # show the traceback of an error
     config: Annotated[ConfigFlags, tyro.conf.arg(name='')] = field(default_factory=ConfigFlags)   # the config keys, as --steps, --agent.n
+
+def _train_seeds(a, cfg) -> int:
+    "`mac_train --seeds 0 1 2`: the seeds in one process (`train_many`), each in <out>/s<seed> with its own provenance record."
+    if len(set(a.seeds)) != len(a.seeds): raise ValueError(f'--seeds repeats a seed: {a.seeds}')
+    out = Path(a.out or f'runs/{cfg.env}-{a.preset}-seeds{"-".join(map(str, a.seeds))}')
+    cfgs, dirs = [dataclasses.replace(cfg, seed=s) for s in a.seeds], [out / f's{s}' for s in a.seeds]
+    print(f'mac_train: {cfg.env}, preset {a.preset}, {cfg.steps} steps, seeds {", ".join(map(str, a.seeds))} in one process → {out}/s<seed>/')
+    t0 = time.time(); res = train_many(cfgs, dirs, a.resume, progress=True)
+    for c, d, r in zip(cfgs, dirs, res):
+        write_json(d / 'provenance.json', provenance(seed=c.seed, wall_time_s=time.time() - t0, device=get_device(c.device), preset=a.preset,
+                   config=config_to_dict(c), final=r, trained_with=f'seeds {", ".join(map(str, a.seeds))} in one process (train_many)'))
+        if r['final']: print(f"seed {c.seed}: final evaluation {r['final']['success']:.0%} ({r['final']['protocol']})")
+    return 0
 
 def train_cli(argv=None):
     "Command line: train MAC on an OGBench single-task dataset (`mac_train --preset cpu --seed 1 --agent.n-train 16`)."
@@ -560,6 +651,7 @@ def train_cli(argv=None):
     def body():
         cfg = make_config(a.preset, flag_overrides(a.config))
         get_device(cfg.device)
+        if a.seeds: return _train_seeds(a, cfg)
         out = Path(a.out or f'runs/{cfg.env}-{a.preset}-s{cfg.seed}')
         print(f'mac_train: {cfg.env}, preset {a.preset}, {cfg.steps} steps, seed {cfg.seed} → {out}/')
         t0 = time.time(); tr = Trainer(cfg, out, resume=a.resume); res = tr.run()
@@ -616,7 +708,10 @@ def train_cli(argv=None):
 #    one CUDA graph (`CudaGraphStep` above). It is the `graph_safe` eager step replayed, so the two draw the same numbers;
 #    chapter 11's `cuda_graph_agreement` measures how closely their losses and weights agree on a GPU
 #    (`tools/gpu_check.sh`), and the figures are in `results/gpu/`. Goal-conditioned runs cannot use it: their batches
-#    come from the on-disk cache (chapter 9b), on the host.
+#    come from the on-disk cache (chapter 9b), on the host. `mac_train --seeds 0 1 2` trains several seeds in one
+#    process (`train_many`, above): on a GPU their steps form one graph of parallel branches, each run drawing from its
+#    own generator, so each equals its run alone without `graph_safe`; how much faster K runs go than one is for
+#    `mac_bench --many 1 8` to measure on a GPU (`tools/gpu_check.sh`, stage `many`; not yet run).
 # 8. `replan_every` (default 1, the official code's `action_chunking_test = 1`; the paper does not say): the `cpu`
 #    preset executes each chosen chunk whole (10), which the CPU study (chapter 10a) measured against re-planning every step
 #    on the same trained agents (`results/cpu_study/`). `replan_every = 0` means "the whole chunk, whatever n is", so

@@ -77,7 +77,8 @@
 # CUDA build of torch you already have; every function takes a device and defaults to CUDA when present;
 # `mac_train --compile True` compiles the update (on a CPU or GPU), and `bash tools/gpu_check.sh` benchmarks, generates
 # data and trains on a GPU machine in one go (results from one H200 and one H100 below); with `--graph-safe True
-# --cuda-graph True` the whole training step is replayed as one CUDA graph (chapter 10).
+# --cuda-graph True` the whole training step is replayed as one CUDA graph (chapter 10), and `mac_train --seeds 0 1 2`
+# trains several seeds in one process (one graph of parallel branches on a GPU).
 
 # %% [markdown]
 # ## What is here, and what is not yet

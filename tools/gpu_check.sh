@@ -11,7 +11,7 @@
 # "cudagraph" (issue 15): mac_bench --cuda-graph: the whole step as one CUDA graph against eager, and its agreement check.
 # "main" (issue 17): the main job's preset (`cpu`) on CUDA for MAIN_SEEDS in parallel (one process each), with the
 # whole-step CUDA graph if the cudagraph stage found it working (else graph_safe eager; MAIN_GRAPH=True/False decides
-# instead), cut at MAIN_TIMEOUT seconds; MAIN_FLAGS adds mac_train flags, DEV=cpu makes a dry run of the plumbing here.
+# instead; MAIN_TOGETHER=True runs the seeds in one process, `mac_train --seeds`), cut at MAIN_TIMEOUT seconds; MAIN_FLAGS adds mac_train flags, DEV=cpu makes a dry run of the plumbing here.
 # Writes into $RES (default /tmp/mac-gpu-out): bench/ (eager, bfloat16, compiled), train/ (log.csv, eval.csv, provenance.json),
 # bench_graphs/, gc/, cudagraph/, many/, main/s<seed>/; after every stage all of it is packed into $OUT/results.tgz (the
 # device tool returns at most 8 files), and the log goes to $OUT/gpu_check.log when run with `| tee`.
@@ -87,7 +87,7 @@ if on many; then
 log "7 K agents in one process: K steps replayed as one CUDA graph of K parallel branches (own generators), against alone; K = ${MANY_K:-1 8}"
 timeout ${MANY_TIMEOUT:-150} bash -c "$(declare -f py); py mac.bench bench_cli --configs paper cpu --reps 30 --device cuda --many ${MANY_K:-1 8} --out '$RES/many'"
 log "many rc=$?"
-mkdir -p "$RES/many"; timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_train.py -k together 2>&1 | tail -5 | tee "$RES/many/pytest.txt"
+mkdir -p "$RES/many"; timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_train.py -k "together or train_many" 2>&1 | tail -5 | tee "$RES/many/pytest.txt"
 log "many pytest rc=$?"; pack
 fi
 
@@ -95,12 +95,20 @@ if on main; then
 GRAPH=${MAIN_GRAPH:-$(python3 -c "import json, sys; r = json.load(open(sys.argv[1])); ok = 'error' not in r.get('cpu/cuda-graph', {'error': 1}) and r.get('cpu/cuda-graph-agreement', {}).get('weight_abs_diff_max', 1) < 1e-4; print(ok)" "$RES/cudagraph/bench.json" 2>/dev/null || echo False)}
 log "8 main job's preset (cpu) on CUDA, seeds ${MAIN_SEEDS:-0 1 2} in parallel, cuda_graph=$GRAPH, cut at ${MAIN_TIMEOUT:-300} s"
 py mac.data data_cli --env cube-single --episodes 100 --workers "$(nproc)" --seed 0 2>&1 | grep -v -i warn   # kept if there already
+if [ "${MAIN_TOGETHER:-False}" = True ]; then   # the seeds in one process: mac_train --seeds (train_many: one CUDA graph of K branches)
+  rm -rf /tmp/mac-gpu-main; mkdir -p /tmp/mac-gpu-main
+  timeout ${MAIN_TIMEOUT:-300} bash -c "$(declare -f py); py mac.train train_cli \"\$@\"" _ --preset cpu --device ${DEV:-cuda} --seeds ${MAIN_SEEDS:-0 1 2} \
+    --eval-workers ${MAIN_EVAL_WORKERS:-4} ${MAIN_FLAGS:-} --out /tmp/mac-gpu-main > /tmp/mac-gpu-main/together.log 2>&1
+  for s in ${MAIN_SEEDS:-0 1 2}; do cp /tmp/mac-gpu-main/together.log /tmp/mac-gpu-main/s$s.log; done
+else
 for s in ${MAIN_SEEDS:-0 1 2}; do
   rm -rf /tmp/mac-gpu-main/s$s; mkdir -p /tmp/mac-gpu-main
   timeout ${MAIN_TIMEOUT:-300} bash -c "$(declare -f py); py mac.train train_cli \"\$@\"" _ --preset cpu --device ${DEV:-cuda} --seed $s --graph-safe True --cuda-graph $GRAPH \
     --eval-workers ${MAIN_EVAL_WORKERS:-4} ${MAIN_FLAGS:-} --out /tmp/mac-gpu-main/s$s > /tmp/mac-gpu-main/s$s.log 2>&1 &
 done
-wait; log "main runs ended"
+wait
+fi
+log "main runs ended"
 for s in ${MAIN_SEEDS:-0 1 2}; do
   mkdir -p "$RES/main/s$s"; for f in config.json log.csv eval.csv final_eval.json provenance.json; do [ -f /tmp/mac-gpu-main/s$s/$f ] && cp /tmp/mac-gpu-main/s$s/$f "$RES/main/s$s/"; done
   tr '\r' '\n' < /tmp/mac-gpu-main/s$s.log | grep -v -i -e warn -e 'it/s,' | tail -20 > "$RES/main/s$s/stdout.txt"
