@@ -55,6 +55,7 @@ def run_episodes(act_fn, env_name: str, episodes: int = 15, workers: int | None 
     `options` go to every reset (e.g. `{'task_id': 3}`); `with_goals`: the reset's `info['goal']` (W, G) is passed as `act_fn(obs, goals)`;
     `venv`: an open `vector_env` to reuse (left open), instead of making one for these episodes."""
     if replan_every < 1: raise ValueError(f'replan_every must be >= 1, got {replan_every}')
+    if venv is not None and env_kwargs: raise ValueError(f'env_kwargs {env_kwargs} would be ignored: the envs of `venv` are made already (pass them to vector_env)')
     own = venv is None
     if own: venv = vector_env(env_name, episodes, workers, **(env_kwargs or {}))
     W = venv.num_envs

@@ -99,6 +99,7 @@ def run_episodes(act_fn, env_name: str, episodes: int = 15, workers: int | None 
     `options` go to every reset (e.g. `{'task_id': 3}`); `with_goals`: the reset's `info['goal']` (W, G) is passed as `act_fn(obs, goals)`;
     `venv`: an open `vector_env` to reuse (left open), instead of making one for these episodes."""
     if replan_every < 1: raise ValueError(f'replan_every must be >= 1, got {replan_every}')
+    if venv is not None and env_kwargs: raise ValueError(f'env_kwargs {env_kwargs} would be ignored: the envs of `venv` are made already (pass them to vector_env)')
     own = venv is None
     if own: venv = vector_env(env_name, episodes, workers, **(env_kwargs or {}))
     W = venv.num_envs
@@ -207,7 +208,8 @@ test_eq((res['episodes'], len(res['successes']), res['protocol']), (2, 2, "final
 def observed(venv=None):
     log = []
     act = lambda obs: (log.append(np.array(obs)), np.tanh(np.asarray(obs)[:, :5].repeat(10, 1)))[1]   # a fixed policy that remembers what it saw
-    run_episodes(act, 'cube-single-singletask-task2-v0', 3, 2, seed=5, replan_every=10, venv=venv, env_kwargs=dict(max_episode_steps=30))
+    run_episodes(act, 'cube-single-singletask-task2-v0', 3, 2, seed=5, replan_every=10, venv=venv,
+                 env_kwargs=None if venv else dict(max_episode_steps=30))
     return np.concatenate(log)
 fresh = observed()
 venv = vector_env('cube-single-singletask-task2-v0', 3, 2, max_episode_steps=30)

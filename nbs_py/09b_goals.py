@@ -352,6 +352,7 @@ def evaluate_goals(agent, obs_norm: ObsNormalizer, goal_norm: ObsNormalizer, env
         f = lambda x, nz: nz(torch.as_tensor(np.asarray(x), dtype=torch.float32, device=dev))
         return agent.act(f(obs, obs_norm), gen, f(goals, goal_norm)).cpu().numpy()
     per, t0 = {}, time.time()
+    if venv is not None and env_kwargs: raise ValueError(f'env_kwargs {env_kwargs} would be ignored: the envs of `venv` are made already (pass them to goal_eval_venv)')
     own = venv is None
     if own: venv = goal_eval_venv(env, episodes, workers, **env_kwargs)   # one set of env processes for all the goals
     try:

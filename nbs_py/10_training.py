@@ -224,12 +224,16 @@ class Trainer:
 
     def close(self):
         "Close the evaluation envs and release the run folder (also when the Trainer is garbage-collected, and at exit: the kernel drops a dead process's lock)."
-        self._close_envs()
-        if not getattr(self, '_closed', True): self._closed = True; unlock_run_dir(self.dir)
+        try: self._close_envs()
+        finally:
+            if not getattr(self, '_closed', True): self._closed = True; unlock_run_dir(self.dir)
 
     def _close_envs(self):
-        for v in getattr(self, '_venvs', {}).values(): v.close()
-        self._venvs = {}
+        "Close the evaluation env processes; workers that already died (Ctrl-C reaches them too) are terminated instead."
+        venvs, self._venvs = getattr(self, '_venvs', {}), {}
+        for v in venvs.values():
+            try: v.close()
+            except Exception: v.close(terminate=True)
 
     def __del__(self):
         try: self.close()
@@ -331,8 +335,17 @@ def _step(self: Trainer) -> dict:
 def run(self: Trainer) -> dict:
     "Train to `cfg.steps`, logging, evaluating and checkpointing; returns the last logged losses and evaluation."
     self._start()
-    while self.step < self.cfg.steps: self._after_step(_step(self))
+    try:
+        while self.step < self.cfg.steps: self._after_step(_step(self))
+    except BaseException: self._abort(); raise
     return self._finish()
+
+@patch
+def _abort(self: Trainer):
+    "A run stopped by an error or Ctrl-C: close its bar, TensorBoard writer and evaluation envs (the checkpoint on disk stays the last good one)."
+    self._bar.close()
+    if self._tb: self._tb.close()
+    self._close_envs()
 
 @patch
 def _start(self: Trainer):
@@ -345,7 +358,12 @@ def _start(self: Trainer):
 
 @patch
 def _after_step(self: Trainer, out: dict):
-    "After one update with outputs `out`: NaN bookkeeping, and the log row, evaluation and checkpoint when they are due."
+    "After one update with outputs `out`: NaN bookkeeping and the log row, then the evaluation and checkpoint when they are due."
+    self._record(out); self._evaluate_due(); self._save_due()
+
+@patch
+def _record(self: Trainer, out: dict):
+    "Count the step; NaN bookkeeping (one host sync per log interval) and the log row when due."
     cfg, bad = self.cfg, self._bad
     for k, v in out.items(): bad[k] = bad[k] | ~torch.isfinite(v) if k in bad else ~torch.isfinite(v)  # on the device: no sync
     self.step += 1; self._bar.update(1)
@@ -366,10 +384,18 @@ def _after_step(self: Trainer, out: dict):
             for k, v in last.items(): self._tb.add_scalar(f'loss/{k}', v, self.step)
         v = last.get('v_mean', float('nan'))           # no value yet during the model/policy-only pretraining steps
         self._bar.set_postfix_str(f"{sps:.1f} it/s flow {last.get('flow', last.get('bc', 0)):.3f} dyn {last['dynamics']:.2e} V {'-' if v != v else f'{v:.1f}'}")
+
+@patch
+def _evaluate_due(self: Trainer):
+    cfg, end = self.cfg, self.step == self.cfg.steps
     if cfg.eval_episodes and ((cfg.eval_every and self.step % cfg.eval_every == 0) or end):
         self._last_eval = self.evaluate()
         if self._tb: self._tb.add_scalar('eval/success', self._last_eval['success'], self.step)
-    if self.step % cfg.ckpt_every == 0 or end:
+
+@patch
+def _save_due(self: Trainer):
+    cfg = self.cfg
+    if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
         save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen, self.goal_norm); self._ckpt_step = self.step
 
 @patch
@@ -378,16 +404,19 @@ def _finish(self: Trainer) -> dict:
     self._bar.close()
     final = self.final_evaluate() if self.cfg.final_episodes and self.step == self.cfg.steps else None
     self._close_envs()                                      # the evaluation env processes are done with
+    if self._tb: self._tb.close()
     return dict(losses=self._last, eval=self._last_eval, final=final)
 
 @patch
 def _evaluate_agent(self: Trainer, episodes: int, seed: int) -> dict:
     """The current agent in its environment: single-task (chapter 9), or `episodes` on each of the five goals (chapter 9b).
-    The env processes stay open from one evaluation to the next (starting them took 10-12 s of each evaluation on a
-    16-core GPU machine); a set is kept per size, so each evaluation runs in the envs a fresh set would have."""
+    The env processes stay open from one evaluation to the next (starting them took about 10 s of each evaluation on a
+    16-core GPU machine); a set of another size replaces them, so each evaluation runs in the envs a fresh set would have."""
     cfg, workers = self.cfg, self.cfg.eval_workers or None
     W = env_count(episodes, workers)
-    if W not in self._venvs: self._venvs[W] = (goal_eval_venv if self.goal_conditioned else eval_venv)(cfg.env, episodes, workers)
+    if W not in self._venvs:
+        self._close_envs()                                     # one set at a time (the final evaluation's may be larger)
+        self._venvs[W] = (goal_eval_venv if self.goal_conditioned else eval_venv)(cfg.env, episodes, workers)
     if self.goal_conditioned:
         return evaluate_goals(self.agent, self.norm, self.goal_norm, cfg.env, episodes, workers, seed, cfg.actions_per_plan, venv=self._venvs[W])
     return evaluate_agent(self.agent, self.norm, cfg.env, episodes, workers, seed=seed, replan_every=cfg.actions_per_plan, venv=self._venvs[W])
@@ -462,9 +491,12 @@ test_eq((ag.cfg.n_test, c2, load_agent(tmp / 'full' / 'checkpoint.pt')[0].cfg.n_
 #| export
 def train_many(cfgs: list, run_dirs: list, resume: bool = False, progress: bool = False, graph: bool | None = None) -> list[dict]:
     """Train K runs (configs differing in seed, task, ...) in one process, stepped together; each keeps its own folder and
-    computes what `Trainer(cfg, dir).run()` computes. `graph`: their steps as one CUDA graph of K branches (default: on CUDA)."""
+    computes what `Trainer(cfg, dir).run()` computes. `graph`: their steps as one CUDA graph of K branches (default: on
+    CUDA, unless compiled or goal-conditioned). Logs, then evaluations, then checkpoints are done for all runs in turn,
+    so an interruption leaves their checkpoints at one step."""
     if not cfgs or len(cfgs) != len(run_dirs): raise ValueError(f'train_many needs one run folder per config (got {len(cfgs)} configs, {len(run_dirs)} folders)')
-    for k in ('steps', 'pretrain_steps', 'device', 'batch'):
+    if len({Path(d).resolve() for d in run_dirs}) < len(run_dirs): raise ValueError(f'train_many needs a different folder for every run: {[str(d) for d in run_dirs]}')
+    for k in ('steps', 'pretrain_steps', 'batch'):
         if len({getattr(c, k) for c in cfgs}) > 1:
             raise ValueError(f'train_many steps its runs together: every config needs the same {k} (got {sorted({str(getattr(c, k)) for c in cfgs})})')
     if any(c.graph_safe or c.cuda_graph for c in cfgs):
@@ -473,30 +505,40 @@ def train_many(cfgs: list, run_dirs: list, resume: bool = False, progress: bool 
     trainers = []
     try:
         for i, (c, d) in enumerate(zip(cfgs, run_dirs)): trainers.append(Trainer(c, d, resume, progress and i == 0))   # one bar: they move together
+        if len({str(t.device) for t in trainers}) > 1: raise ValueError(f'train_many needs every run on one device (got {sorted({str(t.device) for t in trainers})})')
         if len({t.step for t in trainers}) > 1:
-            raise ValueError(f'the runs resume from different steps ({", ".join(str(t.step) for t in trainers)}): resume them one by one to a common checkpoint step first')
-        dev = trainers[0].device
-        graph = dev.type == 'cuda' and not any(c.compile for c in cfgs) if graph is None else graph
+            raise ValueError(f'the runs resume from different steps ({", ".join(str(t.step) for t in trainers)}): resume each alone '
+                             f'(mac_train --resume --out <its folder> --steps <the largest of these>) first, then together')
+        dev, gc, comp = trainers[0].device, any(t.goal_conditioned for t in trainers), any(c.compile for c in cfgs)
+        graph = dev.type == 'cuda' and not comp and not gc if graph is None else graph
         if graph:
             why = (f'it needs a CUDA device, and these runs are on {dev}' if dev.type != 'cuda' else 'it replaces compile: pass one of them'
-                   if any(c.compile for c in cfgs) else 'goal-conditioned batches come from the on-disk cache, outside the graph'
-                   if trainers[0].goal_conditioned else None)
+                   if comp else 'goal-conditioned batches come from the on-disk cache, outside the graph' if gc else None)
             if why: raise ValueError(f'train_many(graph=True): {why}')
             torch.cuda.set_device(dev)
         for t in trainers: t._start()
         graphs, steps, pre = {}, cfgs[0].steps, cfgs[0].pretrain_steps
-        while trainers[0].step < steps:
-            values = trainers[0].step >= pre
-            if graph and values not in graphs:
-                if values: graphs.pop(False, None)
-                graphs[values] = CudaGraphStep([lambda t=t, v=values: t.agent.update(t.data.sample(t.cfg.batch, t.gen), t.gen, t._losses, v) for t in trainers],
-                                               before_capture=lambda: [t.agent.opt.zero_grad(set_to_none=True) for t in trainers],
-                                               generators=[t.gen for t in trainers])
-            outs = graphs[values]() if graph else [_step(t) for t in trainers]
-            for t, o in zip(trainers, outs): t._after_step(o)
+        try:
+            while trainers[0].step < steps:
+                values = trainers[0].step >= pre
+                if graph and values not in graphs:
+                    if values: graphs.pop(False, None)
+                    graphs[values] = CudaGraphStep([lambda t=t, v=values: t.agent.update(t.data.sample(t.cfg.batch, t.gen), t.gen, t._losses, v)
+                                                    for t in trainers],
+                                                   before_capture=lambda: [t.agent.opt.zero_grad(set_to_none=True) for t in trainers],
+                                                   generators=[t.gen for t in trainers])
+                outs = graphs[values]() if graph else [_step(t) for t in trainers]
+                for t, o in zip(trainers, outs): t._record(o)
+                for t in trainers: t._evaluate_due()
+                for t in trainers: t._save_due()
+        except BaseException:
+            for t in trainers: t._abort()
+            raise
         return [t._finish() for t in trainers]
     finally:
-        for t in trainers: t.close()
+        for t in trainers:
+            try: t.close()
+            except Exception: pass   # one run's failing close must not keep the others' folders locked
 
 
 # %%
@@ -635,6 +677,7 @@ class _TrainArgs:
 def _train_seeds(a, cfg) -> int:
     "`mac_train --seeds 0 1 2`: the seeds in one process (`train_many`), each in <out>/s<seed> with its own provenance record."
     if len(set(a.seeds)) != len(a.seeds): raise ValueError(f'--seeds repeats a seed: {a.seeds}')
+    if 'seed' in flag_overrides(a.config): raise ValueError('pass --seed and --seeds alone, not both: --seeds 0 1 2 trains each of them')
     out = Path(a.out or f'runs/{cfg.env}-{a.preset}-seeds{"-".join(map(str, a.seeds))}')
     cfgs, dirs = [dataclasses.replace(cfg, seed=s) for s in a.seeds], [out / f's{s}' for s in a.seeds]
     print(f'mac_train: {cfg.env}, preset {a.preset}, {cfg.steps} steps, seeds {", ".join(map(str, a.seeds))} in one process → {out}/s<seed>/')

@@ -121,10 +121,13 @@ def test_final_evaluation_seeds_are_disjoint_from_training_evaluations(tmp_path,
     "Issue 17: the final evaluation's environments are seeded apart from every in-training evaluation's."
     import mac.train as T
     seen = []
-    def fake_evaluate(agent, norm, env, episodes, workers=None, seed=0, replan_every=1, progress=False):
+    def fake_evaluate(agent, norm, env, episodes, workers=None, seed=0, replan_every=1, progress=False, venv=None):
         seen.append((seed, episodes))
         return dict(success=0.0, successes=[0.0] * episodes, episodes=episodes, replan_every=replan_every, wall_s=0.0, protocol='fake')
+    class NoEnvs:   # no env processes for a fake evaluation
+        def close(self): pass
     monkeypatch.setattr(T, 'evaluate_agent', fake_evaluate); monkeypatch.setattr(T, 'plot_success', lambda *a, **k: None)
+    monkeypatch.setattr(T, 'eval_venv', lambda *a, **k: NoEnvs())
     from mac.config import make_config
     cfg = make_config('tiny', {'dataset_dir': str(tmp_path / 'data'), 'device': 'cpu', 'seed': 3, 'steps': 40,
                                  'eval_every': 10, 'eval_episodes': 15, 'final_episodes': 50})
@@ -147,8 +150,8 @@ def test_goal_conditioned_run_evaluates_every_goal(tmp_path, monkeypatch):
     "Issue 14: a goal-conditioned run evaluates on the five goals in the real env (short episodes here) and logs each goal."
     import functools
     import mac.train as T
-    from mac.goals import evaluate_goals
-    monkeypatch.setattr(T, 'evaluate_goals', functools.partial(evaluate_goals, max_episode_steps=10))   # real envs, 10-step episodes
+    from mac.goals import goal_eval_venv
+    monkeypatch.setattr(T, 'goal_eval_venv', functools.partial(goal_eval_venv, max_episode_steps=10))   # real envs, 10-step episodes
     cfg = T.make_config('tiny', {'env': 'puzzle-3x3-play-oraclerep-v0', 'dataset_dir': str(tmp_path / 'data'), 'device': 'cpu',
                                  'steps': 20, 'eval_every': 10, 'eval_episodes': 2, 'final_episodes': 3, 'eval_workers': 1})
     res = T.Trainer(cfg, tmp_path / 'run', progress=False).run()
@@ -240,8 +243,13 @@ def test_mac_train_seeds_in_one_process(tmp_path):
     r = _run('mac_train', '--preset', 'tiny', '--device', 'cpu', '--seeds', '0', '1', '--steps', '10', '--dataset-dir', str(tmp_path / 'data'),
              '--out', str(tmp_path / 'runs'))
     assert r.returncode == 0, r.stderr[-2000:]
+    cks = []
     for s in (0, 1):
         assert json.loads((tmp_path / 'runs' / f's{s}' / 'provenance.json').read_text())['seed'] == s
-        assert torch.load(tmp_path / 'runs' / f's{s}' / 'checkpoint.pt', weights_only=True)['step'] == 10
+        assert json.loads((tmp_path / 'runs' / f's{s}' / 'config.json').read_text())['seed'] == s
+        cks.append(torch.load(tmp_path / 'runs' / f's{s}' / 'checkpoint.pt', weights_only=True)); assert cks[-1]['step'] == 10
+    assert any(not torch.equal(cks[0]['agent'][k], cks[1]['agent'][k]) for k in cks[0]['agent'])   # two seeds, two runs
     r = _run('mac_train', '--preset', 'tiny', '--device', 'cpu', '--seeds', '0', '0', '--out', str(tmp_path / 'x'))
     assert r.returncode == 2 and 'repeats a seed' in r.stderr, r.stderr[-2000:]
+    r = _run('mac_train', '--preset', 'tiny', '--device', 'cpu', '--seeds', '0', '1', '--seed', '3', '--out', str(tmp_path / 'x'))
+    assert r.returncode == 2 and '--seed and --seeds' in r.stderr, r.stderr[-2000:]

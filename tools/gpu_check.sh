@@ -93,7 +93,7 @@ fi
 
 if on main; then
 GRAPH=${MAIN_GRAPH:-$(python3 -c "import json, sys; r = json.load(open(sys.argv[1])); ok = 'error' not in r.get('cpu/cuda-graph', {'error': 1}) and r.get('cpu/cuda-graph-agreement', {}).get('weight_abs_diff_max', 1) < 1e-4; print(ok)" "$RES/cudagraph/bench.json" 2>/dev/null || echo False)}
-log "8 main job's preset (cpu) on CUDA, seeds ${MAIN_SEEDS:-0 1 2} in parallel, cuda_graph=$GRAPH, cut at ${MAIN_TIMEOUT:-300} s"
+log "8 main job's preset (cpu) on CUDA, seeds ${MAIN_SEEDS:-0 1 2} (together in one process: ${MAIN_TOGETHER:-False}; else in parallel with cuda_graph=$GRAPH), cut at ${MAIN_TIMEOUT:-300} s"
 py mac.data data_cli --env cube-single --episodes 100 --workers "$(nproc)" --seed 0 2>&1 | grep -v -i warn   # kept if there already
 if [ "${MAIN_TOGETHER:-False}" = True ]; then   # the seeds in one process: mac_train --seeds (train_many: one CUDA graph of K branches)
   rm -rf /tmp/mac-gpu-main; mkdir -p /tmp/mac-gpu-main
