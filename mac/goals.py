@@ -20,19 +20,25 @@ from .data import DatasetError, parse_name
 from .evaluate import run_episodes, vector_env
 
 # %% auto #0
-__all__ = ['N_CUBES', 'VALUE_MIX', 'ACTOR_MIX', 'GC_TASKS', 'oracle_reps', 'GoalMix', 'default_actor_mix', 'sample_goals',
-           'GoalChunkBatches', 'dataset_files', 'goal_normalizers', 'goal_data', 'goal_eval_venv', 'evaluate_goals']
+__all__ = ['N_CUBES', 'VALUE_MIX', 'ACTOR_MIX', 'GC_TASKS', 'oracle_keys', 'oracle_reps', 'GoalMix', 'default_actor_mix',
+           'sample_goals', 'GoalChunkBatches', 'dataset_files', 'goal_normalizers', 'goal_data', 'goal_eval_venv',
+           'evaluate_goals']
 
 # %% ../nbs/09b_goals.ipynb #2688b5af
 N_CUBES = {'cube-single': 1, 'cube-double': 2, 'cube-triple': 3, 'cube-quadruple': 4, 'cube-octuple': 8, 'scene': 1}
 _OBJ0, _CUBE_QPOS = 14, 7   # qpos: 14 arm and gripper coordinates, then a free joint (xyz + quaternion) per cube
 _XYZ_CENTRE, _XYZ_SCALE, _DRAWER_SCALE, _WINDOW_SCALE = np.array([0.425, 0.0, 0.0]), 10.0, 18.0, 15.0   # OGBench's constants
 
+def oracle_keys(env: str) -> tuple[str, ...]:
+    "The dataset arrays `oracle_reps` reads for `env`: puzzle: button states; cube: qpos; scene: both."
+    e = parse_name(env).env
+    return ('button_states',) if e.startswith('puzzle') else ('qpos', 'button_states') if e == 'scene' else ('qpos',)
+
 def oracle_reps(env: str, qpos=None, button_states=None) -> np.ndarray:
     "OGBench's oracle goal representation of states (rows of `qpos`, `button_states`): puzzle buttons, cube positions (G,)."
     e = parse_name(env).env
     given = dict(qpos=qpos, button_states=button_states)
-    missing = [k for k in (('button_states',) if e.startswith('puzzle') else ('qpos', 'button_states') if e == 'scene' else ('qpos',)) if given[k] is None]
+    missing = [k for k in oracle_keys(env) if given[k] is None]
     if missing:
         raise DatasetError(f'{env}: its oracle goal representation needs the dataset key {" and ".join(map(repr, missing))}, which these data '
                            f'lack: make the dataset with mac_data (it stores qpos and button_states, as OGBench does)')
@@ -136,7 +142,7 @@ def goal_data(env: str, path, n: int, gamma: float = 0.999, value_mix: GoalMix =
     cache_dir = cache_dir or (p / 'mac-cache' if p.is_dir() else p.with_name(p.stem + '.cache'))
     if norms is None:
         with np.load(pairs[0][1]) as z: norms = goal_normalizers(env, dict(z), device)
-    cache = open_cache(build_cache([f for f, _ in pairs], cache_dir, progress=progress))
+    cache = open_cache(build_cache([f for f, _ in pairs], cache_dir, progress=progress, keys=('actions', *oracle_keys(env))))   # no qvel
     return GoalChunkBatches(cache, env, n, *norms, value_mix=value_mix, actor_mix=actor_mix, gamma=gamma, device=device)
 
 # %% ../nbs/09b_goals.ipynb #568edb36

@@ -45,7 +45,9 @@ from fastcore.test import test_eq, test_fail
 # Here every batch is drawn uniformly from *all* files, with memory that does not grow with the dataset:
 #
 # 1. **Build once.** `build_cache` reads the files one at a time and writes each key (`observations`, `actions`,
-#    `terminals`, and any other array the files hold, such as `qpos`) into one `.npy` file per key, plus the first
+#    `terminals`, and any other array the files hold, such as `qpos`, or only the `keys` a user asks for: chapter 9b
+#    leaves out `qvel`, which nothing reads) into one `.npy` file per key, integers in the smallest type that holds them
+#    (OGBench stores 0/1 button states as int64; int8 holds them, an eighth of the bytes), plus the first
 #    and last row of every episode and the file each episode came from. It reads each array's shape from the `.npy`
 #    header inside the `.npz` first, so the output files are allocated once and filled in place.
 # 2. **Open as memory maps.** `open_cache` maps those `.npy` files (`np.load(mmap_mode='r')`); the operating system
@@ -81,32 +83,51 @@ def _npz_shapes(path) -> dict:
 def _sources(files) -> list[dict]:
     return [dict(name=Path(f).name, size=os.path.getsize(f), mtime_ns=os.stat(f).st_mtime_ns) for f in files]
 
-def build_cache(files, cache_dir, progress: bool = True) -> Path:
-    "Concatenate OGBench .npz files into one memory-mappable .npy per key, with an episode index; atomic, made once."
+def build_cache(files, cache_dir, progress: bool = True, keys=None) -> Path:
+    """Concatenate OGBench .npz files into one memory-mappable .npy per key, with an episode index; atomic, made once.
+    `keys`: only these arrays (with `observations` and `terminals`; default: every array the files share). Integer
+    arrays are stored in the smallest integer type that holds all their values (OGBench's int64 button states: int8)."""
     files = [Path(f) for f in files]
     if not files: raise DatasetError('build_cache needs at least one .npz file')
     cache_dir = Path(cache_dir); cache_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(cache_dir.with_name(cache_dir.name + '.lock'), 'w') as lock:   # runs started together: one builds, the others wait, then reuse
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build_cache(files, cache_dir, progress)
+        return _build_cache(files, cache_dir, progress, keys)
 
-def _build_cache(files, cache_dir: Path, progress: bool) -> Path:
+def _compact_int(files, key, dtype):
+    "The smallest integer dtype that holds every value of `key` in `files` (one pass over that array alone)."
+    lo, hi = 0, 0
+    for f in files:
+        with np.load(f) as z: a = z[key]; lo, hi = min(lo, int(a.min(initial=0))), max(hi, int(a.max(initial=0)))
+    return next(t for t in (np.int8, np.int16, np.int32, np.int64) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
+
+def _build_cache(files, cache_dir: Path, progress: bool, want=None) -> Path:
+    want = None if want is None else sorted(set(want) | {'observations', 'terminals'})
     if (cache_dir / 'manifest.json').exists():
-        if json.loads((cache_dir / 'manifest.json').read_text())['sources'] == _sources(files): return cache_dir   # already built
-        raise DatasetError(f'{cache_dir} holds a cache of other files (or of older versions of them): nothing was changed. '
-                           f'Delete that folder to rebuild it, or choose another cache_dir')
+        man = json.loads((cache_dir / 'manifest.json').read_text())
+        if man['sources'] != _sources(files):
+            raise DatasetError(f'{cache_dir} holds a cache of other files (or of older versions of them): nothing was changed. '
+                               f'Delete that folder to rebuild it, or choose another cache_dir')
+        if want and not set(want) <= set(man['keys']):
+            raise DatasetError(f'{cache_dir} caches {", ".join(man["keys"])}, not {", ".join(sorted(set(want) - set(man["keys"])))}: '
+                               f'delete that folder to rebuild it with them')
+        return cache_dir   # already built
     shapes = [_npz_shapes(f) for f in files]
-    keys = sorted(set.intersection(*(set(s) for s in shapes)))
-    if 'terminals' not in keys or 'observations' not in keys:
+    have = set.intersection(*(set(s) for s in shapes))
+    if 'terminals' not in have or 'observations' not in have:
         raise DatasetError(f"{files[0]}: an OGBench dataset needs 'observations' and 'terminals' (found {', '.join(shapes[0])})")
+    if want and not set(want) <= have:
+        raise DatasetError(f'{files[0]}: the cache was asked for {", ".join(sorted(set(want) - have))}, which these files do not all hold')
+    keys = want or sorted(have)
     rows = [s['terminals'][0][0] for s in shapes]
     for f, s, n in zip(files, shapes, rows):
         bad = [k for k in keys if s[k][0][0] != n or s[k][0][1:] != shapes[0][k][0][1:]]
         if bad: raise DatasetError(f'{f}: arrays {bad} do not match the first file in length or width')
     tmp = cache_dir.with_name(cache_dir.name + '.partial')   # a killed build leaves only this, which the next one replaces
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    out = {k: np.lib.format.open_memmap(tmp / f'{k}.npy', mode='w+', dtype=shapes[0][k][1], shape=(sum(rows), *shapes[0][k][0][1:]))
-           for k in keys}
+    dtypes = {k: _compact_int(files, k, shapes[0][k][1]) if np.issubdtype(shapes[0][k][1], np.integer) and np.dtype(shapes[0][k][1]).itemsize > 1
+              else shapes[0][k][1] for k in keys}
+    out = {k: np.lib.format.open_memmap(tmp / f'{k}.npy', mode='w+', dtype=dtypes[k], shape=(sum(rows), *shapes[0][k][0][1:])) for k in keys}
     firsts, lasts, owners, at = [], [], [], 0
     for i, f in enumerate(tqdm(files, desc='caching', disable=not progress)):
         with np.load(f) as z:
@@ -228,6 +249,16 @@ assert all(isinstance(a, np.memmap) for a in c.arrays.values())                 
 test_eq(sorted(c.arrays), ['actions', 'observations', 'qpos', 'terminals'])
 test_eq((c.last - c.first + 1).tolist(), sum(lengths, []))
 test_eq(c.file.tolist(), [0, 0, 0, 1, 2, 2, 2, 2])
+# only the keys asked for (with observations and terminals), integers in the smallest type that holds them, values unchanged
+for f in files:
+    with np.load(f) as z: np.savez(f.with_name('int-' + f.name), **dict(z), buttons=np.arange(len(z['terminals'])) % 3 - 1)   # int64 in -1..1
+ints = sorted(tmp.glob('int-*.npz'))
+ci = open_cache(build_cache(ints, tmp / 'cache-int', progress=False, keys=['buttons', 'actions']))
+test_eq(sorted(ci.arrays), ['actions', 'buttons', 'observations', 'terminals'])
+test_eq(ci.arrays['buttons'].dtype, np.int8)
+test_eq(np.asarray(ci.arrays['buttons']), np.concatenate([np.load(f)['buttons'] for f in ints]))
+test_fail(lambda: build_cache(ints, tmp / 'cache-int', progress=False, keys=['qpos']), contains='delete that folder to rebuild it')
+test_fail(lambda: build_cache(ints, tmp / 'cache-x', progress=False, keys=['qvel']), contains='do not all hold')
 
 # %%
 rng = np.random.default_rng(1); n = 4

@@ -80,11 +80,16 @@ N_CUBES = {'cube-single': 1, 'cube-double': 2, 'cube-triple': 3, 'cube-quadruple
 _OBJ0, _CUBE_QPOS = 14, 7   # qpos: 14 arm and gripper coordinates, then a free joint (xyz + quaternion) per cube
 _XYZ_CENTRE, _XYZ_SCALE, _DRAWER_SCALE, _WINDOW_SCALE = np.array([0.425, 0.0, 0.0]), 10.0, 18.0, 15.0   # OGBench's constants
 
+def oracle_keys(env: str) -> tuple[str, ...]:
+    "The dataset arrays `oracle_reps` reads for `env`: puzzle: button states; cube: qpos; scene: both."
+    e = parse_name(env).env
+    return ('button_states',) if e.startswith('puzzle') else ('qpos', 'button_states') if e == 'scene' else ('qpos',)
+
 def oracle_reps(env: str, qpos=None, button_states=None) -> np.ndarray:
     "OGBench's oracle goal representation of states (rows of `qpos`, `button_states`): puzzle buttons, cube positions (G,)."
     e = parse_name(env).env
     given = dict(qpos=qpos, button_states=button_states)
-    missing = [k for k in (('button_states',) if e.startswith('puzzle') else ('qpos', 'button_states') if e == 'scene' else ('qpos',)) if given[k] is None]
+    missing = [k for k in oracle_keys(env) if given[k] is None]
     if missing:
         raise DatasetError(f'{env}: its oracle goal representation needs the dataset key {" and ".join(map(repr, missing))}, which these data '
                            f'lack: make the dataset with mac_data (it stores qpos and button_states, as OGBench does)')
@@ -303,13 +308,18 @@ def goal_data(env: str, path, n: int, gamma: float = 0.999, value_mix: GoalMix =
     cache_dir = cache_dir or (p / 'mac-cache' if p.is_dir() else p.with_name(p.stem + '.cache'))
     if norms is None:
         with np.load(pairs[0][1]) as z: norms = goal_normalizers(env, dict(z), device)
-    cache = open_cache(build_cache([f for f, _ in pairs], cache_dir, progress=progress))
+    cache = open_cache(build_cache([f for f, _ in pairs], cache_dir, progress=progress, keys=('actions', *oracle_keys(env))))   # no qvel
     return GoalChunkBatches(cache, env, n, *norms, value_mix=value_mix, actor_mix=actor_mix, gamma=gamma, device=device)
 
 
 # %%
 gd = goal_data('puzzle-3x3', tmp, 5, device='cpu', progress=False, cache_dir=tmp / 'cache')          # the folder: three pairs, the cache built above
 test_eq(len(gd.cache), sum(map(sum, lengths)))
+lean = goal_data('puzzle-3x3', tmp, 5, device='cpu', progress=False, cache_dir=tmp / 'lean')          # a new cache holds what sampling reads
+test_eq(sorted(lean.cache.arrays), ['actions', 'button_states', 'observations', 'terminals'])
+src = np.concatenate([np.load(f)['button_states'] for f, _ in dataset_files(tmp)])
+test_eq(np.asarray(lean.cache.arrays['button_states']), src)                                  # the same values ...
+assert lean.cache.arrays['button_states'].itemsize < src.itemsize                             # ... in a smaller integer type
 v0 = np.load(tmp / 'data-000-val.npz'); x = gd.goal_norm(torch.as_tensor(v0['button_states'], dtype=torch.float32))
 test_close(x.min(), -1, eps=0.01); test_close(x.max(), 1, eps=0.01)                        # statistics of the first validation file (official)
 (tmp / 'data-001-val.npz').rename(tmp / 'held.npz')
