@@ -168,7 +168,9 @@ def unlock_run_dir(run_dir):
 # forks one stream per function inside the capture, so the graph holds K parallel branches that the GPU may run side by
 # side, filling the multiprocessors that one small step leaves idle. Each branch is that run's own step, so it computes
 # what the run alone would. A branch may draw from its run's own `torch.Generator` once the generator is registered with
-# the graph (`generators`): the graph then reads and advances that generator's state on every replay.
+# the graph (`generators`): the graph then reads and advances that generator's state on every replay. (The one-branch
+# graph was checked on an H100 against eager, exactly; the K-branch graph and its registered generators have not run on
+# a GPU yet: `tools/gpu_check.sh`, stage `many`, and the GPU-only tests in tests/test_train.py check them.)
 
 # %%
 #| export
@@ -483,7 +485,7 @@ test_eq((ag.cfg.n_test, c2, load_agent(tmp / 'full' / 'checkpoint.pt')[0].cfg.n_
 # with its own logs, evaluations, checkpoints and resume, each computing exactly what `Trainer.run` computes for it
 # alone (its own seed, its own `torch.Generator`). On a CPU that is only bookkeeping: the runs step one after another.
 # On a GPU one small MAC step leaves most of the chip idle, and separate processes take turns on it rather than share
-# it; `train_many` makes the K steps one CUDA graph with K parallel branches (chapter 10's `CudaGraphStep` with the
+# it; `train_many` makes the K steps one CUDA graph with K parallel branches (`CudaGraphStep` above, with the
 # runs' generators registered), so their kernels can run side by side. Below, two runs stepped together end with the
 # weights of the same two runs trained alone, also when stopped at a checkpoint and resumed together.
 
