@@ -708,6 +708,8 @@ test_fail(lambda: generate_shards('cube-single', 2, 2, data_dir, seed=1, max_epi
 #
 # Run it again with the same command after a crash or Ctrl-C: finished trials are skipped, the others resume from
 # their checkpoints. The exit code is 0 when every trial finished and 1 when some failed (each named with its error).
+# The table, curves and `sweep.json` in `--out` describe the trials of the command that ran last, so give each grid a
+# folder of its own (and aggregate a finished grid with its command plus `--aggregate`, e.g. `--metric final`).
 
 # %%
 #| export
