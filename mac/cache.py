@@ -54,7 +54,7 @@ def build_cache(files, cache_dir, progress: bool = True, keys=None) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _build_cache(files, cache_dir, progress, keys)
 
-def _compact_int(files, key, dtype):
+def _compact_int(files, key):
     "The smallest integer dtype that holds every value of `key` in `files` (one pass over that array alone)."
     lo, hi = 0, 0
     for f in files:
@@ -85,7 +85,7 @@ def _build_cache(files, cache_dir: Path, progress: bool, want=None) -> Path:
         if bad: raise DatasetError(f'{f}: arrays {bad} do not match the first file in length or width')
     tmp = cache_dir.with_name(cache_dir.name + '.partial')   # a killed build leaves only this, which the next one replaces
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    dtypes = {k: _compact_int(files, k, shapes[0][k][1]) if np.issubdtype(shapes[0][k][1], np.integer) and np.dtype(shapes[0][k][1]).itemsize > 1
+    dtypes = {k: _compact_int(files, k) if np.issubdtype(shapes[0][k][1], np.integer) and np.dtype(shapes[0][k][1]).itemsize > 1
               else shapes[0][k][1] for k in keys}
     out = {k: np.lib.format.open_memmap(tmp / f'{k}.npy', mode='w+', dtype=dtypes[k], shape=(sum(rows), *shapes[0][k][0][1:])) for k in keys}
     firsts, lasts, owners, at = [], [], [], 0

@@ -232,10 +232,10 @@ class Trainer:
 
     def _close_envs(self):
         "Close the evaluation env processes; workers that already died (Ctrl-C reaches them too) are terminated instead."
-        venvs, self._venvs = getattr(self, '_venvs', {}), {}
-        for v in venvs.values():
-            try: v.close()
-            except Exception: v.close(terminate=True)
+        v, self._venv = getattr(self, '_venv', None), None
+        if v is None: return
+        try: v.close()
+        except Exception: v.close(terminate=True)
 
     def __del__(self):
         try: self.close()
@@ -260,10 +260,8 @@ class Trainer:
             raise ValueError(f'seed + steps must stay below {FINAL_EVAL_SEED:,}: training evaluations (seeds seed + step + i) would reach the final evaluation\'s')
         self.cfg = cfg
         if cfg.cuda_graph:
-            why = ('it needs graph_safe=True too (pass --graph-safe True: the training graph draws batches and noise from the global RNG)' if not cfg.graph_safe else
-                   'it replaces compile: pass one of them' if cfg.compile else
-                   'goal-conditioned batches come from the on-disk cache, outside the graph: leave cuda_graph off' if self.goal_conditioned else
-                   f'it needs a CUDA device, and this run is on {self.device} (pass --device cuda, or leave cuda_graph off)' if self.device.type != 'cuda' else None)
+            why = ('it needs graph_safe=True too (pass --graph-safe True: the training graph draws batches and noise from the global RNG)'
+                   if not cfg.graph_safe else _why_no_graph(self.device, cfg.compile, self.goal_conditioned))
             if why: raise ValueError(f'cuda_graph: {why}')
             torch.cuda.set_device(self.device)   # the graph's streams and capture use the current device
         if cfg.dataset_path and not self.goal_conditioned:
@@ -284,7 +282,7 @@ class Trainer:
         self._losses = torch.compile(self.agent.losses, fullgraph=cfg.graph_safe) if cfg.compile else None  # compiled on the first step
         if cfg.bf16: self._losses = bf16(self._losses or self.agent.losses)
         if cfg.compile: self._compiled_ok = None   # None: not tried yet; then True (compiled) or False (fell back to eager)
-        self.step, self._ckpt_step, self._graphs, self._venvs = 0, None, {}, {}
+        self.step, self._ckpt_step, self._graphs, self._venv = 0, None, {}, None
         if ck:
             self.agent.load_state_dict(ck['agent']); self.agent.opt.load_state_dict(ck['opt'])
             _set_rng_state(self.gen, ck['rng']); self.step = self._ckpt_step = ck['step']
@@ -322,16 +320,26 @@ def _update(self: Trainer, batch) -> dict:
         self._losses, self._compiled_ok = (bf16(self.agent.losses) if self.cfg.bf16 else None), False   # decided once: later errors are errors
         return self.agent.update(batch, gen, self._losses, values)
 
+def _why_no_graph(device, compiled: bool, goal_conditioned: bool) -> str | None:
+    "Why a training step cannot be one CUDA graph here, or None."
+    return ('it replaces compile: pass one of them' if compiled else
+            'goal-conditioned batches come from the on-disk cache, outside the graph: leave it off' if goal_conditioned else
+            f'it needs a CUDA device, and this run is on {device} (pass --device cuda, or leave it off)' if device.type != 'cuda' else None)
+
+def _phase_graph(graphs: dict, values: bool, make_fns, agents, generators=()):
+    "One step of the current phase (pretraining: values False; full updates: True), from that phase's graph, made on first use."
+    if values not in graphs:
+        if values: graphs.pop(False, None)                 # the pretraining graph (and its memory) is done with
+        graphs[values] = CudaGraphStep(make_fns(values), before_capture=lambda: [a.opt.zero_grad(set_to_none=True) for a in agents],
+                                       generators=generators)
+    return graphs[values]()
+
 def _step(self: Trainer) -> dict:
     "One training step: a batch, then `_update`. graph_safe: the batch from the global RNG too; cuda_graph: both replayed from one graph per phase."
     cfg = self.cfg
     if not cfg.cuda_graph: return _update(self, self.data.sample(cfg.batch, None if cfg.graph_safe else self.gen))
-    values = self.step >= cfg.pretrain_steps               # pretraining and full updates are two graphs
-    if values not in self._graphs:
-        if values: self._graphs.pop(False, None)            # the pretraining graph (and its memory) is done with
-        self._graphs[values] = CudaGraphStep(lambda: self.agent.update(self.data.sample(cfg.batch), None, self._losses, values),
-                                             before_capture=lambda: self.agent.opt.zero_grad(set_to_none=True))
-    return self._graphs[values]()
+    return _phase_graph(self._graphs, self.step >= cfg.pretrain_steps,
+                        lambda v: lambda: self.agent.update(self.data.sample(cfg.batch), None, self._losses, v), [self.agent])
 
 @patch
 def run(self: Trainer) -> dict:
@@ -415,13 +423,12 @@ def _evaluate_agent(self: Trainer, episodes: int, seed: int) -> dict:
     The env processes stay open from one evaluation to the next (starting them took about 10 s of each evaluation on a
     16-core GPU machine); a set of another size replaces them, so each evaluation runs in the envs a fresh set would have."""
     cfg, workers = self.cfg, self.cfg.eval_workers or None
-    W = env_count(episodes, workers)
-    if W not in self._venvs:
+    if self._venv is None or self._venv.num_envs != env_count(episodes, workers):
         self._close_envs()                                     # one set at a time (the final evaluation's may be larger)
-        self._venvs[W] = (goal_eval_venv if self.goal_conditioned else eval_venv)(cfg.env, episodes, workers)
+        self._venv = (goal_eval_venv if self.goal_conditioned else eval_venv)(cfg.env, episodes, workers)
     if self.goal_conditioned:
-        return evaluate_goals(self.agent, self.norm, self.goal_norm, cfg.env, episodes, workers, seed, cfg.actions_per_plan, venv=self._venvs[W])
-    return evaluate_agent(self.agent, self.norm, cfg.env, episodes, workers, seed=seed, replan_every=cfg.actions_per_plan, venv=self._venvs[W])
+        return evaluate_goals(self.agent, self.norm, self.goal_norm, cfg.env, episodes, workers, seed, cfg.actions_per_plan, venv=self._venv)
+    return evaluate_agent(self.agent, self.norm, cfg.env, episodes, workers, seed=seed, replan_every=cfg.actions_per_plan, venv=self._venv)
 
 @patch
 def evaluate(self: Trainer) -> dict:
@@ -511,25 +518,19 @@ def train_many(cfgs: list, run_dirs: list, resume: bool = False, progress: bool 
         if len({t.step for t in trainers}) > 1:
             raise ValueError(f'the runs resume from different steps ({", ".join(str(t.step) for t in trainers)}): resume each alone '
                              f'(mac_train --resume --out <its folder> --steps <the largest of these>) first, then together')
-        dev, gc, comp = trainers[0].device, any(t.goal_conditioned for t in trainers), any(c.compile for c in cfgs)
-        graph = dev.type == 'cuda' and not comp and not gc if graph is None else graph
+        dev = trainers[0].device
+        why = _why_no_graph(dev, any(c.compile for c in cfgs), any(t.goal_conditioned for t in trainers))
+        graph = why is None if graph is None else graph
         if graph:
-            why = (f'it needs a CUDA device, and these runs are on {dev}' if dev.type != 'cuda' else 'it replaces compile: pass one of them'
-                   if comp else 'goal-conditioned batches come from the on-disk cache, outside the graph' if gc else None)
             if why: raise ValueError(f'train_many(graph=True): {why}')
             torch.cuda.set_device(dev)
         for t in trainers: t._start()
         graphs, steps, pre = {}, cfgs[0].steps, cfgs[0].pretrain_steps
         try:
             while trainers[0].step < steps:
-                values = trainers[0].step >= pre
-                if graph and values not in graphs:
-                    if values: graphs.pop(False, None)
-                    graphs[values] = CudaGraphStep([lambda t=t, v=values: t.agent.update(t.data.sample(t.cfg.batch, t.gen), t.gen, t._losses, v)
-                                                    for t in trainers],
-                                                   before_capture=lambda: [t.agent.opt.zero_grad(set_to_none=True) for t in trainers],
-                                                   generators=[t.gen for t in trainers])
-                outs = graphs[values]() if graph else [_step(t) for t in trainers]
+                outs = (_phase_graph(graphs, trainers[0].step >= pre,
+                                     lambda v: [lambda t=t: t.agent.update(t.data.sample(t.cfg.batch, t.gen), t.gen, t._losses, v) for t in trainers],
+                                     [t.agent for t in trainers], [t.gen for t in trainers]) if graph else [_step(t) for t in trainers])
                 for t, o in zip(trainers, outs): t._record(o)
                 for t in trainers: t._evaluate_due()
                 for t in trainers: t._save_due()

@@ -58,6 +58,21 @@ def _batch(B, S, nd, device, g):
                 rewards=-torch.rand(B, generator=g).to(device), next_observations=torch.randn(B, S, generator=g).to(device),
                 masks=torch.ones(B, device=device))
 
+def _cuda(device, what: str):
+    "The device, which must be CUDA for `what`."
+    dev = get_device(device)
+    if dev.type != 'cuda': raise ValueError(f'{what} needs a CUDA device, not {dev}')
+    return dev
+
+def _loss_diff(a: dict, b: dict) -> float:
+    "Largest relative difference between two updates' losses (relative to max(1, |a|))."
+    return max(((a[n] - b[n]).abs() / a[n].abs().clamp(min=1)).max().item() for n in a)
+
+def _weight_diff(x: torch.nn.Module, y: torch.nn.Module) -> float:
+    "Largest absolute difference between two agents' weights."
+    sx, sy = x.state_dict(), y.state_dict()
+    return max((sx[n] - sy[n]).abs().max().item() for n in sx if sx[n].is_floating_point())
+
 def _chunk_data(n, S, d, device, g, rows: int = 100_000):
     "A random `rows`-row dataset of one long episode on `device`: what a step that samples its own batch samples from."
     return ChunkDataset(torch.randn(rows, S, generator=g), torch.rand(rows, d, generator=g) * 2 - 1, np.r_[np.ones(rows - 1), 0],
@@ -90,7 +105,7 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
     if bfloat16: losses = bf16(losses or agent.losses)
     step = lambda: agent.update(b, gu, losses)
     if cuda_graph:
-        if dev.type != 'cuda': raise ValueError(f'cuda_graph needs a CUDA device, not {dev}')
+        _cuda(dev, 'cuda_graph')
         data = _chunk_data(cfg.n, obs_dim, action_dim, dev, g)
         step = lambda: agent.update(data.sample(batch), None, losses)       # sampling, losses, backward, Adam, EMA
         out['step_eager_s'] = median_seconds(step, reps, warmup)
@@ -122,8 +137,7 @@ def cuda_graph_agreement(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, ac
                          device='cuda', seed: int = 0, bfloat16: bool = False) -> dict:
     """The CUDA-graph step against its eager twin: two copies of one agent, the global RNG reseeded alike before each
     step; the largest relative loss difference per step, and the largest weight difference after `steps` steps."""
-    dev = get_device(device)
-    if dev.type != 'cuda': raise ValueError(f'cuda_graph_agreement needs a CUDA device, not {dev}')
+    dev = _cuda(device, 'cuda_graph_agreement')
     seed_everything(seed); g = torch.Generator().manual_seed(seed)
     eager, graphed = MACAgent(obs_dim, action_dim, cfg, dev), MACAgent(obs_dim, action_dim, cfg, dev)
     graphed.load_state_dict(eager.state_dict())
@@ -134,10 +148,8 @@ def cuda_graph_agreement(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, ac
     for k in range(steps):
         torch.manual_seed(seed + 1 + k); a = {n: v.clone() for n, v in eager.update(data.sample(batch), None, lf_e).items()}
         torch.manual_seed(seed + 1 + k); b = step()
-        rel.append(max(((a[n] - b[n]).abs() / a[n].abs().clamp(min=1)).item() for n in a))
-    sa, sb = eager.state_dict(), graphed.state_dict()
-    return dict(steps=steps, eager_steps=step.warmup, loss_rel_diff=[float(f'{r:.3g}') for r in rel],
-                weight_abs_diff_max=max((sa[n] - sb[n]).abs().max().item() for n in sa if sa[n].is_floating_point()))
+        rel.append(_loss_diff(a, b))
+    return dict(steps=steps, eager_steps=step.warmup, loss_rel_diff=[float(f'{r:.3g}') for r in rel], weight_abs_diff_max=_weight_diff(eager, graphed))
 
 def _many(cfg: MACConfig, K: int, batch: int, obs_dim: int, action_dim: int, dev, data):
     "K agents (seeds 0..K-1), each with its own torch.Generator for batches and noise, and their K step functions."
@@ -149,8 +161,7 @@ def _many(cfg: MACConfig, K: int, batch: int, obs_dim: int, action_dim: int, dev
 
 def bench_many(cfg: MACConfig, K: int, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 50, device='cuda') -> dict:
     "Median seconds of one joint step of K agents replayed as one CUDA graph of K parallel branches (chapter 10's `CudaGraphStep`)."
-    dev = get_device(device)
-    if dev.type != 'cuda': raise ValueError(f'bench_many needs a CUDA device, not {dev}')
+    dev = _cuda(device, 'bench_many')
     data = _chunk_data(cfg.n, obs_dim, action_dim, dev, torch.Generator().manual_seed(0))
     agents, gens, fns = _many(cfg, K, batch, obs_dim, action_dim, dev, data)
     step = CudaGraphStep(fns, before_capture=lambda: [a.opt.zero_grad(set_to_none=True) for a in agents], generators=gens)
@@ -159,8 +170,7 @@ def bench_many(cfg: MACConfig, K: int, batch: int = 256, obs_dim: int = 28, acti
 def many_agreement(cfg: MACConfig, K: int = 4, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, steps: int = 10, device='cuda') -> dict:
     """K agents stepped together (one graph, K branches, each with its own generator) against the same K agents each
     stepped alone and eagerly: largest relative loss difference per step, largest weight difference after `steps`."""
-    dev = get_device(device)
-    if dev.type != 'cuda': raise ValueError(f'many_agreement needs a CUDA device, not {dev}')
+    dev = _cuda(device, 'many_agreement')
     data = _chunk_data(cfg.n, obs_dim, action_dim, dev, torch.Generator().manual_seed(0))
     alone, _, fns_alone = _many(cfg, K, batch, obs_dim, action_dim, dev, data)
     together, gens, fns = _many(cfg, K, batch, obs_dim, action_dim, dev, data)
@@ -169,10 +179,9 @@ def many_agreement(cfg: MACConfig, K: int = 4, batch: int = 256, obs_dim: int = 
     for _ in range(steps):
         a = [{n: v.clone() for n, v in f().items()} for f in fns_alone]
         b = step()
-        rel.append(max(((x[n] - y[n]).abs() / x[n].abs().clamp(min=1)).max().item() for x, y in zip(a, b) for n in x))
-    diff = max((p - q).abs().max().item() for x, y in zip(alone, together) for p, q in zip(x.state_dict().values(), y.state_dict().values())
-               if p.is_floating_point())
-    return dict(K=K, steps=steps, loss_rel_diff=[float(f'{r:.3g}') for r in rel], weight_abs_diff_max=diff)
+        rel.append(max(_loss_diff(x, y) for x, y in zip(a, b)))
+    return dict(K=K, steps=steps, loss_rel_diff=[float(f'{r:.3g}') for r in rel],
+                weight_abs_diff_max=max(_weight_diff(x, y) for x, y in zip(alone, together)))
 
 
 # %% [markdown]

@@ -124,10 +124,11 @@ def test_final_evaluation_seeds_are_disjoint_from_training_evaluations(tmp_path,
     def fake_evaluate(agent, norm, env, episodes, workers=None, seed=0, replan_every=1, progress=False, venv=None):
         seen.append((seed, episodes))
         return dict(success=0.0, successes=[0.0] * episodes, episodes=episodes, replan_every=replan_every, wall_s=0.0, protocol='fake')
-    class NoEnvs:   # no env processes for a fake evaluation
+    class NoEnvs:   # no env processes for a fake evaluation, of the size a real set would have
+        def __init__(self, episodes, workers=None): self.num_envs = T.env_count(episodes, workers)
         def close(self): pass
     monkeypatch.setattr(T, 'evaluate_agent', fake_evaluate); monkeypatch.setattr(T, 'plot_success', lambda *a, **k: None)
-    monkeypatch.setattr(T, 'eval_venv', lambda *a, **k: NoEnvs())
+    monkeypatch.setattr(T, 'eval_venv', lambda env, episodes, workers=None: NoEnvs(episodes, workers))
     from mac.config import make_config
     cfg = make_config('tiny', {'dataset_dir': str(tmp_path / 'data'), 'device': 'cpu', 'seed': 3, 'steps': 40,
                                  'eval_every': 10, 'eval_episodes': 15, 'final_episodes': 50})
