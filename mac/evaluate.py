@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import math
 import os
 import time
 from pathlib import Path
@@ -21,7 +22,8 @@ from .batches import ObsNormalizer
 from .data import parse_name
 
 # %% auto #0
-__all__ = ['eval_env_name', 'env_count', 'vector_env', 'run_episodes', 'eval_venv', 'evaluate', 'record_video', 'plot_success']
+__all__ = ['eval_env_name', 'env_count', 'vector_env', 'run_episodes', 'eval_venv', 'evaluate', 'wilson', 'record_video',
+           'plot_success']
 
 # %% ../nbs/09_evaluation.ipynb #c3f015f1
 def _make_env(name: str, **kw):
@@ -101,6 +103,14 @@ def evaluate(agent, normalizer: ObsNormalizer, env_name: str, episodes: int = 15
     res = run_episodes(act, eval_env_name(env_name), episodes, workers, seed, replan_every, agent.action_dim, progress, venv=venv)
     return res | dict(env=eval_env_name(env_name), ogbench=metadata.version('ogbench'),
                       protocol=f"final-step info['success'], {episodes} episodes, re-plan every {replan_every} step(s)")
+
+# %% ../nbs/09_evaluation.ipynb #0b86bbd3
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    "95% Wilson score interval (z = 1.96) of a success probability from k successes in n episodes."
+    if n <= 0 or not 0 <= k <= n: raise ValueError(f'wilson needs 0 <= k <= n and n > 0, got k={k}, n={n}')
+    p, den = k / n, 1 + z * z / n
+    mid, half = (p + z * z / (2 * n)) / den, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, mid - half), min(1.0, mid + half)
 
 # %% ../nbs/09_evaluation.ipynb #ae3c9620
 def record_video(act_fn, env_name: str, path, seed: int = 0, max_steps: int | None = None, every: int = 2, size: int = 200) -> dict:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import shutil
 import sys
@@ -157,15 +156,8 @@ def explain(variant: str, seeds: list[int], episodes: int = 10, seed0: int = 200
         w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    "95% Wilson score interval of a success rate k/n."
-    if n == 0: return (float('nan'), float('nan'))
-    p = k / n; den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den; half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, mid - half), min(1.0, mid + half))
-
-
 def aggregate():
+    from mac.evaluate import wilson
     import numpy as np
     rows, curves = [], {}
     for vdir in sorted(p for p in OUT.iterdir() if p.is_dir()):
