@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import math
 import os
 import time
 from pathlib import Path
@@ -217,6 +218,39 @@ try: again = [observed(venv) for _ in range(2)]
 finally: venv.close()
 for o in again: assert np.array_equal(o, fresh)
 print({k: res[k] for k in ('success', 'lengths', 'protocol', 'wall_s')})
+
+
+# %% [markdown]
+# ## How sure is a success rate?
+#
+# k successes in n episodes estimate the success probability p, and with 15 or 50 episodes the estimate is rough.
+# Every table here gives a 95% **Wilson score interval**: the set of p for which k/n lies within z = 1.96 standard
+# errors of p, the standard error taken at p itself,
+#
+# |k/n − p| ≤ z √(p(1 − p)/n).
+#
+# Squaring gives a quadratic in p whose two roots are the interval's ends,
+# p = (k/n + z²/2n ± z √(k/n (1 − k/n)/n + z²/4n²)) / (1 + z²/n). Unlike k/n ± z √(k/n(1 − k/n)/n), it stays inside
+# [0, 1] and is not a single point at 0 or 15 successes out of 15.
+
+# %%
+#| export
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    "95% Wilson score interval (z = 1.96) of a success probability from k successes in n episodes."
+    if n <= 0 or not 0 <= k <= n: raise ValueError(f'wilson needs 0 <= k <= n and n > 0, got k={k}, n={n}')
+    p, den = k / n, 1 + z * z / n
+    mid, half = (p + z * z / (2 * n)) / den, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+# %%
+# Independent check: scan p on a fine grid and keep the p that satisfy the defining inequality.
+grid = np.linspace(0, 1, 200_001)
+for k, n in [(0, 15), (7, 15), (15, 15), (40, 50), (106, 150)]:
+    inside = grid[np.abs(k / n - grid) <= 1.96 * np.sqrt(grid * (1 - grid) / n)]
+    test_close(wilson(k, n), (inside.min(), inside.max()), eps=1e-4)
+test_close(wilson(0, 15)[1], 0.2039, eps=1e-4)          # 0 of 15 does not rule out a 20% agent
+test_fail(lambda: wilson(3, 0), contains='n > 0')
 
 
 # %% [markdown]
