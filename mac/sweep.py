@@ -33,7 +33,8 @@ from .train import RunFolderBusy, Trainer
 __all__ = ['TABLE2_ENVS', 'DEFAULT_TASK', 'FQL_ALPHA', 'ENV_OVERRIDES', 'SEEDS', 'GRIDS', 'GridName', 'Trial', 'trial_from_spec',
            'env_overrides', 'expand_grid', 'trial_dir', 'run_trial', 'trial_state', 'run_sweep', 'collect',
            'table_cells', 'learning_curves', 'format_table', 'plot_curves', 'write_results', 'shard_indices',
-           'shard_folder', 'shard_paths', 'generate_shard', 'generate_shards', 'sweep_cli', 'bench_sweep']
+           'shard_folder', 'shard_paths', 'generate_shard', 'generate_shards', 'sweep_trials', 'sweep_cli',
+           'bench_sweep']
 
 # %% ../nbs/12_sweeps.ipynb #1a91cfe1
 @dataclass(frozen=True)
@@ -412,6 +413,13 @@ class _SweepArgs:
     bench: bool = False                       # print the sweep-overhead and generation-rate figures (minutes); with --out, also write them there with provenance
     debug: bool = False                       # show the traceback of an error
 
+def _trials_of(a: _SweepArgs) -> tuple[list[Trial], Path]:
+    return expand_grid(a.grid, a.envs, a.tasks, a.seeds, a.variants, a.preset, flag_overrides(a.set), a.steps), Path(a.out or f'sweeps/{a.grid}')
+
+def sweep_trials(argv: list[str]) -> tuple[list[Trial], Path]:
+    "The trials and the sweep folder of the command line `mac_sweep *argv`, without running anything."
+    return _trials_of(tyro.cli(_SweepArgs, args=argv, prog='mac_sweep'))
+
 def sweep_cli(argv=None):
     "Command line: `mac_sweep --grid table2 …` runs a grid of trainings on Ray; `mac_sweep --generate ENV …` makes a sharded dataset."
     a = tyro.cli(_SweepArgs, args=argv, prog='mac_sweep')
@@ -425,8 +433,7 @@ def sweep_cli(argv=None):
         if a.generate:
             generate_shards(a.generate, a.files, a.episodes, a.dataset_dir, a.seed, a.max_episode_steps, force=a.force, address=a.address)
             return 0
-        trials = expand_grid(a.grid, a.envs, a.tasks, a.seeds, a.variants, a.preset, flag_overrides(a.set), a.steps)
-        out = Path(a.out or f'sweeps/{a.grid}')
+        trials, out = _trials_of(a)
         if a.list:
             for t in trials: print(f'{trial_state(out, t):7s} {t.name}')
             return 0

@@ -745,6 +745,13 @@ class _SweepArgs:
     bench: bool = False                       # print the sweep-overhead and generation-rate figures (minutes); with --out, also write them there with provenance
     debug: bool = False                       # show the traceback of an error
 
+def _trials_of(a: _SweepArgs) -> tuple[list[Trial], Path]:
+    return expand_grid(a.grid, a.envs, a.tasks, a.seeds, a.variants, a.preset, flag_overrides(a.set), a.steps), Path(a.out or f'sweeps/{a.grid}')
+
+def sweep_trials(argv: list[str]) -> tuple[list[Trial], Path]:
+    "The trials and the sweep folder of the command line `mac_sweep *argv`, without running anything."
+    return _trials_of(tyro.cli(_SweepArgs, args=argv, prog='mac_sweep'))
+
 def sweep_cli(argv=None):
     "Command line: `mac_sweep --grid table2 …` runs a grid of trainings on Ray; `mac_sweep --generate ENV …` makes a sharded dataset."
     a = tyro.cli(_SweepArgs, args=argv, prog='mac_sweep')
@@ -758,8 +765,7 @@ def sweep_cli(argv=None):
         if a.generate:
             generate_shards(a.generate, a.files, a.episodes, a.dataset_dir, a.seed, a.max_episode_steps, force=a.force, address=a.address)
             return 0
-        trials = expand_grid(a.grid, a.envs, a.tasks, a.seeds, a.variants, a.preset, flag_overrides(a.set), a.steps)
-        out = Path(a.out or f'sweeps/{a.grid}')
+        trials, out = _trials_of(a)
         if a.list:
             for t in trials: print(f'{trial_state(out, t):7s} {t.name}')
             return 0
@@ -775,6 +781,11 @@ def sweep_cli(argv=None):
 test_eq(sweep_cli(['--grid', 'table2', '--envs', 'cube-sextuple', '--list']), EXIT_USAGE)
 test_eq(sweep_cli(['--set.seed', '3', '--list']), EXIT_USAGE)   # the grid owns each trial's seed and env
 test_eq(sweep_cli(['--grid', 'table3', '--envs', 'scene', '--seeds', '0', '--list', '--out', str(tmp / 'none')]), 0)
+# `sweep_trials` names what a command line would run, so later chapters can read a sweep by the command that made it
+ts, out = sweep_trials(['--grid', 'fig3', '--variants', 'n5', '--envs', 'cube-single', '--tasks', '2', '--seeds', '0', '1',
+                        '--preset', 'cpu', '--set.replan-every', '0'])
+test_eq(([t.name for t in ts], out), (['n5/cube-single-task2/seed0', 'n5/cube-single-task2/seed1'], Path('sweeps/fig3')))
+test_eq(ts[0].spec()['overrides'], {'agent.n': 5, 'replan_every': 0})
 
 # %% [markdown]
 # ## Speed: what the sweep costs

@@ -217,6 +217,7 @@ Markdown('\n'.join(rows))
 # | `10a_main_job` | `mac.main_job` | the main job (`make main`), `diagnose`, and the CPU study behind the `cpu` preset |
 # | `11_benchmark` | `mac.bench` | update and action timings, eager and compiled (`mac_bench`) |
 # | `12_sweeps` | `mac.sweep` | grids of training runs (Tables 2, 3, 15, Figure 3) and sharded datasets on Ray, resumable, aggregated as the paper (`mac_sweep`) |
+# | `13_ablations` | `mac.experiments.ablations` | the paper's ablations at CPU scale: Gaussian policy, FQL extraction, no distillation, chunk length (`mac_ablations`) |
 #
 # Each notebook exports one module and imports only from earlier ones (evaluation comes before training because the
 # loop evaluates). A chapter's `a` notebook holds what would otherwise make its module do two jobs: the chunk batches
