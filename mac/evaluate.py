@@ -91,12 +91,13 @@ def eval_venv(env_name: str, episodes: int, workers: int | None = None):
     return vector_env(eval_env_name(env_name), episodes, workers)
 
 def evaluate(agent, normalizer: ObsNormalizer, env_name: str, episodes: int = 15, workers: int | None = None,
-             seed: int = 0, replan_every: int = 1, progress: bool = False, venv=None) -> dict:
-    """OGBench single-task evaluation of a MAC agent: success rate over `episodes` (final-step success).
+             seed: int = 0, replan_every: int = 1, progress: bool = False, venv=None, noise_seed: int | None = None) -> dict:
+    """OGBench single-task evaluation of a MAC agent: success rate over `episodes` (final-step success), start states from env
+    seeds `seed, seed + 1, …`, policy noise from `noise_seed` (default `seed`).
     `venv`: an open `eval_venv` of the same size to run them in (the episodes are the same: every round resets with its seeds)."""
     from importlib import metadata
     dev = agent.device
-    g = torch.Generator(dev).manual_seed(seed)
+    g = torch.Generator(dev).manual_seed(seed if noise_seed is None else noise_seed)
     def act(obs):
         with torch.no_grad():
             return agent.act(normalizer(torch.as_tensor(obs, dtype=torch.float32, device=dev)), g).cpu().numpy()

@@ -186,12 +186,13 @@ def eval_venv(env_name: str, episodes: int, workers: int | None = None):
     return vector_env(eval_env_name(env_name), episodes, workers)
 
 def evaluate(agent, normalizer: ObsNormalizer, env_name: str, episodes: int = 15, workers: int | None = None,
-             seed: int = 0, replan_every: int = 1, progress: bool = False, venv=None) -> dict:
-    """OGBench single-task evaluation of a MAC agent: success rate over `episodes` (final-step success).
+             seed: int = 0, replan_every: int = 1, progress: bool = False, venv=None, noise_seed: int | None = None) -> dict:
+    """OGBench single-task evaluation of a MAC agent: success rate over `episodes` (final-step success), start states from env
+    seeds `seed, seed + 1, …`, policy noise from `noise_seed` (default `seed`).
     `venv`: an open `eval_venv` of the same size to run them in (the episodes are the same: every round resets with its seeds)."""
     from importlib import metadata
     dev = agent.device
-    g = torch.Generator(dev).manual_seed(seed)
+    g = torch.Generator(dev).manual_seed(seed if noise_seed is None else noise_seed)
     def act(obs):
         with torch.no_grad():
             return agent.act(normalizer(torch.as_tensor(obs, dtype=torch.float32, device=dev)), g).cpu().numpy()
@@ -217,6 +218,15 @@ venv = vector_env('cube-single-singletask-task2-v0', 3, 2, max_episode_steps=30)
 try: again = [observed(venv) for _ in range(2)]
 finally: venv.close()
 for o in again: assert np.array_equal(o, fresh)
+# Start states and policy noise have their own seeds: `noise_seed` reaches the generator every action is drawn with.
+seen, act0 = [], agent.act
+agent.act = lambda obs, g: (seen.append(g.initial_seed()), act0(obs, g))[1]
+v = vector_env('cube-single-singletask-task2-v0', 1, 1, max_episode_steps=3)
+try:
+    evaluate(agent, norm, 'cube-single-play-singletask-task2-v0', 1, 1, seed=3, venv=v)
+    evaluate(agent, norm, 'cube-single-play-singletask-task2-v0', 1, 1, seed=3, venv=v, noise_seed=7)
+finally: v.close(); agent.act = act0
+test_eq(sorted(set(seen)), [3, 7])
 print({k: res[k] for k in ('success', 'lengths', 'protocol', 'wall_s')})
 
 

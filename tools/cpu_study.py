@@ -156,6 +156,43 @@ def explain(variant: str, seeds: list[int], episodes: int = 10, seed0: int = 200
         w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
 
 
+def starts(seeds: list[int], variant: str = 'preset', step: int = 28_000, episodes: int = EVAL_EPISODES, noise_seeds=(1, 2, 3, 4)):
+    """Start states or policy noise? Each seed's step-`step` checkpoint (whole chunks) on two sets of `episodes` start states,
+    A = that step's in-training evaluation's and B = the final evaluation's first, each with the evaluation's own noise seed
+    and `noise_seeds`. Resumable; writes `starts/starts.csv`, `summary.md`, `provenance.json` (PROTOCOL.md, 2026-11-28 03:53)."""
+    import numpy as np, torch
+    from mac.core import append_csv, provenance, write_json
+    from mac.evaluate import evaluate
+    from mac.train import load_agent
+    torch.set_num_threads(1); out = OUT / 'starts'; path = out / 'starts.csv'; t0 = time.time()
+    done = {(int(r['seed']), r['set'], int(r['noise_seed'])) for r in _rows(path)}
+    for seed in seeds:
+        ag, norm, cfg, ck = load_agent(OUT / variant / f's{seed}' / 'run' / f'checkpoint_{step}.pt', 'cpu')
+        for name, s0 in (('A', seed + step), ('B', FINAL_SEED)):
+            for ns in (s0, *noise_seeds):
+                if (seed, name, ns) in done: continue
+                r = evaluate(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed=s0, replan_every=cfg.agent.n, noise_seed=ns)   # the study's workers: same noise order
+                for i, ok in enumerate(r['successes']):
+                    append_csv(path, dict(seed=seed, step=ck['step'], set=name, start_seed=s0 + i, noise_seed=ns, own_noise=int(ns == s0), success=int(ok)))
+                print(f'{variant}/s{seed} set {name} noise {ns}: {r["success"]:.0%}', flush=True)
+    rows = _rows(path); lines = ['| seed | set | own noise (of 15) | all 5 noise seeds | per start state (successes of 5) | between-start share of variance |', '|---|---|---|---|---|---|']
+    for seed in sorted({int(r['seed']) for r in rows}):
+        for name in ('A', 'B'):
+            rs = [r for r in rows if int(r['seed']) == seed and r['set'] == name]
+            st = sorted({int(r['start_seed']) for r in rs}); k = len({r['noise_seed'] for r in rs})
+            y = np.array([[int(r['success']) for r in rs if int(r['start_seed']) == s] for s in st], dtype=float)   # (starts, noise draws)
+            m = y.mean(1); within = (m * (1 - m)).mean() * k / (k - 1); between = max(m.var(ddof=1) - within / k, 0.0)
+            own = sum(int(r['success']) for r in rs if r['own_noise'] == '1')
+            lines.append(f"| {seed} | {name} (env seeds {st[0]}+) | {own}/{len(st)} | {y.sum():.0f}/{y.size} ({y.mean():.0%}) | "
+                         f"{' '.join(str(int(v)) for v in y.sum(1))} | {between / (between + within) if between + within else 0:.0%} |")
+    (out / 'summary.md').write_text(f'Step-{step} checkpoints of `{variant}`, whole chunks: start states (rows of 15) × policy-noise seeds (5 each); '
+                                    'every episode in starts.csv.\n\n' + '\n'.join(lines) + '\n')
+    write_json(out / 'provenance.json', provenance(command=f'python tools/cpu_study.py starts --seeds {" ".join(map(str, seeds))}', wall_time_s=round(time.time() - t0, 1),
+                                                   checkpoints=[f'{variant}/s{s}/run/checkpoint_{step}.pt' for s in seeds], noise_seeds=list(noise_seeds),
+                                                   note='wall time of the last invocation only (resumable); beside two 1-thread ablation trials'))
+    print((out / 'summary.md').read_text())
+
+
 def aggregate():
     from mac.evaluate import wilson
     import numpy as np
@@ -231,10 +268,12 @@ if __name__ == '__main__':
     r.add_argument('--steps', type=int, default=None, help="train to this many steps instead of the preset's (continues finished runs)")
     sub.add_parser('aggregate')
     b = sub.add_parser('behaviour'); b.add_argument('--variant', default='preset'); b.add_argument('--seeds', type=int, nargs='+', required=True)
+    t = sub.add_parser('starts'); t.add_argument('--seeds', type=int, nargs='+', required=True); t.add_argument('--threads', type=int, default=1)
     x = sub.add_parser('explain'); x.add_argument('--variant', default='preset'); x.add_argument('--seeds', type=int, nargs='+', required=True)
     a = ap.parse_args()
     if a.cmd == 'aggregate': aggregate()
     elif a.cmd == 'explain': explain(a.variant, a.seeds)
+    elif a.cmd == 'starts': starts(a.seeds)
     elif a.cmd == 'behaviour': behaviour(a.variant, a.seeds)
     else:
         for s in a.seeds: run_one(a.variant, s, a.threads, a.steps)
