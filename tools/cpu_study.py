@@ -112,24 +112,34 @@ def behaviour(variant: str, seeds: list[int]):
     """The behaviour policy alone (N_test = 1: one flow sample per call, no rejection sampling) on each seed's final
     checkpoint, with the final evaluation's 50 episodes and seeds at every interval: MAC's gain over its own behaviour
     policy is then a paired comparison on the same start states. Writes `<variant>/s<seed>/final_behaviour.csv`."""
+    _final_with(variant, seeds, 1, 'final_behaviour.csv', REPLANS, 'behaviour policy')
+
+
+def ntest(variant: str, seeds: list[int], n_tests: list[int]):
+    """Rejection sampling with N_test candidates (the preset's is 32) on each seed's final checkpoint, whole chunks, the
+    final evaluation's 50 episodes and seeds (PROTOCOL.md, 2026-11-28 04:01). Writes `<variant>/s<seed>/final_ntest.csv`."""
+    for n in n_tests: _final_with(variant, seeds, n, 'final_ntest.csv', (10,), f'N_test = {n}')
+
+
+def _final_with(variant: str, seeds: list[int], n_test: int, name: str, replans, what: str):
+    "Each seed's final checkpoint acting with `n_test` candidates, on the final evaluation's episodes; appended to `<seed>/<name>`."
     import torch
     from mac.core import append_csv
     from mac.evaluate import evaluate
     from mac.train import load_agent
     torch.set_num_threads(1)
     for seed in seeds:
-        d = OUT / variant / f's{seed}'; out = d / 'final_behaviour.csv'
-        ag, norm, cfg, ck = load_agent(d / 'run', 'cpu', n_test=1)
+        d = OUT / variant / f's{seed}'; out = d / name
+        ag, norm, cfg, ck = load_agent(d / 'run', 'cpu', n_test=n_test)
         if ck['step'] not in {int(r['step']) for r in _rows(d / 'final.csv')}:   # a run still training: not a final checkpoint
             print(f'{variant}/s{seed}: checkpoint at step {ck["step"]} has no final evaluation yet; skipped'); continue
-        done = {(int(r['step']), int(r['replan'])) for r in _rows(out)}
-        for rp in REPLANS:
-            if (ck['step'], rp) in done: continue
+        done = {(int(r['step']), int(r['replan']), int(r['n_test'])) for r in _rows(out)}
+        for rp in replans:
+            if (ck['step'], rp, n_test) in done: continue
             r = evaluate(ag, norm, cfg.env, FINAL_EPISODES, None, seed=FINAL_SEED, replan_every=rp)
-            append_csv(out, dict(step=ck['step'], replan=rp, n_test=1, success=r['success'], successes=int(sum(r['successes'])),
+            append_csv(out, dict(step=ck['step'], replan=rp, n_test=n_test, success=r['success'], successes=int(sum(r['successes'])),
                                episodes=r['episodes'], seed0=FINAL_SEED, wall_s=r['wall_s']))
-            print(f'{variant}/s{seed} behaviour policy, replan {rp}: {r["success"]:.0%} over {r["episodes"]}', flush=True)
-
+            print(f'{variant}/s{seed} {what}, replan {rp}: {r["success"]:.0%} over {r["episodes"]}', flush=True)
 
 def explain(variant: str, seeds: list[int], episodes: int = 10, seed0: int = 200_000):
     "How the executed motion differs between re-planning every step and executing whole chunks, on each final checkpoint."
@@ -205,6 +215,9 @@ def aggregate():
             for r in _rows(sdir / 'final_behaviour.csv'):   # the behaviour policy alone (N_test = 1), same episodes
                 rows.append(dict(variant=f'{vdir.name}:behaviour', seed=int(sdir.name[1:]), replan=int(r['replan']), step=int(r['step']),
                                  successes=int(float(r['successes'])), episodes=int(r['episodes'])))
+            for r in _rows(sdir / 'final_ntest.csv'):       # other numbers of candidates (N_test), same episodes
+                rows.append(dict(variant=f'{vdir.name}:N{r["n_test"]}', seed=int(sdir.name[1:]), replan=int(r['replan']), step=int(r['step']),
+                                 successes=int(float(r['successes'])), episodes=int(r['episodes'])))
             for r in _rows(sdir / 'evals.csv'):
                 curves.setdefault((vdir.name, int(r['replan'])), {}).setdefault(int(sdir.name[1:]), {})[int(r['step'])] = float(r['success'])
     table = []
@@ -268,12 +281,15 @@ if __name__ == '__main__':
     r.add_argument('--steps', type=int, default=None, help="train to this many steps instead of the preset's (continues finished runs)")
     sub.add_parser('aggregate')
     b = sub.add_parser('behaviour'); b.add_argument('--variant', default='preset'); b.add_argument('--seeds', type=int, nargs='+', required=True)
+    n = sub.add_parser('ntest'); n.add_argument('--variant', default='preset'); n.add_argument('--seeds', type=int, nargs='+', required=True)
+    n.add_argument('--n-test', type=int, nargs='+', required=True)
     t = sub.add_parser('starts'); t.add_argument('--seeds', type=int, nargs='+', required=True); t.add_argument('--threads', type=int, default=1)
     x = sub.add_parser('explain'); x.add_argument('--variant', default='preset'); x.add_argument('--seeds', type=int, nargs='+', required=True)
     a = ap.parse_args()
     if a.cmd == 'aggregate': aggregate()
     elif a.cmd == 'explain': explain(a.variant, a.seeds)
     elif a.cmd == 'starts': starts(a.seeds)
+    elif a.cmd == 'ntest': ntest(a.variant, a.seeds, a.n_test)
     elif a.cmd == 'behaviour': behaviour(a.variant, a.seeds)
     else:
         for s in a.seeds: run_one(a.variant, s, a.threads, a.steps)
