@@ -127,9 +127,10 @@ def _final_with(variant: str, seeds: list[int], n_test: int, name: str, replans,
     from mac.core import append_csv
     from mac.evaluate import evaluate
     from mac.train import load_agent
+    from mac.core import provenance, write_json
     torch.set_num_threads(1)
     for seed in seeds:
-        d = OUT / variant / f's{seed}'; out = d / name
+        d = OUT / variant / f's{seed}'; out = d / name; t0 = time.time()
         ag, norm, cfg, ck = load_agent(d / 'run', 'cpu', n_test=n_test)
         if ck['step'] not in {int(r['step']) for r in _rows(d / 'final.csv')}:   # a run still training: not a final checkpoint
             print(f'{variant}/s{seed}: checkpoint at step {ck["step"]} has no final evaluation yet; skipped'); continue
@@ -140,6 +141,9 @@ def _final_with(variant: str, seeds: list[int], n_test: int, name: str, replans,
             append_csv(out, dict(step=ck['step'], replan=rp, n_test=n_test, success=r['success'], successes=int(sum(r['successes'])),
                                episodes=r['episodes'], seed0=FINAL_SEED, wall_s=r['wall_s']))
             print(f'{variant}/s{seed} {what}, replan {rp}: {r["success"]:.0%} over {r["episodes"]}', flush=True)
+        write_json(out.with_name(out.stem + '_provenance.json'), provenance(
+            seed=seed, wall_time_s=round(time.time() - t0, 1), command=' '.join(['python tools/cpu_study.py', *sys.argv[1:]]),
+            checkpoint=f'{variant}/s{seed}/run/checkpoint.pt (step {ck["step"]})', n_test=n_test, note=f'{what}: the last invocation; rows of earlier ones stay in {name}'))
 
 def explain(variant: str, seeds: list[int], episodes: int = 10, seed0: int = 200_000):
     "How the executed motion differs between re-planning every step and executing whole chunks, on each final checkpoint."

@@ -12,8 +12,11 @@
 # "main" (issue 17): the main job's preset (`cpu`) on CUDA for MAIN_SEEDS in parallel (one process each), with the
 # whole-step CUDA graph if the cudagraph stage found it working (else graph_safe eager; MAIN_GRAPH=True/False decides
 # instead; MAIN_TOGETHER=True runs the seeds in one process, `mac_train --seeds`), cut at MAIN_TIMEOUT seconds; MAIN_FLAGS adds mac_train flags, DEV=cpu makes a dry run of the plumbing here.
+# "ablate" (issue 13): the ablation arms of results/ablations/PROTOCOL.md on CUDA, one process per arm (its seeds
+# ABLATE_SEEDS together, `mac_train --seeds`), all arms at once, ABLATE_STEPS steps (default the CPU budget, 28000),
+# whole chunks at evaluation, cut at ABLATE_TIMEOUT seconds; ABLATE_VARIANTS picks arms (default all seven).
 # Writes into $RES (default /tmp/mac-gpu-out): bench/ (eager, bfloat16, compiled), train/ (log.csv, eval.csv, provenance.json),
-# bench_graphs/, gc/, cudagraph/, many/, main/s<seed>/; after every stage all of it is packed into $OUT/results.tgz (the
+# bench_graphs/, gc/, cudagraph/, many/, main/s<seed>/, ablate/<arm>/s<seed>/; after every stage all of it is packed into $OUT/results.tgz (the
 # device tool returns at most 8 files), and the log goes to $OUT/gpu_check.log when run with `| tee`.
 set -uo pipefail
 OUT=${OUT:-/tmp/mac-gpu}; mkdir -p "$OUT"; STEPS=${1:-20000}; RUN=/tmp/mac-gpu-run; STAGES=${STAGES:-bench data train graphs}
@@ -114,6 +117,31 @@ for s in ${MAIN_SEEDS:-0 1 2}; do
   tr '\r' '\n' < /tmp/mac-gpu-main/s$s.log | grep -v -i -e warn -e 'it/s,' | tail -20 > "$RES/main/s$s/stdout.txt"
   prov "$RES/main/s$s" "train_cli --preset cpu --device cuda --seed $s --graph-safe True --cuda-graph $GRAPH --eval-workers ${MAIN_EVAL_WORKERS:-4} ${MAIN_FLAGS:-}"
   echo "seed $s: $(tail -1 /tmp/mac-gpu-main/s$s/log.csv 2>/dev/null | cut -c1-60) | evals: $(tail -n +2 /tmp/mac-gpu-main/s$s/eval.csv 2>/dev/null | cut -d, -f1,2 | tr '\n' ' ')"
+done
+pack
+fi
+if on ablate; then
+declare -A ARM=([mac]="" [mac-gau]="--agent.policy gaussian" [mac-fql]="--agent.extraction fql --agent.fql-alpha 1.0"
+                [mac-no-distill]="--agent.distill False" [n1]="--agent.n 1" [n5]="--agent.n 5" [n25]="--agent.n 25")
+V=${ABLATE_VARIANTS:-mac mac-gau mac-fql mac-no-distill n1 n5 n25}
+log "9 ablation arms on ${DEV:-cuda} (${V}), seeds ${ABLATE_SEEDS:-0 1 2} together per arm, ${ABLATE_STEPS:-28000} steps, cut at ${ABLATE_TIMEOUT:-420} s"
+py mac.data data_cli --env cube-single --episodes 100 --workers "$(nproc)" --seed 0 2>&1 | grep -v -i warn   # kept if there already
+rm -rf /tmp/mac-gpu-ablate; mkdir -p /tmp/mac-gpu-ablate
+for v in $V; do
+  [[ -v "ARM[$v]" ]] || { log "unknown ablation arm $v (known: ${!ARM[*]})"; continue; }
+  timeout ${ABLATE_TIMEOUT:-420} bash -c "$(declare -f py); py mac.train train_cli \"\$@\"" _ --preset cpu --device ${DEV:-cuda} --seeds ${ABLATE_SEEDS:-0 1 2} \
+    --steps ${ABLATE_STEPS:-28000} --replan-every 0 --eval-workers ${ABLATE_EVAL_WORKERS:-2} ${ARM[$v]} ${ABLATE_FLAGS:-} --out /tmp/mac-gpu-ablate/$v > /tmp/mac-gpu-ablate/$v.log 2>&1 &
+done
+wait
+log "ablation runs ended"
+for v in $V; do
+  [[ -v "ARM[$v]" ]] || continue
+  mkdir -p "$RES/ablate/$v"; tr '\r' '\n' < /tmp/mac-gpu-ablate/$v.log | grep -v -i -e warn -e 'it/s,' | tail -30 > "$RES/ablate/$v/stdout.txt"
+  prov "$RES/ablate/$v" "train_cli --preset cpu --device ${DEV:-cuda} --seeds ${ABLATE_SEEDS:-0 1 2} --steps ${ABLATE_STEPS:-28000} --replan-every 0 --eval-workers ${ABLATE_EVAL_WORKERS:-2} ${ARM[$v]} ${ABLATE_FLAGS:-}"
+  for s in ${ABLATE_SEEDS:-0 1 2}; do
+    mkdir -p "$RES/ablate/$v/s$s"; for f in config.json log.csv eval.csv final_eval.json provenance.json; do [ -f /tmp/mac-gpu-ablate/$v/s$s/$f ] && cp /tmp/mac-gpu-ablate/$v/s$s/$f "$RES/ablate/$v/s$s/"; done
+    echo "$v seed $s: $(tail -1 /tmp/mac-gpu-ablate/$v/s$s/log.csv 2>/dev/null | cut -c1-40) | evals: $(tail -n +2 /tmp/mac-gpu-ablate/$v/s$s/eval.csv 2>/dev/null | cut -d, -f1,2 | tr '\n' ' ')"
+  done
 done
 pack
 fi
