@@ -26,7 +26,7 @@ from mac.sweep import collect, sweep_trials
 # %%
 #| hide
 from fastcore.test import test_eq, test_close, test_fail
-import json, tempfile
+import json, os, tempfile
 
 # %% [markdown]
 # The flags of the ablations were built with the chapters they change: `agent.policy='gaussian'`
@@ -281,6 +281,43 @@ test_eq(sorted(p.name for p in root.iterdir() if p.is_file()), ['ablations.png',
 test_eq(len(list(csv.DictReader(open(root / 'runs.csv')))), len(ARMS) * len(SEEDS))
 
 
+# %% [markdown]
+# ## Why an arm does what it does
+#
+# A success rate says what, not why. `diagnose` ([chapter 10a](10a_main_job.ipynb)) reads a run's final checkpoint
+# and measures its behaviour policy alone (N_test = 1) against rejection sampling, whether its value follows the data's
+# returns, and how often the agent succeeds inside its own model on the evaluation's start states (imagined success).
+# `diagnose_runs` runs it once on each finished run (the MAC and n = 10 arms share theirs) and keeps the records in
+# `diagnose.csv`; these are readings, not the protocol's metric (15 episodes on env seeds 1000-1014).
+
+# %%
+#| export
+def diagnose_runs(root='results/ablations', study='results/cpu_study/preset', fn=None, episodes: int = 15) -> list[dict]:
+    "`diagnose` on every finished run's final checkpoint, once per run folder (resumable): the rows of `root`/diagnose.csv."
+    from mac.main_job import diagnose
+    fn, root, path = fn or diagnose, Path(root), Path(root) / 'diagnose.csv'
+    rows = _csv(path); have = {r['run'] for r in rows}
+    for r in ablation_runs(root, study):
+        if r['status'] != 'done' or r['run'] in have: continue
+        d = root / r['run']; d = d / 'run' if (d / 'run').is_dir() else d      # the CPU study keeps its run one folder down
+        arms = ' / '.join(a['arm'] for a in ablation_runs(root, study) if a['run'] == r['run'])
+        rows.append(dict(run=r['run'], arms=arms, seed=r['seed'], final_success=r['successes'] / r['episodes'], **fn(d, episodes=episodes)))
+        have.add(r['run']); write_csv(path, rows)                                # written after each run: an interruption keeps the rest
+    return rows
+
+
+# %%
+calls = []
+def fake_diagnose(d, episodes):
+    calls.append(Path(os.path.normpath(d)).relative_to(root.parent)); return dict(success_N1=0.1, imagined_success_N32=0.9)
+rows = diagnose_runs(root, study, fake_diagnose)
+test_eq(sorted(map(str, calls)), sorted([f'cpu_study/preset/s{s}' for s in SEEDS] + [f'ablations/sweep/runs/mac-gau/cube-single-task2/seed{s}' for s in SEEDS]
+                                        + ['ablations/sweep/runs/mac-fql/cube-single-task2/seed0']))   # finished runs only, each once
+test_eq(next(r for r in rows if r['run'] == '../cpu_study/preset/s0')['arms'], 'MAC / n = 10')
+test_eq([r['run'] for r in diagnose_runs(root, study, lambda d, episodes: 1 / 0)], [r['run'] for r in rows])   # nothing left: no call
+test_eq(len(list(csv.DictReader(open(root / 'diagnose.csv')))), 7)
+
+
 # %%
 #| export
 @dataclass
@@ -288,6 +325,7 @@ class _AblationArgs:
     "Aggregate the ablation sweeps (issue 13) into tables and a figure; reads run folders only, safe while they train."
     root: str = 'results/ablations'             # the ablations folder: PROTOCOL.md and the sweep folders
     study: str = 'results/cpu_study/preset'     # the CPU study's `cpu` preset runs: the MAC arm
+    diagnose: bool = False                      # also run `diagnose` on every finished run not yet diagnosed (minutes each)
     debug: bool = False                         # show the traceback of an error
 
 def ablations_cli(argv=None):
@@ -296,6 +334,7 @@ def ablations_cli(argv=None):
     def body():
         if not Path(a.root).is_dir(): raise FileNotFoundError(f'no ablations folder {a.root}: run the commands of its PROTOCOL.md first, or pass --root')
         print(format_summary(write_ablations(a.root, a.study)), end=''); print(f'wrote {a.root}/summary.md, table.csv, runs.csv, ablations.png')
+        if a.diagnose: diagnose_runs(a.root, a.study); print(f'wrote {a.root}/diagnose.csv')
         return 0
     return run_cli('mac_ablations', body, a.debug)
 
@@ -315,6 +354,11 @@ test_eq(ablations_cli(['--root', str(root / 'nowhere')]), EXIT_USAGE)
 from IPython.display import Image, Markdown, display
 R = Path('../results/ablations')
 if (R / 'summary.md').exists(): display(Markdown((R / 'summary.md').read_text())); display(Image(R / 'ablations.png'))
+if (R / 'diagnose.csv').exists():   # readings, not the metric: 15 episodes on env seeds 1000-1014
+    cols = ('arms', 'seed', 'final_success', 'success_N1', 'success_N32', 'imagined_success_N32', 'value_return_corr')
+    rows = [[r.get(c) or '–' for c in cols] for r in csv.DictReader(open(R / 'diagnose.csv'))]
+    fmt = lambda v: f'{float(v):.2f}' if v.replace('.', '', 1).replace('-', '', 1).isdigit() and '.' in v else v
+    display(Markdown('| ' + ' | '.join(cols) + ' |\n|' + '---|' * len(cols) + '\n' + '\n'.join('| ' + ' | '.join(fmt(v) for v in r) + ' |' for r in rows)))
 
 # %% [markdown]
 # **Reading.** (Written from the committed table; each statement names the arms it rests on.)

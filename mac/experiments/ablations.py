@@ -21,7 +21,7 @@ from ..sweep import collect, sweep_trials
 
 # %% auto #0
 __all__ = ['SEEDS', 'STEPS', 'WHOLE_CHUNKS', 'COMMANDS', 'ARMS', 'Arm', 'ablation_runs', 'summarize', 'plot_ablations',
-           'format_summary', 'write_ablations', 'ablations_cli']
+           'format_summary', 'write_ablations', 'diagnose_runs', 'ablations_cli']
 
 # %% ../../nbs/13_ablations.ipynb #6f2b8729
 SEEDS, STEPS, WHOLE_CHUNKS = (0, 1, 2), 28_000, 10   # the protocol: seeds, budget, and the MAC arm's re-planning interval (n)
@@ -154,12 +154,27 @@ def write_ablations(root='results/ablations', study='results/cpu_study/preset') 
                                                     runs='runs.csv: one row per arm and seed, each with its run folder and that folder\'s provenance.json'))
     return summary
 
+# %% ../../nbs/13_ablations.ipynb #60dda471
+def diagnose_runs(root='results/ablations', study='results/cpu_study/preset', fn=None, episodes: int = 15) -> list[dict]:
+    "`diagnose` on every finished run's final checkpoint, once per run folder (resumable): the rows of `root`/diagnose.csv."
+    from mac.main_job import diagnose
+    fn, root, path = fn or diagnose, Path(root), Path(root) / 'diagnose.csv'
+    rows = _csv(path); have = {r['run'] for r in rows}
+    for r in ablation_runs(root, study):
+        if r['status'] != 'done' or r['run'] in have: continue
+        d = root / r['run']; d = d / 'run' if (d / 'run').is_dir() else d      # the CPU study keeps its run one folder down
+        arms = ' / '.join(a['arm'] for a in ablation_runs(root, study) if a['run'] == r['run'])
+        rows.append(dict(run=r['run'], arms=arms, seed=r['seed'], final_success=r['successes'] / r['episodes'], **fn(d, episodes=episodes)))
+        have.add(r['run']); write_csv(path, rows)                                # written after each run: an interruption keeps the rest
+    return rows
+
 # %% ../../nbs/13_ablations.ipynb #4f613b43
 @dataclass
 class _AblationArgs:
     "Aggregate the ablation sweeps (issue 13) into tables and a figure; reads run folders only, safe while they train."
     root: str = 'results/ablations'             # the ablations folder: PROTOCOL.md and the sweep folders
     study: str = 'results/cpu_study/preset'     # the CPU study's `cpu` preset runs: the MAC arm
+    diagnose: bool = False                      # also run `diagnose` on every finished run not yet diagnosed (minutes each)
     debug: bool = False                         # show the traceback of an error
 
 def ablations_cli(argv=None):
@@ -168,5 +183,6 @@ def ablations_cli(argv=None):
     def body():
         if not Path(a.root).is_dir(): raise FileNotFoundError(f'no ablations folder {a.root}: run the commands of its PROTOCOL.md first, or pass --root')
         print(format_summary(write_ablations(a.root, a.study)), end=''); print(f'wrote {a.root}/summary.md, table.csv, runs.csv, ablations.png')
+        if a.diagnose: diagnose_runs(a.root, a.study); print(f'wrote {a.root}/diagnose.csv')
         return 0
     return run_cli('mac_ablations', body, a.debug)
