@@ -29,10 +29,11 @@ __all__ = ['diagnose', 'quickstart', 'quickstart_cli']
 def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dict:
     "Numbers on what limits a run: behaviour vs rejection success, value vs Monte-Carlo returns and near success, Q spread."
     ag, norm, cfg, ck = load_agent(run_dir, device, n_test=1)                 # the behaviour policy alone
-    out = dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}')
-    out['success_N1'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
+    rp = cfg.actions_per_plan                                                  # acting as the run's own evaluations do
+    out = dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}', replan_every=rp)
+    out['success_N1'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed, replan_every=rp)['success']
     ag = load_agent(run_dir, device)[0]                                        # the agent as trained: N_test candidates
-    out[f'success_N{cfg.agent.n_test}'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
+    out[f'success_N{cfg.agent.n_test}'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed, replan_every=rp)['success']
     _, train, _ = load_ogbench(cfg.env, cfg.dataset_dir)
     data = ChunkDataset.from_ogbench(train, norm, ret=cfg.chunk_return, device=device)
     rew = train['rewards']

@@ -43,7 +43,7 @@ from mac.train import load_checkpoint
 
 # %%
 tmp = Path(tempfile.mkdtemp()); data_dir = tmp / 'data'
-cfg = make_config('tiny', {'dataset_dir': str(data_dir), 'device': 'cpu'})
+cfg = make_config('tiny', {'dataset_dir': str(data_dir), 'device': 'cpu', 'replan_every': 0})       # whole chunks, as the `cpu` preset
 Trainer(cfg, tmp / 'full', progress=False).run()                                                    # a finished tiny run
 Trainer(dataclasses.replace(cfg, pretrain_steps=20, terminals=True), tmp / 'pre', progress=False).run()   # with a success net
 
@@ -65,10 +65,11 @@ Trainer(dataclasses.replace(cfg, pretrain_steps=20, terminals=True), tmp / 'pre'
 def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dict:
     "Numbers on what limits a run: behaviour vs rejection success, value vs Monte-Carlo returns and near success, Q spread."
     ag, norm, cfg, ck = load_agent(run_dir, device, n_test=1)                 # the behaviour policy alone
-    out = dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}')
-    out['success_N1'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
+    rp = cfg.actions_per_plan                                                  # acting as the run's own evaluations do
+    out = dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}', replan_every=rp)
+    out['success_N1'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed, replan_every=rp)['success']
     ag = load_agent(run_dir, device)[0]                                        # the agent as trained: N_test candidates
-    out[f'success_N{cfg.agent.n_test}'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed)['success']
+    out[f'success_N{cfg.agent.n_test}'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed, replan_every=rp)['success']
     _, train, _ = load_ogbench(cfg.env, cfg.dataset_dir)
     data = ChunkDataset.from_ogbench(train, norm, ret=cfg.chunk_return, device=device)
     rew = train['rewards']
@@ -93,7 +94,12 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
 
 
 # %%
-d = diagnose(tmp / 'full', episodes=1)
+# diagnose acts as the run's own evaluations do: every call re-plans at the run's interval (a spy records it)
+_real, intervals = evaluate_agent, []
+evaluate_agent = lambda *a, **kw: (intervals.append(kw.get('replan_every', 1)), _real(*a, **kw))[1]
+try: d = diagnose(tmp / 'full', episodes=1)
+finally: evaluate_agent = _real
+test_eq(intervals, [cfg.actions_per_plan] * 2); assert cfg.actions_per_plan != 1, 'the check needs a run that does not re-plan every step'
 assert {'success_N1', 'success_N4', 'value_return_corr', 'q_std_across_32'} <= set(d)
 test_eq(d['eval_seeds'], '1000..1000')
 # The imagined success is the success net's verdict: forge two copies of the run whose success net says "solved"
