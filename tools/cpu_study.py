@@ -145,6 +145,75 @@ def _final_with(variant: str, seeds: list[int], n_test: int, name: str, replans,
             seed=seed, wall_time_s=round(time.time() - t0, 1), command=' '.join(['python tools/cpu_study.py', *sys.argv[1:]]),
             checkpoint=f'{variant}/s{seed}/run/checkpoint.pt (step {ck["step"]})', n_test=n_test, note=f'{what}: the last invocation; rows of earlier ones stay in {name}'))
 
+CONFIRM_SEED = 300_000   # the budget rule's confirmation episodes: used by nothing else
+
+
+def _passes(v: list) -> bool: return len(v) == 5 and sum(x >= 0.5 for x in v) >= 4   # the issue's "4 of 5 seeds reach 50%"
+
+
+def _budget_scores(seed0: int) -> dict:
+    "step → the five seeds' 50-episode success rates on the episodes from env seed `seed0` (budget study)."
+    rows = [r for s in range(5) for r in _rows(OUT / 'budget' / f's{s}' / 'final.csv') if int(r['seed0']) == seed0]
+    return {k: [int(r['successes']) / int(r['episodes']) for r in rows if int(r['step']) == k] for k in {int(r['step']) for r in rows}}
+
+
+def budget(seeds: list[int], start: int = 14_000, last: int = 28_000, every: int = EVAL_EVERY, workers: int = 2):
+    """The smallest budget (PROTOCOL.md, 2026-11-28 04:19): each seed continues from its step-`start` checkpoint; at every
+    milestone, in order, its checkpoint is kept and scored on the final evaluation's 50 episodes (selection set); the first
+    milestone where >= 4 of 5 seeds reach 50% is scored again on fresh episodes (confirmation set), and the study stops
+    once a milestone passes both. `workers` 1-thread processes share the seeds. Resumable."""
+    import multiprocessing
+    from mac.core import provenance, write_json
+    with multiprocessing.get_context('spawn').Pool(workers, initializer=_one_thread) as pool:
+        for k in range(start + every, last + 1, every):
+            if _passes(_budget_scores(FINAL_SEED).get(k - every, [])) and _passes(_budget_scores(CONFIRM_SEED).get(k - every, [])): break
+            pool.starmap(_train_to, [(s, k, start) for s in seeds])
+            pool.starmap(_score, [(s, k, FINAL_SEED) for s in seeds])
+            if _passes(_budget_scores(FINAL_SEED).get(k, [])): pool.starmap(_score, [(s, k, CONFIRM_SEED) for s in seeds])
+    for seed in seeds:
+        d = OUT / 'budget' / f's{seed}'
+        write_json(d / 'provenance.json', provenance(
+            seed=seed, command=' '.join(['python tools/cpu_study.py', *sys.argv[1:]]), threads=1, started_from=f'preset/s{seed}/run/checkpoint_{start}.pt',
+            wall_time_s=sum(float(r['train_wall_s']) for r in _rows(d / 'timing.csv')), train_wall_s_note='training only (timing.csv), one thread, two processes at a time'))
+    for name, seed0 in (('selection', FINAL_SEED), ('confirmation', CONFIRM_SEED)):
+        for k, v in sorted(_budget_scores(seed0).items()): print(f'{name} set, step {k}: ' + ' '.join(f'{x:.0%}' for x in v) + f' -> {"passes" if _passes(v) else "fails"}')
+
+
+def _one_thread():
+    import torch; torch.set_num_threads(1)
+
+
+def _train_to(seed: int, k: int, start: int):
+    "Continue one seed's budget run (from its step-`start` checkpoint) to step k, and keep that checkpoint."
+    from mac.core import append_csv
+    from mac.config import make_config
+    from mac.train import Trainer
+    spec = VARIANTS['preset']; d = OUT / 'budget' / f's{seed}'; run = d / 'run'; t0 = time.time()
+    if (run / f'checkpoint_{k}.pt').exists(): return
+    if not (run / 'checkpoint.pt').exists():
+        run.mkdir(parents=True, exist_ok=True); shutil.copy2(OUT / 'preset' / f's{seed}' / 'run' / f'checkpoint_{start}.pt', run / 'checkpoint.pt')
+    cfg = make_config(spec['preset'], {**spec['overrides'], 'seed': seed, 'eval_every': 0, 'eval_episodes': 0, 'final_episodes': 0, 'steps': k})
+    tr = Trainer(cfg, run, resume=True, progress=False); tr.run()
+    if hasattr(tr, 'close'): tr.close()
+    shutil.copy2(run / 'checkpoint.pt', run / f'checkpoint_{k}.pt')
+    append_csv(d / 'timing.csv', dict(step=k, train_wall_s=round(time.time() - t0, 1), threads=1, load_avg=round(os.getloadavg()[0], 2)))
+    print(f'budget/s{seed} trained to {k} in {time.time() - t0:.0f} s', flush=True)
+
+
+def _score(seed: int, step: int, seed0: int):
+    "The budget study's 50-episode evaluation of one kept checkpoint (whole chunks), once: a row of budget/s<seed>/final.csv."
+    from mac.core import append_csv
+    from mac.evaluate import evaluate
+    from mac.train import load_agent
+    d = OUT / 'budget' / f's{seed}'
+    if any(int(r['step']) == step and int(r['seed0']) == seed0 for r in _rows(d / 'final.csv')): return
+    ag, norm, cfg, ck = load_agent(d / 'run' / f'checkpoint_{step}.pt', 'cpu'); assert ck['step'] == step
+    r = evaluate(ag, norm, cfg.env, FINAL_EPISODES, cfg.eval_workers or None, seed=seed0, replan_every=cfg.actions_per_plan)
+    append_csv(d / 'final.csv', dict(step=step, replan=cfg.actions_per_plan, success=r['success'], successes=int(sum(r['successes'])),
+                                     episodes=r['episodes'], seed0=seed0, wall_s=r['wall_s']))
+    print(f'budget/s{seed} step {step}, episodes from {seed0}: {r["success"]:.0%}', flush=True)
+
+
 def explain(variant: str, seeds: list[int], episodes: int = 10, seed0: int = 200_000):
     "How the executed motion differs between re-planning every step and executing whole chunks, on each final checkpoint."
     import numpy as np, torch
@@ -287,12 +356,14 @@ if __name__ == '__main__':
     b = sub.add_parser('behaviour'); b.add_argument('--variant', default='preset'); b.add_argument('--seeds', type=int, nargs='+', required=True)
     n = sub.add_parser('ntest'); n.add_argument('--variant', default='preset'); n.add_argument('--seeds', type=int, nargs='+', required=True)
     n.add_argument('--n-test', type=int, nargs='+', required=True)
+    u = sub.add_parser('budget'); u.add_argument('--seeds', type=int, nargs='+', required=True)
     t = sub.add_parser('starts'); t.add_argument('--seeds', type=int, nargs='+', required=True); t.add_argument('--threads', type=int, default=1)
     x = sub.add_parser('explain'); x.add_argument('--variant', default='preset'); x.add_argument('--seeds', type=int, nargs='+', required=True)
     a = ap.parse_args()
     if a.cmd == 'aggregate': aggregate()
     elif a.cmd == 'explain': explain(a.variant, a.seeds)
     elif a.cmd == 'starts': starts(a.seeds)
+    elif a.cmd == 'budget': budget(a.seeds)
     elif a.cmd == 'ntest': ntest(a.variant, a.seeds, a.n_test)
     elif a.cmd == 'behaviour': behaviour(a.variant, a.seeds)
     else:
