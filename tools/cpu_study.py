@@ -208,7 +208,7 @@ def _score(seed: int, step: int, seed0: int):
     d = OUT / 'budget' / f's{seed}'
     if any(int(r['step']) == step and int(r['seed0']) == seed0 for r in _rows(d / 'final.csv')): return
     ag, norm, cfg, ck = load_agent(d / 'run' / f'checkpoint_{step}.pt', 'cpu'); assert ck['step'] == step
-    r = evaluate(ag, norm, cfg.env, FINAL_EPISODES, cfg.eval_workers or None, seed=seed0, replan_every=cfg.actions_per_plan)
+    r = evaluate(ag, norm, cfg.env, FINAL_EPISODES, 1, seed=seed0, replan_every=cfg.actions_per_plan)   # one env: a pool worker cannot start env processes
     append_csv(d / 'final.csv', dict(step=step, replan=cfg.actions_per_plan, success=r['success'], successes=int(sum(r['successes'])),
                                      episodes=r['episodes'], seed0=seed0, wall_s=r['wall_s']))
     print(f'budget/s{seed} step {step}, episodes from {seed0}: {r["success"]:.0%}', flush=True)
