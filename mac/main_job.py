@@ -57,10 +57,12 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
                       q_std_across_32=float(q.std(1).mean()), q_mean=float(q.mean()), data_solved_rate=float(solved.mean()))
 
 # %% ../nbs/10a_main_job.ipynb #709a935b
-def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, device=None, dataset_dir=None, progress: bool = True) -> dict:
-    "The main job: dataset → train (cpu preset, cube-single task 2) → evaluate → results/quickstart/ with a summary."
+def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, device=None, dataset_dir=None, progress: bool = True,
+               steps: int | None = None) -> dict:
+    "The main job: dataset → train (cpu preset, cube-single task 2, `steps` or the preset's) → evaluate → results/quickstart/ with a summary."
     out = Path(out); t0 = time.time()
-    over = {'seed': seed} | ({'device': str(device)} if device else {}) | ({'dataset_dir': str(dataset_dir)} if dataset_dir else {})
+    over = ({'seed': seed} | ({'device': str(device)} if device else {}) | ({'dataset_dir': str(dataset_dir)} if dataset_dir else {})
+            | ({'steps': steps} if steps else {}))
     if smoke: over |= {'eval_episodes': 2, 'final_episodes': 2, 'steps': 20}
     cfg = make_config('tiny' if smoke else 'cpu', over)
     tr = Trainer(cfg, out / 'run', resume=(out / 'run' / 'checkpoint.pt').exists(), progress=progress)
@@ -87,13 +89,14 @@ class _QuickstartArgs:
     seed: int = 0                     # training seed
     device: str | None = None         # default: the preset's ('auto': CUDA if available)
     dataset_dir: str | None = None    # default: the preset's (~/.ogbench/data)
+    steps: int | None = None          # gradient steps (default: the `cpu` preset's)
     debug: bool = False               # show the traceback of an error
 
 def quickstart_cli(argv=None):
     "Command line: `mac_quickstart [--out results/quickstart] [--smoke] [--seed 0] [--device auto]`."
     a = tyro.cli(_QuickstartArgs, args=argv, prog='mac_quickstart')
     def body():
-        s = quickstart(a.out, a.smoke, a.seed, a.device, a.dataset_dir)
+        s = quickstart(a.out, a.smoke, a.seed, a.device, a.dataset_dir, steps=a.steps)
         print(f"{s['env']}: success {s['success']:.0%} ({s['protocol']}) after {s['steps']} steps, {s['wall_time_min']} min in all; wrote {a.out}/summary.json")
         return 0
     return run_cli('mac_quickstart', body, a.debug, ((NonFiniteLoss, EXIT_DIVERGED), (RunFolderBusy, EXIT_USAGE)))

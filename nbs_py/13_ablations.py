@@ -45,18 +45,26 @@ import json, os, tempfile
 #
 # > Specifically, we directly train the one-step flow model $\pi_\omega$ with flow matching BC loss, instead of
 # > distilling the multi-step flow model $\pi_\theta$. [...] The results indicate that the use of $\pi_\theta$ is
-# > crucial for MAC in OGBench tasks where behavioral policies are highly multi-modal. (Appendix, Table 15)
+# > crucial for MAC in OGBench tasks where behavioral policies are highly multi-modal. (Appendix E, Table 15)
 #
 # > As shown in Figure 3, action chunking with an appropriate chunk size can substantially improve performance on both
 # > tasks. [...] However, Figure 3 also shows that too long action chunks can degrade performance, mainly due to the
 # > difficulty of open-loop multi-step future prediction. (Section 5.3)
 #
 # > For the ablation study on the action-chunk length, we fix the horizon length $H$ to 10 and only change the
-# > action-chunk length $n \in \{1, 5, 10, 25\}$. (Appendix)
+# > action-chunk length $n \in \{1, 5, 10, 25\}$. (Appendix A.1)
 #
 # The paper's numbers on cube-single (1M gradient steps, 4 seeds, mean ± std): MAC 100 ± 0, MAC (Gau) 2 ± 3,
 # MAC (FQL) 77 ± 21, MAC w/o π_θ 2 ± 3. Figure 3 is on cube-double and cube-octuple (goal-conditioned, 100M
 # transitions), which a CPU cannot train.
+#
+# What the CPU version of Figure 3 can and cannot show. With H = 10 model calls fixed, n sets how far the imagined
+# rollouts reach: 10, 50, 100 and 250 steps for n = 1, 5, 10, 25, against cube-single's 200-step episodes, in which a
+# good agent needs well under 100 steps. So it can show, on a short task, what the paper's cube-double panel shows:
+# whether one-step models (n = 1, 10-step rollouts) lose against chunks, and whether n = 25 (125-dimensional chunks,
+# 250-step rollouts) costs more in learning than it gains in reach. It cannot show the paper's central point, that
+# chunking is what makes long-horizon tasks solvable at all (cube-octuple at 0% without it): no task here is long
+# enough for that.
 #
 # ## The protocol
 #
@@ -363,8 +371,13 @@ if (R / 'diagnose.csv').exists():   # readings, not the metric: 15 episodes on e
 # %% [markdown]
 # **Reading.** (Written from the committed table; each statement names the arms it rests on.)
 #
-# _Pending: the arms are still training; the reading is written once each arm has its three seeds. An arm with fewer
-# seeds is shown but not compared._
+# _Pending: the arms are still training, and the reading is written once each arm has its three seeds; an arm with fewer
+# seeds is shown but not compared._ What is already visible, without a comparison: MAC (Gau) does not collapse to the
+# paper's 2% at this budget (its first two seeds end at 52% and 40%), and its `diagnose` rows say where its success comes
+# from: its Gaussian behaviour policy alone solves 0-7% of the diagnostic episodes, like the flow's (7-20%), so at
+# 28k steps on this task both behaviour policies are weak on their own and rejection sampling against the learned
+# critic does the work. Whether the flow's advantage grows with training, as the paper's 1M-step numbers suggest,
+# this budget cannot say.
 #
 # ## Implementation details
 #
