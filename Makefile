@@ -31,8 +31,8 @@ $(STAMP): pyproject.toml setup.py settings.ini
 	@touch $(STAMP)
 
 main: setup
-	@echo "==> main job: cube-single dataset (generated if missing) -> train MAC (cpu preset, task 2) -> evaluate -> results/quickstart/"
-	$(BIN)/mac_quickstart --out results/quickstart --seed 0
+	@echo "==> main job: cube-single dataset (generated if missing) -> train MAC (cpu preset, 20k steps, task 2) -> evaluate -> results/quickstart/"
+	$(BIN)/mac_quickstart --out results/quickstart --seed 0   # MAIN_STEPS = 20,000 (chapter 10a)
 
 test: setup
 	@echo "==> every test: each notebook through nbdev_test, then tests/ (pytest)"

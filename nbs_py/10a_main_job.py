@@ -111,13 +111,12 @@ for logit, expected in ((50.0, 1.0), (-50.0, 0.0)):
     torch.save(ck, tmp / f'forged{expected}' / 'checkpoint.pt')
     test_eq(diagnose(tmp / f'forged{expected}', episodes=2)['imagined_success_N4'], expected)
 
-
 # %% [markdown]
 # ## The main job: `make main`
 #
 # `mac_quickstart` is what README's main command runs: make sure a cube-single play dataset exists (generated with
 # OGBench's oracles if missing, `dataset_episodes` of the `cpu` preset), train MAC with the `cpu` preset on the default
-# task (task 2), evaluate as the paper during training (15 episodes every 2k steps, final-step success), evaluate the
+# task (task 2) for `MAIN_STEPS` = 20,000 steps (the smallest budget that works, measured below), evaluate as the paper during training (15 episodes every 2k steps, final-step success), evaluate the
 # final agent on 50 episodes whose environment seeds no training evaluation uses (from `FINAL_EVAL_SEED`), and write
 # `results/quickstart/`: the training log (`run/log.csv`), evaluations (`run/eval.csv`), the success plot
 # (`success.png`) and `summary.json` with provenance. Re-running it continues the run from its checkpoint instead of
@@ -125,9 +124,11 @@ for logit, expected in ((50.0, 1.0), (-50.0, 0.0)):
 
 # %%
 #| export
+MAIN_STEPS = 20_000   # the smallest budget at which 4 of 5 seeds reach 50% (the budget study below); the `cpu` preset trains 28k
+
 def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, device=None, dataset_dir=None, progress: bool = True,
-               steps: int | None = None) -> dict:
-    "The main job: dataset → train (cpu preset, cube-single task 2, `steps` or the preset's) → evaluate → results/quickstart/ with a summary."
+               steps: int | None = MAIN_STEPS) -> dict:
+    "The main job: dataset → train (cpu preset, cube-single task 2, `steps`) → evaluate → results/quickstart/ with a summary."
     out = Path(out); t0 = time.time()
     over = ({'seed': seed} | ({'device': str(device)} if device else {}) | ({'dataset_dir': str(dataset_dir)} if dataset_dir else {})
             | ({'steps': steps} if steps else {}))
@@ -157,7 +158,7 @@ class _QuickstartArgs:
     seed: int = 0                     # training seed
     device: str | None = None         # default: the preset's ('auto': CUDA if available)
     dataset_dir: str | None = None    # default: the preset's (~/.ogbench/data)
-    steps: int | None = None          # gradient steps (default: the `cpu` preset's)
+    steps: int = MAIN_STEPS           # gradient steps (the `cpu` preset's own budget is 28,000)
     debug: bool = False               # show the traceback of an error
 
 def quickstart_cli(argv=None):
@@ -317,7 +318,7 @@ if (S / 'table.csv').exists():
 # 5 seeds reach 50%, and the `cpu` preset (chapter 9a) trains 28k steps; that is the issue's fallback, since 14k
 # steps, which fit its 30 minutes, reach 50% for only 3 of 5 seeds. `make main` with it, timed alone on a fresh clone
 # (2 cores, dataset present): 72% on its 50 final episodes after 47.4 minutes of training and evaluation (48.4 with
-# the set-up of a new `.venv`; `results/quickstart/`). What is still not met is "no collapse": the
+# the set-up of a new `.venv`; `results/quickstart_28k/`). The budget study below then found a smaller budget. What is still not met is "no collapse": the
 # 15-episode curve of seed 0 swings by 40 points between its last two evaluations (87% at 26k, 47% at 28k, then 80% on
 # the 50 final episodes). The in-training curves keep the paper's 15 episodes; a run is read from its 50-episode final
 # evaluation. **Held-out tasks** (registered before any of this, `results/cpu_study/PROTOCOL.md`; the `cpu` preset unchanged, 28k steps,
@@ -388,6 +389,33 @@ display(Markdown((Path('../results/cpu_study/starts/summary.md')).read_text().sp
 # the critic and model, not in the search, and the preset keeps N_test = 32, as the registered rule said. An agent whose
 # evaluations agree within 15 points must mostly succeed: at 90% success, two 15-episode evaluations of one unchanging
 # agent differ by more than 15 points with probability about 0.1 (the function above gives it), at 70% about 0.3.
+
+# %% [markdown]
+# ## The smallest budget, and the main job's
+#
+# The issue behind the `cpu` preset asks for ≥ 50% on 50 fresh episodes for at least 4 of 5 training seeds within 30
+# minutes on 2 cores, and, if that is out of reach, for the smallest budget that does it. 28,000 steps do it (5 of 5)
+# in 47 minutes. A third registered study looks below: each seed continues from its own step-14k checkpoint (exact
+# resume: the networks the study trained), is scored at 16k, 18k, 20k, ... on the final evaluation's 50 episodes
+# (*selection*), and the first budget where 4 of 5 seeds pass is scored again on 50 fresh episodes (*confirmation*), so
+# that a lucky pass on one set of episodes cannot choose the budget (`python tools/cpu_study.py budget --seeds 0 1 2 3 4`).
+
+# %%
+#| echo: false
+B = Path('../results/cpu_study/budget')
+rows = [dict(r, seed=s) for s in range(5) for r in csv.DictReader(open(B / f's{s}' / 'final.csv'))]
+for name, seed0 in (('selection', '100000'), ('confirmation', '300000')):
+    for step in sorted({int(r['step']) for r in rows if r['seed0'] == seed0}):
+        per = [int(r['successes']) / int(r['episodes']) for r in rows if r['seed0'] == seed0 and int(r['step']) == step]
+        print(f"{name:>12} set, {step:,} steps: " + ' '.join(f'{p:4.0%}' for p in per) + f"  → {sum(p >= 0.5 for p in per)} of 5 seeds ≥ 50%")
+
+# %% [markdown]
+# At 16k steps one seed of five passes, at 18k three, at 20k all five on the selection episodes and four of five on
+# the fresh confirmation episodes (60, 66, 46, 76, 68%): **20,000 steps is the smallest budget at which 4 of 5 seeds
+# reach 50%**, and `make main` trains `MAIN_STEPS` = 20,000 (the `cpu` preset itself keeps 28,000, which the CPU study
+# and the ablations use). Timed alone on the two cores, dataset present, `make main` at 20k took **30.6 minutes** and
+# seed 0 ended at 60% on its 50 final episodes (`results/quickstart/`): the issue's 30 minutes are missed by 0.6
+# minutes, so its fallback applies: the documented main job is the smallest budget that works, 20k steps in 31 minutes.
 
 # %%
 #| hide

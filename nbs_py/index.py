@@ -33,10 +33,12 @@
 # in `~/.ogbench/data`, trains MAC with the `cpu` preset on cube-single task 2 (the paper's default task),
 # evaluates it every 2k steps as the paper does (15 episodes, success at the final step), evaluates the final agent
 # on 50 episodes whose seeds no training evaluation uses, and writes `results/quickstart/` (training log, evaluations,
-# success plot, `summary.json` with provenance). It trains 28,000 steps, about 3% of the paper's 1M updates, in
-# 47 minutes on 2 CPU cores (measured alone, dataset present; seed 0 ended at 72% on its 50 final episodes); in the CPU study (results below) all five
-# training seeds reach ≥ 50% success on 50 fresh episodes at this budget (pooled 71%), against 6% for the same agents'
-# behaviour policy alone. The `cpu` preset departs from the paper in five measured ways (γ = 0.99, episodes end at
+# success plot, `summary.json` with provenance). It trains 20,000 steps, 2% of the paper's 1M updates, in
+# 31 minutes (30.6) on 2 CPU cores (measured alone, dataset present; seed 0 ended at 60% on its 50 final episodes). 20,000 steps is
+# the smallest budget at which 4 of 5 training seeds reach ≥ 50% on 50 fresh episodes (the CPU study's budget study:
+# 5 of 5 on the selection episodes, 4 of 5 on fresh confirmation episodes); the issue's goal of 30 minutes is not met.
+# At 28,000 steps (47 minutes, `results/quickstart_28k/`) all five seeds reach ≥ 50% (pooled 71%), against 6% for the
+# same agents' behaviour policy alone. The `cpu` preset departs from the paper in five measured ways (γ = 0.99, episodes end at
 # the goal as OGBench's evaluation does, 5k cheap model-only steps first, each chosen chunk executed whole instead of
 # re-planning every step, and 28k steps; chapter 10a shows the runs behind each); `--preset paper` is the paper's
 # setting.
@@ -125,7 +127,11 @@ S = R / 'cpu_study' / 'table.csv'
 for t in (list(csv.DictReader(open(S))) if S.exists() else []):
     task, paper = {'heldout_cube4': ('held-out cube-single task 4, ', '98 ± 3 %'), 'heldout_scene1': ('held-out scene task 1, ', '100 ± 0 %')}.get(
         t['variant'].split(':')[0], ('', '100 ± 0 %'))                                 # paper: Table 13 (1M steps)
-    who = task + ('the same checkpoints, behaviour policy alone (N_test = 1)' if t['variant'].endswith(':behaviour') else '`cpu` preset')
+    v = t['variant']
+    who = task + ('the same checkpoints, behaviour policy alone (N_test = 1)' if v.endswith(':behaviour') else
+                  f"the same checkpoints, N_test = {v.split(':N')[1]} (the preset's 32)" if ':N' in v else
+                  '`cpu` preset continued from its 14k checkpoint (budget study' + (', confirmation episodes' if v.endswith(':confirm') else ', selection episodes') + ')'
+                  if v.startswith('budget') else '`cpu` preset')
     rows.append(f"| CPU study: {who}, {int(t['step']):,} steps, {'re-plan every step' if t['replan'] == '1' else 'execute ' + t['replan'] + ' actions per chunk'} "
                 f"| final success, 50 episodes per seed on fresh seeds | per seed {t['per_seed']}; pooled {float(t['pooled']):.0%} [95% CI {float(t['ci_lo']):.0%}, "
                 f"{float(t['ci_hi']):.0%}]; {t['seeds_ge_50']}/{t['seeds']} seeds ≥ 50% | {'—' if 'behaviour' in t['variant'] else paper + ' (1M steps)'} | `results/cpu_study/` |")

@@ -282,8 +282,8 @@ def aggregate():
     rows, curves = [], {}
     for vdir in sorted(p for p in OUT.iterdir() if p.is_dir()):
         for sdir in sorted(vdir.glob('s*')):
-            for r in _rows(sdir / 'final.csv'):
-                rows.append(dict(variant=vdir.name, seed=int(sdir.name[1:]), replan=int(r['replan']), step=int(r['step']),
+            for r in _rows(sdir / 'final.csv'):             # the budget study's confirmation episodes are their own row
+                rows.append(dict(variant=vdir.name + (':confirm' if r.get('seed0') == str(CONFIRM_SEED) else ''), seed=int(sdir.name[1:]), replan=int(r['replan']), step=int(r['step']),
                                  successes=int(float(r['successes'])), episodes=int(r['episodes'])))
             for r in _rows(sdir / 'final_behaviour.csv'):   # the behaviour policy alone (N_test = 1), same episodes
                 rows.append(dict(variant=f'{vdir.name}:behaviour', seed=int(sdir.name[1:]), replan=int(r['replan']), step=int(r['step']),
