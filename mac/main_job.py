@@ -67,7 +67,11 @@ def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, dev
             | ({'steps': steps} if steps else {}))
     if smoke: over |= {'eval_episodes': 2, 'final_episodes': 2, 'steps': 20}
     cfg = make_config('tiny' if smoke else 'cpu', over)
-    tr = Trainer(cfg, out / 'run', resume=(out / 'run' / 'checkpoint.pt').exists(), progress=progress)
+    ck = out / 'run' / 'checkpoint.pt'
+    if ck.exists() and (done := int(torch.load(ck, map_location='cpu', weights_only=True)['step'])) > cfg.steps:   # e.g. an older 28k main job
+        raise ValueError(f'{out}/run holds a run trained to {done:,} steps, past this job\'s {cfg.steps:,}: '
+                         f'pass --steps {done} to finish and read it back, or another --out for a new run')
+    tr = Trainer(cfg, out / 'run', resume=ck.exists(), progress=progress)
     final = tr.run()['final']                      # a finished run only reads its final evaluation back
     if (out / 'run' / 'success.png').exists(): atomic_write(out / 'success.png', lambda p: p.write_bytes((out / 'run' / 'success.png').read_bytes()))
     curve = [dict(step=int(r['step']), success=float(r['success'])) for r in csv.DictReader(open(out / 'run' / 'eval.csv'))]

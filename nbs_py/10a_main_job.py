@@ -28,7 +28,7 @@ from mac.train import FINAL_EVAL_SEED, NonFiniteLoss, RunFolderBusy, Trainer, lo
 
 # %%
 #| hide
-import dataclasses, tempfile
+import dataclasses, shutil, tempfile
 import warnings; warnings.filterwarnings('ignore', category=UserWarning, module='gymnasium')
 from fastcore.test import test_eq, test_close, test_fail
 import matplotlib.pyplot as plt
@@ -134,7 +134,11 @@ def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, dev
             | ({'steps': steps} if steps else {}))
     if smoke: over |= {'eval_episodes': 2, 'final_episodes': 2, 'steps': 20}
     cfg = make_config('tiny' if smoke else 'cpu', over)
-    tr = Trainer(cfg, out / 'run', resume=(out / 'run' / 'checkpoint.pt').exists(), progress=progress)
+    ck = out / 'run' / 'checkpoint.pt'
+    if ck.exists() and (done := int(torch.load(ck, map_location='cpu', weights_only=True)['step'])) > cfg.steps:   # e.g. an older 28k main job
+        raise ValueError(f'{out}/run holds a run trained to {done:,} steps, past this job\'s {cfg.steps:,}: '
+                         f'pass --steps {done} to finish and read it back, or another --out for a new run')
+    tr = Trainer(cfg, out / 'run', resume=ck.exists(), progress=progress)
     final = tr.run()['final']                      # a finished run only reads its final evaluation back
     if (out / 'run' / 'success.png').exists(): atomic_write(out / 'success.png', lambda p: p.write_bytes((out / 'run' / 'success.png').read_bytes()))
     curve = [dict(step=int(r['step']), success=float(r['success'])) for r in csv.DictReader(open(out / 'run' / 'eval.csv'))]
@@ -173,6 +177,10 @@ def quickstart_cli(argv=None):
 
 # %%
 qs = quickstart(tmp / 'qs', smoke=True, dataset_dir=data_dir, device='cpu', progress=False)
+# a folder whose run went past the asked budget (an older, longer main job) gets a clear error, and is left as it was
+(tmp / 'old' / 'run').mkdir(parents=True); shutil.copy(tmp / 'full' / 'checkpoint.pt', tmp / 'old' / 'run' / 'checkpoint.pt')
+test_fail(lambda: quickstart(tmp / 'old', steps=30, dataset_dir=data_dir, device='cpu', progress=False), contains='pass --steps 40')
+test_eq(sorted(p.name for p in (tmp / 'old' / 'run').iterdir()), ['checkpoint.pt'])
 test_eq((qs['steps'], len(qs['successes'])), (20, 2))
 assert all((tmp / 'qs' / f).exists() for f in ('summary.json', 'provenance.json', 'success.png'))
 
