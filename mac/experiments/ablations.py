@@ -55,13 +55,15 @@ def _study_run(study: Path, seed: int) -> dict:
     k, n = (int(float(fin[0]['successes'])), int(fin[0]['episodes'])) if fin else (None, None)
     return dict(dir=d, status='done' if fin else 'resume' if curve else 'pending', successes=k, episodes=n, curve=curve, error=None)
 
-def _sweep_run(root: Path, variant: str, seed: int) -> dict:
-    "A sweep arm's run, found through the protocol command that made it."
-    for cmd in COMMANDS:
-        trials, out = sweep_trials(shlex.split(cmd)[1:])
-        t = next((t for t in trials if (t.variant, t.seed) == (variant, seed)), None)
-        if t is None: continue
-        row = collect(root / out.name, [t], 'final')[0]; d = root / out.name / row['run']
+def _protocol_trials() -> dict:
+    "(variant, seed) → (its trial, its sweep folder's name), from the protocol's command lines (parsed once per read)."
+    return {(t.variant, t.seed): (t, out.name) for cmd in COMMANDS for trials, out in [sweep_trials(shlex.split(cmd)[1:])] for t in trials}
+
+def _sweep_run(root: Path, variant: str, seed: int, trials: dict) -> dict:
+    "A sweep arm's run, found through the protocol command that made it (`trials`: `_protocol_trials()`)."
+    if (variant, seed) in trials:
+        t, folder = trials[variant, seed]
+        row = collect(root / folder, [t], 'final')[0]; d = root / folder / row['run']
         fin = json.loads((d / 'final_eval.json').read_text()) if row['status'] == 'done' and (d / 'final_eval.json').exists() else None
         ok = fin is not None and fin.get('step') == STEPS
         return dict(dir=d, status=row['status'] if ok or row['status'] != 'done' else 'wrong-step', curve=row['curve'], error=row['error'],
@@ -70,16 +72,16 @@ def _sweep_run(root: Path, variant: str, seed: int) -> dict:
 
 def ablation_runs(root='results/ablations', study='results/cpu_study/preset') -> list[dict]:
     "One record per arm and seed: status, final successes / episodes, training curve, run folder (relative to `root`)."
-    root, study, rows = Path(root), Path(study), []
+    root, study, rows, trials = Path(root), Path(study), [], _protocol_trials()
     for a in ARMS:
         for s in SEEDS:
-            r = _study_run(study, s) if a.variant == 'mac' else _sweep_run(root, a.variant, s)
+            r = _study_run(study, s) if a.variant == 'mac' else _sweep_run(root, a.variant, s, trials)
             rows.append(dict(arm=a.name, question=a.question, n=a.n, seed=s, run=os.path.relpath(r.pop('dir'), root), **r))
     return rows
 
 # %% ../../nbs/13_ablations.ipynb #1035a7ab
 def _vs(s: dict, ref: dict) -> str:
-    if s is ref or s['runs'] == ref['runs']: return 'the MAC arm'
+    if s['variant'] == ref['variant']: return 'the MAC arm'                    # MAC and n = 10 are the same runs
     if s['seeds_done'] < len(SEEDS) or ref['seeds_done'] < len(SEEDS): return 'incomplete'
     return 'lower' if s['ci_hi'] < ref['ci_lo'] else 'higher' if s['ci_lo'] > ref['ci_hi'] else 'not distinguishable'
 
@@ -91,15 +93,14 @@ def summarize(runs: list[dict]) -> list[dict]:
         k, n = sum(r['successes'] for r in done), sum(r['episodes'] for r in done)
         per = [r['successes'] / r['episodes'] for r in done]
         lo, hi = wilson(k, n) if n else (None, None)
-        out.append(dict(arm=a.name, question=a.question, n=a.n, seeds_done=len(done), per_seed=' '.join(f'{p:.0%}' for p in per),
+        out.append(dict(arm=a.name, variant=a.variant, question=a.question, n=a.n, seeds_done=len(done), per_seed=' '.join(f'{p:.0%}' for p in per),
                         successes=k, episodes=n, pooled=k / n if n else None, ci_lo=lo, ci_hi=hi,
                         mean=float(np.mean(per)) if per else None, std=float(np.std(per)) if per else None,
-                        paper=f'{a.paper[0]} ± {a.paper[1]}' if a.paper else '', runs=' '.join(r['run'] for r in rs),
+                        paper=f'{a.paper[0]} ± {a.paper[1]}' if a.paper else '',
                         states=' '.join(f"s{r['seed']}:{r['status']}" for r in rs),
                         errors=' | '.join(f"s{r['seed']}: {r['error']}" for r in rs if r['error'])))
     ref = out[0]
     for s in out: s['vs_mac'] = _vs(s, ref)
-    for s in out: del s['runs']
     return out
 
 # %% ../../nbs/13_ablations.ipynb #0468c382
@@ -159,11 +160,11 @@ def diagnose_runs(root='results/ablations', study='results/cpu_study/preset', fn
     "`diagnose` on every finished run's final checkpoint, once per run folder (resumable): the rows of `root`/diagnose.csv."
     from mac.main_job import diagnose
     fn, root, path = fn or diagnose, Path(root), Path(root) / 'diagnose.csv'
-    rows = _csv(path); have = {r['run'] for r in rows}
-    for r in ablation_runs(root, study):
+    rows, runs = _csv(path), ablation_runs(root, study); have = {r['run'] for r in rows}
+    for r in runs:
         if r['status'] != 'done' or r['run'] in have: continue
         d = root / r['run']; d = d / 'run' if (d / 'run').is_dir() else d      # the CPU study keeps its run one folder down
-        arms = ' / '.join(a['arm'] for a in ablation_runs(root, study) if a['run'] == r['run'])
+        arms = ' / '.join(a['arm'] for a in runs if a['run'] == r['run'])
         rows.append(dict(run=r['run'], arms=arms, seed=r['seed'], final_success=r['successes'] / r['episodes'], **fn(d, episodes=episodes)))
         have.add(r['run']); write_csv(path, rows)                                # written after each run: an interruption keeps the rest
     return rows
