@@ -41,6 +41,12 @@ VARIANTS = {
 }
 
 
+def _final_row(r: dict, step: int, replan: int, seed0: int, **extra) -> dict:
+    "One row of a 50-episode evaluation file (final.csv and its kin) from an `evaluate` result; `extra` columns follow `replan`."
+    return dict(step=step, replan=replan, **extra, success=r['success'], successes=int(sum(r['successes'])), episodes=r['episodes'],
+                seed0=seed0, wall_s=r['wall_s'])
+
+
 def _rows(path: Path) -> list[dict]:
     return list(csv.DictReader(open(path))) if path.exists() else []
 
@@ -94,8 +100,7 @@ def run_one(variant: str, seed: int, threads: int, steps: int | None = None):
     for rp in REPLANS:
         if (full.steps, rp) in done_final: continue
         r = _evaluate(tr, FINAL_EPISODES, FINAL_SEED, rp); worked = True
-        append_csv(final, dict(step=tr.step, replan=rp, success=r['success'], successes=int(sum(r['successes'])), episodes=r['episodes'],
-                             seed0=FINAL_SEED, wall_s=r['wall_s']))
+        append_csv(final, _final_row(r, tr.step, rp, FINAL_SEED))
         print(f'{variant}/s{seed} final replan {rp}: {r["success"]:.0%} over {r["episodes"]}', flush=True)
     # a longer budget continues and overwrites checkpoint.pt: keep this budget's final weights beside it
     if not (d / 'run' / f'checkpoint_{full.steps}.pt').exists(): shutil.copy2(d / 'run' / 'checkpoint.pt', d / 'run' / f'checkpoint_{full.steps}.pt')
@@ -124,10 +129,9 @@ def ntest(variant: str, seeds: list[int], n_tests: list[int]):
 def _final_with(variant: str, seeds: list[int], n_test: int, name: str, replans, what: str):
     "Each seed's final checkpoint acting with `n_test` candidates, on the final evaluation's episodes; appended to `<seed>/<name>`."
     import torch
-    from mac.core import append_csv
+    from mac.core import append_csv, provenance, write_json
     from mac.evaluate import evaluate
     from mac.train import load_agent
-    from mac.core import provenance, write_json
     torch.set_num_threads(1)
     for seed in seeds:
         d = OUT / variant / f's{seed}'; out = d / name; t0 = time.time()
@@ -138,8 +142,7 @@ def _final_with(variant: str, seeds: list[int], n_test: int, name: str, replans,
         for rp in replans:
             if (ck['step'], rp, n_test) in done: continue
             r = evaluate(ag, norm, cfg.env, FINAL_EPISODES, None, seed=FINAL_SEED, replan_every=rp)
-            append_csv(out, dict(step=ck['step'], replan=rp, n_test=n_test, success=r['success'], successes=int(sum(r['successes'])),
-                               episodes=r['episodes'], seed0=FINAL_SEED, wall_s=r['wall_s']))
+            append_csv(out, _final_row(r, ck['step'], rp, FINAL_SEED, n_test=n_test))
             print(f'{variant}/s{seed} {what}, replan {rp}: {r["success"]:.0%} over {r["episodes"]}', flush=True)
         write_json(out.with_name(out.stem + '_provenance.json'), provenance(
             seed=seed, wall_time_s=round(time.time() - t0, 1), command=' '.join(['python tools/cpu_study.py', *sys.argv[1:]]),
@@ -209,8 +212,7 @@ def _score(seed: int, step: int, seed0: int):
     if any(int(r['step']) == step and int(r['seed0']) == seed0 for r in _rows(d / 'final.csv')): return
     ag, norm, cfg, ck = load_agent(d / 'run' / f'checkpoint_{step}.pt', 'cpu'); assert ck['step'] == step
     r = evaluate(ag, norm, cfg.env, FINAL_EPISODES, 1, seed=seed0, replan_every=cfg.actions_per_plan)   # one env: a pool worker cannot start env processes
-    append_csv(d / 'final.csv', dict(step=step, replan=cfg.actions_per_plan, success=r['success'], successes=int(sum(r['successes'])),
-                                     episodes=r['episodes'], seed0=seed0, wall_s=r['wall_s']))
+    append_csv(d / 'final.csv', _final_row(r, step, cfg.actions_per_plan, seed0))
     print(f'budget/s{seed} step {step}, episodes from {seed0}: {r["success"]:.0%}', flush=True)
 
 
