@@ -33,6 +33,8 @@ log() { echo "[gpu_check +$((SECONDS - t0))s] $*"; }
 py() { python3 -c "import sys; from $1 import $2 as f; sys.exit(f(sys.argv[1:]))" "${@:3}"; }
 # a stage's own provenance record (a run cut by its timeout writes none): commit, command, machine, versions
 prov() { python3 -c "import sys, json; from mac.core import provenance; open(sys.argv[1] + '/stage_provenance.json', 'w').write(json.dumps(provenance(command=sys.argv[2], device='cuda'), indent=1, default=str))" "$1" "$2" || true; }
+# a run folder's records (not its checkpoints) copied into the results: keep_run <run folder> <results folder>
+keep_run() { mkdir -p "$2"; for f in config.json log.csv eval.csv final_eval.json provenance.json; do [ -f "$1/$f" ] && cp "$1/$f" "$2/"; done; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
 python3 -c 'import os, torch, ogbench, mujoco, tyro; from importlib.metadata import version as v; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA (a dry run: DEV=cpu)", "|", *[f"{p} {v(p)}" for p in ("numpy", "ogbench", "mujoco", "gymnasium")], "| cpus", os.cpu_count())' || exit 1
 
@@ -75,7 +77,7 @@ log "gc dataset rc=$?"
 rm -rf /tmp/mac-gpu-gc; timeout ${GC_TIMEOUT:-300} bash -c "$(declare -f py); py mac.train train_cli \"\$@\"" _ --preset gc-cpu --device cuda --steps "${GC_STEPS:-4000}" --eval-every "${GC_EVAL_EVERY:-2000}" --eval-workers "$(nproc)" --out /tmp/mac-gpu-gc 2>&1 \
   | tr '\r' '\n' | grep -v -i -e warn -e 'it/s,'
 log "gc training rc=$?"
-mkdir -p "$RES/gc"; for f in config.json log.csv eval.csv provenance.json final_eval.json; do [ -f /tmp/mac-gpu-gc/$f ] && cp /tmp/mac-gpu-gc/$f "$RES/gc/"; done
+keep_run /tmp/mac-gpu-gc "$RES/gc"
 prov "$RES/gc" "train_cli --preset gc-cpu --device cuda --steps ${GC_STEPS:-4000}"; pack
 fi
 if on cudagraph; then
@@ -113,7 +115,7 @@ wait
 fi
 log "main runs ended"
 for s in ${MAIN_SEEDS:-0 1 2}; do
-  mkdir -p "$RES/main/s$s"; for f in config.json log.csv eval.csv final_eval.json provenance.json; do [ -f /tmp/mac-gpu-main/s$s/$f ] && cp /tmp/mac-gpu-main/s$s/$f "$RES/main/s$s/"; done
+  keep_run /tmp/mac-gpu-main/s$s "$RES/main/s$s"
   tr '\r' '\n' < /tmp/mac-gpu-main/s$s.log | grep -v -i -e warn -e 'it/s,' | tail -20 > "$RES/main/s$s/stdout.txt"
   prov "$RES/main/s$s" "train_cli --preset cpu --device cuda --seed $s --graph-safe True --cuda-graph $GRAPH --eval-workers ${MAIN_EVAL_WORKERS:-4} ${MAIN_FLAGS:-}"
   echo "seed $s: $(tail -1 /tmp/mac-gpu-main/s$s/log.csv 2>/dev/null | cut -c1-60) | evals: $(tail -n +2 /tmp/mac-gpu-main/s$s/eval.csv 2>/dev/null | cut -d, -f1,2 | tr '\n' ' ')"
@@ -139,7 +141,7 @@ for v in $V; do
   mkdir -p "$RES/ablate/$v"; tr '\r' '\n' < /tmp/mac-gpu-ablate/$v.log | grep -v -i -e warn -e 'it/s,' | tail -30 > "$RES/ablate/$v/stdout.txt"
   prov "$RES/ablate/$v" "train_cli --preset cpu --device ${DEV:-cuda} --seeds ${ABLATE_SEEDS:-0 1 2} --steps ${ABLATE_STEPS:-28000} --replan-every 0 --eval-workers ${ABLATE_EVAL_WORKERS:-2} ${ARM[$v]} ${ABLATE_FLAGS:-}"
   for s in ${ABLATE_SEEDS:-0 1 2}; do
-    mkdir -p "$RES/ablate/$v/s$s"; for f in config.json log.csv eval.csv final_eval.json provenance.json; do [ -f /tmp/mac-gpu-ablate/$v/s$s/$f ] && cp /tmp/mac-gpu-ablate/$v/s$s/$f "$RES/ablate/$v/s$s/"; done
+    keep_run /tmp/mac-gpu-ablate/$v/s$s "$RES/ablate/$v/s$s"
     echo "$v seed $s: $(tail -1 /tmp/mac-gpu-ablate/$v/s$s/log.csv 2>/dev/null | cut -c1-40) | evals: $(tail -n +2 /tmp/mac-gpu-ablate/$v/s$s/eval.csv 2>/dev/null | cut -d, -f1,2 | tr '\n' ' ')"
   done
 done
