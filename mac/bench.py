@@ -15,7 +15,7 @@ import torch
 import tyro
 
 from .agent import MACAgent, MACConfig, bf16
-from .core import get_device, median_seconds, provenance, run_cli, seed_everything, write_json
+from .core import TanhGELU, get_device, median_seconds, provenance, run_cli, seed_everything, write_json
 from .distill import distillation_loss
 from .batches import ChunkDataset, ChunkReturn, bench_batches
 from .train import CudaGraphStep
@@ -24,7 +24,8 @@ from .config import PRESETS, PresetName, make_config
 from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0
-__all__ = ['matmul_gflops', 'bench_agent', 'cuda_graph_agreement', 'bench_many', 'many_agreement', 'bf16_agreement', 'bench_cli']
+__all__ = ['matmul_gflops', 'bench_agent', 'cuda_graph_agreement', 'bench_many', 'many_agreement', 'bf16_agreement', 'bench_gelu',
+           'bench_cli']
 
 # %% ../nbs/11_benchmark.ipynb #7cf4ae6d
 def _batch(B, S, nd, device, g):
@@ -175,6 +176,32 @@ def bf16_agreement(agent: MACAgent, obs, N: int = 32, batch: dict | None = None,
         out['loss_rel_err'] = {k: abs(l16[k].item() - l32[k].item()) / (abs(l32[k].item()) + 1e-8) for k in l32}
     return out
 
+# %% ../nbs/11_benchmark.ipynb #90cdf9ef
+def bench_gelu(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, rounds: int = 5, reps: int = 20, device='cpu') -> dict:
+    """PyTorch's tanh-GELU kernel against `TanhGELU`'s fast CPU path, alternated in `rounds` rounds of one process:
+    median ms per call on a rollout-sized activation without gradient, and median seconds per update."""
+    dev = get_device(device)
+    if dev.type != 'cpu': raise ValueError(f'bench_gelu times the CPU path of TanhGELU; device {dev} is not a CPU')
+    if rounds < 1 or reps < 1: raise ValueError(f'rounds and reps must be >= 1, got {rounds} and {reps}')
+    seed_everything(0); g = torch.Generator().manual_seed(0)
+    rows, width = min(batch, cfg.rollout_batch) * cfg.n_train, cfg.actor_hidden[0]
+    x, gelu = torch.randn(rows, width, generator=g), TanhGELU()
+    agent, b, gd = MACAgent(obs_dim, action_dim, cfg, dev), _batch(batch, obs_dim, cfg.n * action_dim, dev, g), torch.Generator().manual_seed(0)
+    call, update, before = {False: [], True: []}, {False: [], True: []}, TanhGELU.fast_cpu
+    try:
+        with torch.no_grad():
+            TanhGELU.fast_cpu = False; ref = gelu(x); TanhGELU.fast_cpu = True; diff = (gelu(x) - ref).abs().max().item()
+        for _ in range(rounds):
+            for fast in (False, True):
+                TanhGELU.fast_cpu = fast
+                with torch.no_grad(): call[fast].append(1e3 * median_seconds(lambda: gelu(x), 10 * reps, 10))
+                update[fast].append(median_seconds(lambda: agent.update(b, gd), reps, 2))
+    finally: TanhGELU.fast_cpu = before
+    med = lambda v: float(np.median(v))
+    return dict(rows=rows, width=width, max_abs_diff=diff, call_ms_pytorch=med(call[False]), call_ms_fast=med(call[True]),
+                update_s_pytorch=update[False], update_s_fast=update[True],
+                call_speedup=med(call[False]) / med(call[True]), update_speedup=med(update[False]) / med(update[True]))
+
 # %% ../nbs/11_benchmark.ipynb #af552c98
 @dataclass
 class _BenchArgs:
@@ -187,6 +214,7 @@ class _BenchArgs:
     bf16: bool = False                                    # also time the update under bfloat16 autocast (chapter 8's `bf16`)
     graph_safe: bool = False                              # compiled modes use the global RNG and fullgraph=True (chapter 10's `graph_safe`)
     cuda_graph: bool = False                              # also time the whole step (sampling, update) as one CUDA graph, and check it against eager
+    gelu: bool = False                                    # CPU: PyTorch's tanh-GELU against chapter 0's fast path, per call and per update (alternated)
     many: tuple[int, ...] = ()                            # CUDA: also time K agents stepped as one graph of K branches, for each K given (e.g. 1 8)
     out: str | None = None                                # write figures + provenance as JSON into this folder
     debug: bool = False                                   # show the traceback of an error
@@ -200,6 +228,7 @@ def bench_cli(argv=None):
         dev = get_device(a.device)
         if (a.cuda_graph or a.many) and dev.type != 'cuda': raise ValueError(f'--cuda-graph and --many need a CUDA device, and --device {a.device} is {dev}')
         if any(k < 1 for k in a.many): raise ValueError(f'--many takes agent counts >= 1, got {a.many}')
+        if a.gelu and dev.type != 'cpu': raise ValueError(f'--gelu times a CPU path, and --device {a.device} is {dev}: add --device cpu')
         t0 = time.time(); results = {'machine': {'matmul_gflop_per_s': matmul_gflops(dev)}}
         def save():   # after every figure, so a run cut by a time limit keeps what it measured
             if a.out: write_json(Path(a.out) / 'bench.json', results)
@@ -220,6 +249,12 @@ def bench_cli(argv=None):
                 try: agree = many_agreement(tc.agent, max(2, min(4, max(a.many))), tc.batch, device=dev)
                 except Exception as e: agree = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
                 results[f'{name}/many-agreement'] = agree; save(); print(f'{name:6s} agents stepped together against alone: {agree}', flush=True)
+            if a.gelu:
+                res = bench_gelu(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
+                results[f'{name}/gelu'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}; save()
+                print(f"{name:6s} GELU ({res['rows']}x{res['width']}): PyTorch {res['call_ms_pytorch']:.3f} ms, fast {res['call_ms_fast']:.3f} ms "
+                      f"({res['call_speedup']:.2f}x, max diff {res['max_abs_diff']:.1e}); update {np.median(res['update_s_pytorch']):.4f} s -> "
+                      f"{np.median(res['update_s_fast']):.4f} s ({res['update_speedup']:.2f}x)", flush=True)
             for K in a.many:
                 try: res = bench_many(tc.agent, K, tc.batch, reps=a.reps, device=dev)
                 except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['EXIT_USAGE', 'EXIT_DIVERGED', 'EXIT_SYSTEM', 'get_device', 'seed_everything', 'median_seconds', 'MLP', 'ema_update_',
-           'atomic_write', 'write_json', 'write_csv', 'append_csv', 'provenance', 'run_cli']
+__all__ = ['EXIT_USAGE', 'EXIT_DIVERGED', 'EXIT_SYSTEM', 'get_device', 'seed_everything', 'median_seconds', 'MLP', 'TanhGELU',
+           'ema_update_', 'atomic_write', 'write_json', 'write_csv', 'append_csv', 'provenance', 'run_cli']
 
 # %% ../nbs/00_core.ipynb #f907e748
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -60,11 +60,25 @@ class MLP(nn.Sequential):
     def __init__(self, in_dim: int, out_dim: int, hidden: tuple[int, ...] = (512, 512, 512, 512), layer_norm: bool = True):
         layers, d = [], in_dim
         for h in hidden:
-            layers += [nn.Linear(d, h), nn.GELU(approximate='tanh')] + ([nn.LayerNorm(h, eps=1e-6)] if layer_norm else [])
+            layers += [nn.Linear(d, h), TanhGELU()] + ([nn.LayerNorm(h, eps=1e-6)] if layer_norm else [])
             d = h
         super().__init__(*layers, nn.Linear(d, out_dim))
         for m in self.modules():
             if isinstance(m, nn.Linear): nn.init.xavier_uniform_(m.weight); nn.init.zeros_(m.bias)
+
+# %% ../nbs/00_core.ipynb #d67a54ba
+_C1 = (8 / torch.pi) ** 0.5            # GELU_tanh(x) = x·σ(x·(c₁ + c₂x²)), since 1 + tanh z = 2σ(2z)
+_C2 = 0.044715 * _C1
+
+class TanhGELU(nn.GELU):
+    "`nn.GELU(approximate='tanh')`; with no gradient to track, float32 on a CPU, it is computed as x·σ(x(c₁ + c₂x²)) in place (~2× faster)."
+    fast_cpu = True                    # False: PyTorch's kernel everywhere
+    def __init__(self): super().__init__(approximate='tanh')
+    def forward(self, x):
+        if not (self.fast_cpu and x.device.type == 'cpu' and x.dtype == torch.float32 and not (x.requires_grad and torch.is_grad_enabled())):
+            return super().forward(x)
+        t = x.square()                 # a fresh tensor: x itself is never written
+        return t.mul_(_C2).add_(_C1).mul_(x).sigmoid_().mul_(x)
 
 # %% ../nbs/00_core.ipynb #6ec2c04b
 @torch.no_grad()

@@ -148,6 +148,8 @@ assert 0.01 <= t < 1, t                      # never less than the sleep it time
 # ## The MLP
 #
 # Each hidden layer is $h \mapsto \mathrm{LN}(\mathrm{GELU}(W h + b))$; the output layer is a plain affine map.
+# The GELU is JAX's default, the tanh approximation
+# $\mathrm{GELU}(x) = \tfrac{x}{2}\bigl(1 + \tanh z\bigr)$ with $z = \sqrt{2/\pi}\,(x + 0.044715\,x^3)$ (see `TanhGELU` below).
 # Putting LayerNorm after the activation means every hidden representation has zero mean and unit variance
 # across its features (before LN's learnable scale and shift, which start at 1 and 0). Xavier-uniform draws
 # $W_{ij} \sim U(-a, a)$ with $a = \sqrt{6/(\text{fan\_in}+\text{fan\_out})}$.
@@ -159,12 +161,62 @@ class MLP(nn.Sequential):
     def __init__(self, in_dim: int, out_dim: int, hidden: tuple[int, ...] = (512, 512, 512, 512), layer_norm: bool = True):
         layers, d = [], in_dim
         for h in hidden:
-            layers += [nn.Linear(d, h), nn.GELU(approximate='tanh')] + ([nn.LayerNorm(h, eps=1e-6)] if layer_norm else [])
+            layers += [nn.Linear(d, h), TanhGELU()] + ([nn.LayerNorm(h, eps=1e-6)] if layer_norm else [])
             d = h
         super().__init__(*layers, nn.Linear(d, out_dim))
         for m in self.modules():
             if isinstance(m, nn.Linear): nn.init.xavier_uniform_(m.weight); nn.init.zeros_(m.bias)
 
+
+# %% [markdown]
+# ### A faster GELU on the CPU, the same function
+#
+# A profile of one update of the `cpu` preset on this machine's CPU (chapter 11) puts GELU second after the matrix
+# products, at about a fifth of the time: PyTorch's tanh-GELU kernel is about 3× slower than its exact (erf) GELU here,
+# because its vectorised `tanh` is. Since $1 + \tanh z = 2\sigma(2z)$, the same function is
+#
+# $$\mathrm{GELU}(x) = x\,\sigma\bigl(2z\bigr) = x\,\sigma\bigl(x\,(c_1 + c_2 x^2)\bigr),\qquad c_1 = \sqrt{8/\pi},\; c_2 = 0.044715\,c_1,$$
+#
+# and the sigmoid is fast. Computed in place on one fresh tensor ($x^2$, then $\cdot c_2 + c_1$, $\cdot x$, $\sigma$, $\cdot x$)
+# it takes about half the time of PyTorch's kernel on a 512 × 256 float32 activation, agreeing to a few $10^{-7}$ (float
+# rounding; `mac_bench --gelu` prints both). In-place arithmetic cannot be differentiated, so `TanhGELU` takes this
+# path only where nothing needs a gradient: float32 on the CPU with autograd off or an input that needs no gradient —
+# model rollouts, the teacher flow of distillation, the target value, acting. Everywhere else (training's backward passes,
+# bfloat16, GPUs, where PyTorch's kernel is one fused launch) it is PyTorch's `GELU(approximate='tanh')` itself.
+# `TanhGELU.fast_cpu = False` switches the fast path off everywhere (the benchmark compares both in one process).
+
+# %%
+#| export
+_C1 = (8 / torch.pi) ** 0.5            # GELU_tanh(x) = x·σ(x·(c₁ + c₂x²)), since 1 + tanh z = 2σ(2z)
+_C2 = 0.044715 * _C1
+
+class TanhGELU(nn.GELU):
+    "`nn.GELU(approximate='tanh')`; with no gradient to track, float32 on a CPU, it is computed as x·σ(x(c₁ + c₂x²)) in place (~2× faster)."
+    fast_cpu = True                    # False: PyTorch's kernel everywhere
+    def __init__(self): super().__init__(approximate='tanh')
+    def forward(self, x):
+        if not (self.fast_cpu and x.device.type == 'cpu' and x.dtype == torch.float32 and not (x.requires_grad and torch.is_grad_enabled())):
+            return super().forward(x)
+        t = x.square()                 # a fresh tensor: x itself is never written
+        return t.mul_(_C2).add_(_C1).mul_(x).sigmoid_().mul_(x)
+
+
+# %%
+import torch.nn.functional as F
+g, x = TanhGELU(), torch.cat([torch.linspace(-12, 12, 4001), 3 * torch.randn(20_000)]).reshape(-1, 1)
+x0 = x.clone()
+with torch.no_grad(): y = g(x)
+test_eq(x, x0)                                                          # the input is not written
+test_close(y, F.gelu(x, approximate='tanh'), eps=2e-6)                  # the same function, to float rounding
+test_close(y, 0.5 * x.double() * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (x.double() + 0.044715 * x.double() ** 3))), eps=2e-6)
+xg = x.clone().requires_grad_()                                          # with a gradient to track: PyTorch's own kernel, bit for bit
+assert torch.equal(g(xg), F.gelu(xg, approximate='tanh'))
+assert torch.equal(torch.autograd.grad(g(xg).sum(), xg)[0], torch.autograd.grad(F.gelu(xg, approximate='tanh').sum(), xg)[0])
+xb = x.bfloat16()                                                        # bfloat16 (autocast): PyTorch's kernel
+with torch.no_grad(): assert torch.equal(g(xb), F.gelu(xb, approximate='tanh'))
+TanhGELU.fast_cpu = False
+with torch.no_grad(): assert torch.equal(g(x), F.gelu(x, approximate='tanh'))  # the switch restores PyTorch's kernel everywhere
+TanhGELU.fast_cpu = True
 
 # %% [markdown]
 # Checks: the layer order is exactly the official one, the output has the right shape on any batch shape, and
@@ -173,7 +225,7 @@ class MLP(nn.Sequential):
 # %%
 net = MLP(7, 3, hidden=(32, 32, 32, 32))
 kinds = [type(m).__name__ for m in net]
-test_eq(kinds, ['Linear', 'GELU', 'LayerNorm'] * 4 + ['Linear'])
+test_eq(kinds, ['Linear', 'TanhGELU', 'LayerNorm'] * 4 + ['Linear'])
 test_eq(net[1].approximate, 'tanh'); test_eq(net[2].eps, 1e-6)
 test_eq(net(torch.randn(5, 7)).shape, (5, 3))
 test_eq(net(torch.randn(2, 4, 7)).shape, (2, 4, 3))
