@@ -165,7 +165,13 @@ if (R / 'bench' / 'bench.json').exists():
     p_, c_ = b.get('paper/eager', {}), b.get('cpu/eager', {})
     rows.append(f"| speed (`mac_bench`, 2 CPU cores) | one update / one action (N_test = 32) | paper config 512×4: {p_.get('update_s', float('nan')):.2f} s, "
                 f"{p_.get('act_ms', float('nan')):.1f} ms; `cpu` preset: {c_.get('update_s', float('nan')):.2f} s, {c_.get('act_ms', float('nan')):.1f} ms | "
-                "no interleaved comparison with the official JAX code yet (an earlier cross-machine one is withdrawn, chapter 11) | `results/bench/` |")
+                "against the official JAX code: next row (an earlier cross-machine comparison is withdrawn, chapter 11) | `results/bench/` |")
+J = R / 'bench' / 'jax_interleaved' / 'summary.json'
+if J.exists():
+    j = json.loads(J.read_text())
+    rows.append("| speed against the official JAX code (`tools/jax_interleaved.py`: both alternated in fresh processes on the same 2 cores) | one update, B = 256, "
+                "n = H = 10, N_train = 8, F = 10, rollouts from all 256 states (medians) | " + '; '.join(f"{w}×4: JAX {v['jax_s']:.3f} s, `mac` {v['mac_s']:.3f} s "
+                f"({v['mac_rate_over_jax']:.2f}× JAX's rate)" for w, v in j.items()) + " | — (issue 15's goal: ≥ 1.5×) | `results/bench/jax_interleaved/` |")
 if (R / 'gpu' / 'bench.json').exists():
     b = json.loads((R / 'gpu' / 'bench.json').read_text())
     gr = json.loads((R / 'gpu' / 'bench_graphs.json').read_text()) if (R / 'gpu' / 'bench_graphs.json').exists() else {}

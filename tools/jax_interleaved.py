@@ -35,8 +35,9 @@ print(json.dumps(dict(impl='mac', width=W, update_median_s=r['update_s'], act_la
 
 
 def _last_json(out: str) -> dict:
+    "The last JSON line of a driver's output, with the home folder written as ~ (records hold no home paths)."
     for line in reversed(out.strip().splitlines()):
-        if line.startswith('{'): return json.loads(line)
+        if line.startswith('{'): return json.loads(line.replace(str(Path.home()), '~'))
     raise RuntimeError(f'no JSON line in the output:\n{out[-2000:]}')
 
 
