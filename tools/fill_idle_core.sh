@@ -13,11 +13,11 @@ for S in ${SEEDS:-0 1 2}; do
   [ -f "$out/checkpoint.pt" ] && args+=(--resume)
   echo "$(date -u +%H:%M) s$S: mac_train ${args[*]}"
   OMP_NUM_THREADS=1 setsid .venv/bin/mac_train "${args[@]}" >> "$out.train.log" 2>&1 &
-  pid=$!; state=run
+  pid=$!; state=run; sleep 5   # let setsid make the process group before it is signalled
   while kill -0 "$pid" 2>/dev/null; do
     n=$(pgrep -fc "ray::run_trial" || true)
-    if [ "$n" -ge 2 ] && [ $state = run ]; then kill -STOP -- "-$pid"; state=stopped; echo "$(date -u +%H:%M) s$S paused ($n trials)"
-    elif [ "$n" -lt 2 ] && [ $state = stopped ]; then kill -CONT -- "-$pid"; state=run; echo "$(date -u +%H:%M) s$S continued ($n trials)"; fi
+    if [ "$n" -ge 2 ] && [ $state = run ]; then kill -STOP -- "-$pid" && state=stopped && echo "$(date -u +%H:%M) s$S paused ($n trials)"
+    elif [ "$n" -lt 2 ] && [ $state = stopped ]; then kill -CONT -- "-$pid" && state=run && echo "$(date -u +%H:%M) s$S continued ($n trials)"; fi
     sleep 15
   done
   wait "$pid"; echo "$(date -u +%H:%M) s$S exited with $?"
