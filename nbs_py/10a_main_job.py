@@ -430,7 +430,8 @@ for name, seed0 in (('selection', '100000'), ('confirmation', '300000')):
 # faster GELU changes activations only by float rounding (≤ 5e-7), but like any rounding change it sends a run down
 # another random path, so seed 0 now ends at 76% rather than 60%; one seed cannot say whether the success rate moved
 # (both lie inside the study's spread at 20k, 46-82%). The 5-seed evidence for the budget is the study's above, made
-# with PyTorch's kernel.
+# with PyTorch's kernel. A second timing, seed 1, was void as a timing (two ablation trials ran beside it for most of
+# its 36 minutes); its agent ended at 66% on its 50 final episodes (`results/main_20k_fastgelu_s1/`).
 #
 # "No collapse" at this budget: the CPU study's own 15-episode evaluations at 18k and 20k (whole chunks;
 # `results/cpu_study/preset/s*/evals.csv`; the budget study scored the same networks, its resumed runs logging the same
