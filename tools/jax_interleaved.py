@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -87,8 +88,7 @@ def main(argv=None):
                 if a.out: write_json(Path(a.out) / 'rows.json', rows)
     summary = {}
     for w in a.widths:
-        med = {i: sorted(x['update_median_s'] for x in rows if x['width'] == w and x['impl'] == i) for i in ('jax', 'mac')}
-        m = {i: v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2 for i, v in med.items()}
+        m = {i: statistics.median(x['update_median_s'] for x in rows if x['width'] == w and x['impl'] == i) for i in ('jax', 'mac')}
         summary[w] = dict(jax_s=m['jax'], mac_s=m['mac'], mac_rate_over_jax=m['jax'] / m['mac'])
         print(f"W={w}: JAX {m['jax']:.4f} s, mac {m['mac']:.4f} s -> mac runs {m['jax'] / m['mac']:.2f}x the JAX update rate")
     if a.out:
