@@ -44,6 +44,7 @@ class TrainConfig:
     dataset_dir: str = DEFAULT_DATASET_DIR  # where OGBench's files are (generated here if missing)
     dataset_episodes: int = 1000    # episodes to generate when the dataset is missing (OGBench's size: 1000)
     dataset_path: str = ''          # goal-conditioned only: a train .npz or a folder of OGBench file pairs (the 100M sets); '' = dataset_dir's file
+    cache_floats: str = 'float32'   # goal-conditioned only: the on-disk cache's float arrays, 'float32' (OGBench's) or 'float16' (half the memory; chapter 2b)
     device: str = 'auto'            # 'auto' (CUDA if available), 'cpu', 'cuda[:i]'
     compile: bool = False           # torch.compile the losses (same math; pays a one-off compile, then faster steps)
     bf16: bool = False              # the update's forward passes in bfloat16 autocast, float32 weights and Adam (acting stays float32)
@@ -117,6 +118,7 @@ def _check_ranges(cfg: TrainConfig):
     for k, lo in _AT_LEAST.items():
         if getattr(cfg, k) < lo: raise ValueError(f'config key {k!r} must be >= {lo}, got {getattr(cfg, k)}')
     if cfg.reward_agg not in ('sum', 'mean'): raise ValueError(f"config key 'reward_agg' must be 'sum' or 'mean', got {cfg.reward_agg!r}")
+    if cfg.cache_floats not in ('float32', 'float16'): raise ValueError(f"config key 'cache_floats' must be 'float32' or 'float16', got {cfg.cache_floats!r}")
     if cfg.replan_every > cfg.agent.n: raise ValueError(f"config key 'replan_every' ({cfg.replan_every}) exceeds the chunk length agent.n = {cfg.agent.n}")
     if cfg.agent.lr <= 0: raise ValueError(f"config key 'agent.lr' must be > 0, got {cfg.agent.lr}")
 

@@ -112,7 +112,7 @@ class GoalChunkBatches:
         t = self.cache.chunk_starts(n, B, rng)
         gv, ga = sample_goals(self.cache, t, self.value_mix, rng, self.gamma), sample_goals(self.cache, t, self.actor_mix, rng, self.gamma)
         success = ((gv >= t) & (gv < t + n)).astype(np.float32)          # the goal is one of s_t … s_{t+n-1}
-        chunk = np.clip(self.cache.take('actions', (t[:, None] + np.arange(n)).ravel()), -self.clip, self.clip).reshape(B, -1)
+        chunk = np.clip(np.asarray(self.cache.take('actions', (t[:, None] + np.arange(n)).ravel()), np.float32), -self.clip, self.clip).reshape(B, -1)   # float32 first: a float16 cache would round the clip to ±1
         T = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=self.device)
         obs = self.obs_norm(T(self.cache.take('observations', np.concatenate([t, t + n]))))   # one gather each: fewer waits on disk
         goals = self.goal_norm(T(self.reps(np.concatenate([gv, ga]))))
@@ -136,13 +136,15 @@ def goal_normalizers(env: str, val: dict, device=None) -> tuple[ObsNormalizer, O
     return ObsNormalizer.from_data(val['observations'], device=device), ObsNormalizer.from_data(reps, device=device)
 
 def goal_data(env: str, path, n: int, gamma: float = 0.999, value_mix: GoalMix = VALUE_MIX, actor_mix: GoalMix | None = None,
-              device=None, norms=None, progress: bool = True, cache_dir=None) -> GoalChunkBatches:
-    "Goal-conditioned batches over the files at `path` (a train file or a folder), cached once in `cache_dir` (default: beside them)."
+              device=None, norms=None, progress: bool = True, cache_dir=None, floats: str = 'float32') -> GoalChunkBatches:
+    """Goal-conditioned batches over the files at `path` (a train file or a folder), cached once in `cache_dir` (default:
+    beside them, `mac-cache`, or `mac-cache-float16` for a cache whose float arrays are float16: chapter 2b)."""
     pairs, p = dataset_files(path), Path(path).expanduser()
-    cache_dir = cache_dir or (p / 'mac-cache' if p.is_dir() else p.with_name(p.stem + '.cache'))
+    tag = '' if floats == 'float32' else f'-{floats}'
+    cache_dir = cache_dir or (p / f'mac-cache{tag}' if p.is_dir() else p.with_name(f'{p.stem}{tag}.cache'))
     if norms is None:
         with np.load(pairs[0][1]) as z: norms = goal_normalizers(env, dict(z), device)
-    cache = open_cache(build_cache([f for f, _ in pairs], cache_dir, progress=progress, keys=('actions', *oracle_keys(env))))   # no qvel
+    cache = open_cache(build_cache([f for f, _ in pairs], cache_dir, progress=progress, keys=('actions', *oracle_keys(env)), floats=floats), progress=progress)   # no qvel
     return GoalChunkBatches(cache, env, n, *norms, value_mix=value_mix, actor_mix=actor_mix, gamma=gamma, device=device)
 
 # %% ../nbs/09b_goals.ipynb #568edb36

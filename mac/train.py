@@ -198,8 +198,9 @@ class Trainer:
                    if not cfg.graph_safe else _why_no_graph(self.device, cfg.compile, self.goal_conditioned))
             if why: raise ValueError(f'cuda_graph: {why}')
             torch.cuda.set_device(self.device)   # the graph's streams and capture use the current device
-        if cfg.dataset_path and not self.goal_conditioned:
-            raise ValueError(f"config key 'dataset_path' is for goal-conditioned runs (*-oraclerep-v0); {cfg.env} reads dataset_dir")
+        for k, plain in (('dataset_path', ''), ('cache_floats', 'float32')):
+            if getattr(cfg, k) != plain and not self.goal_conditioned:
+                raise ValueError(f"config key {k!r} is for goal-conditioned runs (*-oraclerep-v0); {cfg.env} reads dataset_dir's file as it is")
         self.dataset_info = (dict(file=str(Path(cfg.dataset_path).expanduser())) if cfg.dataset_path else
                              ensure_dataset(spec.dataset, cfg.dataset_episodes, cfg.dataset_dir, workers=os.cpu_count() or 1, progress=self.progress))
         if self.goal_conditioned: self._goal_data(cfg, spec, ck)
@@ -228,7 +229,7 @@ class Trainer:
         src = Path(cfg.dataset_path).expanduser() if cfg.dataset_path else dataset_paths(spec.dataset, cfg.dataset_dir)[0]
         norms = (ObsNormalizer.from_state_dict(ck['normalizer'], self.device), ObsNormalizer.from_state_dict(ck['goal_normalizer'], self.device)) if ck else None
         self.data = goal_data(spec.env, src, cfg.agent.n, cfg.agent.gamma, device=self.device,
-                              norms=norms, progress=self.progress)
+                              norms=norms, progress=self.progress, floats=cfg.cache_floats)
         self.norm, self.goal_norm = self.data.obs_norm, self.data.goal_norm
         if self.progress and (cfg.terminals or cfg.reward_agg != 'sum' or cfg.pretrain_steps):   # pretrain_steps does apply; say so
             tqdm.write(f"goal-conditioned: the chunk reward is success − 1 (chapter 9b), so reward_agg={cfg.reward_agg!r} and "

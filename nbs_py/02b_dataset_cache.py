@@ -83,16 +83,20 @@ def _npz_shapes(path) -> dict:
 def _sources(files) -> list[dict]:
     return [dict(name=Path(f).name, size=os.path.getsize(f), mtime_ns=os.stat(f).st_mtime_ns) for f in files]
 
-def build_cache(files, cache_dir, progress: bool = True, keys=None) -> Path:
+FLOATS = ('float32', 'float16')
+
+def build_cache(files, cache_dir, progress: bool = True, keys=None, floats: str = 'float32') -> Path:
     """Concatenate OGBench .npz files into one memory-mappable .npy per key, with an episode index; atomic, made once.
     `keys`: only these arrays (with `observations` and `terminals`; default: every array the files share). Integer
-    arrays are stored in the smallest integer type that holds all their values (OGBench's int64 button states: int8)."""
+    arrays are stored in the smallest integer type that holds all their values (OGBench's int64 button states: int8);
+    float arrays as `floats`: 'float32' (OGBench's) or 'float16' (half the bytes, rounded to 11 significant bits)."""
     files = [Path(f) for f in files]
     if not files: raise DatasetError('build_cache needs at least one .npz file')
+    if floats not in FLOATS: raise ValueError(f"floats must be 'float32' or 'float16', got {floats!r}")
     cache_dir = Path(cache_dir); cache_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(cache_dir.with_name(cache_dir.name + '.lock'), 'w') as lock:   # runs started together: one builds, the others wait, then reuse
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build_cache(files, cache_dir, progress, keys)
+        return _build_cache(files, cache_dir, progress, keys, floats)
 
 def _compact_int(files, key):
     "The smallest integer dtype that holds every value of `key` in `files` (one pass over that array alone)."
@@ -101,7 +105,7 @@ def _compact_int(files, key):
         with np.load(f) as z: a = z[key]; lo, hi = min(lo, int(a.min(initial=0))), max(hi, int(a.max(initial=0)))
     return next(t for t in (np.int8, np.int16, np.int32, np.int64) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
 
-def _build_cache(files, cache_dir: Path, progress: bool, want=None) -> Path:
+def _build_cache(files, cache_dir: Path, progress: bool, want=None, floats: str = 'float32') -> Path:
     want = None if want is None else sorted(set(want) | {'observations', 'terminals'})
     if (cache_dir / 'manifest.json').exists():
         man = json.loads((cache_dir / 'manifest.json').read_text())
@@ -111,6 +115,9 @@ def _build_cache(files, cache_dir: Path, progress: bool, want=None) -> Path:
         if want and not set(want) <= set(man['keys']):
             raise DatasetError(f'{cache_dir} caches {", ".join(man["keys"])}, not {", ".join(sorted(set(want) - set(man["keys"])))}: '
                                f'delete that folder to rebuild it with them')
+        if man.get('floats', 'float32') != floats:
+            raise DatasetError(f'{cache_dir} stores its float arrays as {man.get("floats", "float32")}, not {floats}: nothing was changed. '
+                               f'Delete that folder to rebuild it, or choose another cache_dir')
         return cache_dir   # already built
     shapes = [_npz_shapes(f) for f in files]
     have = set.intersection(*(set(s) for s in shapes))
@@ -126,7 +133,9 @@ def _build_cache(files, cache_dir: Path, progress: bool, want=None) -> Path:
     tmp = cache_dir.with_name(cache_dir.name + '.partial')   # a killed build leaves only this, which the next one replaces
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     dtypes = {k: _compact_int(files, k) if np.issubdtype(shapes[0][k][1], np.integer) and np.dtype(shapes[0][k][1]).itemsize > 1
-              else shapes[0][k][1] for k in keys}
+              else np.dtype(floats) if np.issubdtype(shapes[0][k][1], np.floating) else shapes[0][k][1] for k in keys}
+    half = [k for k in keys if dtypes[k] == np.float16]
+    rounding = dict.fromkeys(half, 0.0)   # the largest |stored − original| of each float16 key
     out = {k: np.lib.format.open_memmap(tmp / f'{k}.npy', mode='w+', dtype=dtypes[k], shape=(sum(rows), *shapes[0][k][0][1:])) for k in keys}
     firsts, lasts, owners, at = [], [], [], 0
     for i, f in enumerate(tqdm(files, desc='caching', disable=not progress)):
@@ -134,13 +143,21 @@ def _build_cache(files, cache_dir: Path, progress: bool, want=None) -> Path:
             ends = np.flatnonzero(z['terminals'])
             if len(ends) == 0 or ends[-1] != rows[i] - 1:
                 raise DatasetError(f'{f}: its last row does not end an episode (terminals), so episodes would cross files')
-            for k in keys: out[k][at:at + rows[i]] = z[k]
+            for k in keys:
+                a = z[k]
+                if k in half:
+                    if not np.isfinite(a).all() or np.abs(a).max() > np.finfo(np.float16).max:
+                        raise DatasetError(f'{f}: {k!r} holds values beyond float16\'s range (|x| ≤ 65504; here {np.abs(a).max():.4g}): '
+                                           f"build this cache with floats='float32'")
+                    h = a.astype(np.float16); rounding[k] = max(rounding[k], float(np.abs(h.astype(np.float32) - a).max(initial=0))); a = h
+                out[k][at:at + rows[i]] = a
         firsts.append(at + np.r_[0, ends[:-1] + 1]); lasts.append(at + ends); owners.append(np.full(len(ends), i))
         at += rows[i]
     for m in out.values(): m.flush()
     del out
     np.save(tmp / 'episodes.npy', np.stack([np.concatenate(firsts), np.concatenate(lasts), np.concatenate(owners)], 1).astype(np.int64))
-    write_json(tmp / 'manifest.json', dict(sources=_sources(files), keys=keys, rows=int(at), built_at=time.strftime('%Y-%m-%dT%H:%M:%S%z')))
+    write_json(tmp / 'manifest.json', dict(sources=_sources(files), keys=keys, rows=int(at), floats=floats, rounding=rounding,
+                                           built_at=time.strftime('%Y-%m-%dT%H:%M:%S%z')))
     shutil.rmtree(cache_dir, ignore_errors=True); tmp.rename(cache_dir)
     return cache_dir
 
@@ -164,6 +181,7 @@ class DatasetCache:
     file: np.ndarray
     sources: list
     io_threads: int = 0                                        # gather rows in this many threads (0: one); see `open_cache`
+    preload_s: float | None = None                             # seconds spent reading the files into the page cache at open (None: not read)
     _starts: dict = field(default_factory=dict, repr=False)   # n → (counts, cumulative counts), made once per chunk length
 
     def __len__(self): return len(next(iter(self.arrays.values())))
@@ -201,20 +219,37 @@ class DatasetCache:
 @lru_cache(maxsize=None)
 def _pool(k: int) -> ThreadPoolExecutor: return ThreadPoolExecutor(k, thread_name_prefix='mac-cache')
 
-def open_cache(cache_dir, io_threads: int | None = None) -> DatasetCache:
-    "Memory-map a cache made by `build_cache`; a cache larger than half the RAM is read with 16 threads and no read-ahead (None: decide)."
+def _mem_available() -> int:
+    "Bytes the kernel says it can give without swapping (Linux's MemAvailable; elsewhere half the physical RAM)."
+    try:
+        with open('/proc/meminfo') as f: return next(int(l.split()[1]) * 1024 for l in f if l.startswith('MemAvailable:'))
+    except (OSError, StopIteration): return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2
+
+def _read_through(paths, progress: bool) -> float:
+    "Read files once, sequentially, so that the kernel keeps their pages in its cache; returns the seconds taken."
+    t0, buf = time.time(), bytearray(1 << 24)
+    with tqdm(total=sum(os.path.getsize(p) for p in paths), unit='B', unit_scale=True, desc='reading the cache into memory', disable=not progress) as bar:
+        for p in paths:
+            with open(p, 'rb', buffering=0) as f:
+                while k := f.readinto(buf): bar.update(k)
+    return time.time() - t0
+
+def open_cache(cache_dir, io_threads: int | None = None, preload: bool | None = None, progress: bool = False) -> DatasetCache:
+    """Memory-map a cache made by `build_cache`. A cache that fits in 3/4 of the available memory is read through once
+    (`preload`) so that batches come from memory; a larger one is read with 16 threads and no read-ahead (None: decide)."""
     cache_dir = Path(cache_dir)
     if not (cache_dir / 'manifest.json').exists():
         raise DatasetError(f'{cache_dir} is not a finished cache (no manifest.json): build it with build_cache(files, {str(cache_dir)!r})')
     man = json.loads((cache_dir / 'manifest.json').read_text())
     first, last, file = np.load(cache_dir / 'episodes.npy').T
     arrays = {k: np.load(cache_dir / f'{k}.npy', mmap_mode='r') for k in man['keys']}
-    if io_threads is None:
-        size, ram = sum(a.nbytes for a in arrays.values()), os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-        io_threads = 16 if size > ram / 2 else 0
+    fits = sum(a.nbytes for a in arrays.values()) <= 0.75 * _mem_available()
+    if io_threads is None: io_threads = 0 if fits else 16
+    if preload is None: preload = fits
     if io_threads and hasattr(mmap, 'MADV_RANDOM'):
         for a in arrays.values(): a._mmap.madvise(mmap.MADV_RANDOM)   # one page per fault: read-ahead is wasted on random rows
-    return DatasetCache(arrays, first, last, file, man['sources'], io_threads)
+    took = _read_through([cache_dir / f'{k}.npy' for k in man['keys']], progress) if preload else None
+    return DatasetCache(arrays, first, last, file, man['sources'], io_threads, took)
 
 
 # %% [markdown]
@@ -295,13 +330,44 @@ test_fail(lambda: c.goals(rows, 'future', rng), contains="goal kind must be")
 # (`madvise(MADV_RANDOM)` asks for one page), and one thread waits for one read at a time while disks serve many in
 # parallel (16 reader threads). With both, a batch of 1024 goal-conditioned chunks from a cold 100M cache took about
 # 0.1 s instead of about 1 s (`results/gc_data_bench/`, runs 1 and 2). In memory, threads only add overhead, so
-# `open_cache` turns both on only for a cache larger than half the RAM; `take` is the gather every batch uses.
+# `open_cache` turns both on only for a cache larger than 3/4 of the memory the kernel reports available. A cache
+# that fits is instead read through once at open, sequentially, at the disk's streaming speed (`preload`; its seconds
+# are kept in `preload_s`), so that a run's batches come from memory from its first step instead of page fault by page
+# fault; reading an already cached file costs only a memory copy. `take` is the gather every batch uses.
 
 # %%
 big = open_cache(tmp / 'cache', io_threads=4)
 r = rng.integers(0, len(big), 5000)
 test_eq(big.take('observations', r), np.asarray(c.arrays['observations'])[r])            # the same rows, in order
-test_eq(open_cache(tmp / 'cache').io_threads, 0)                                          # a small cache: one thread
+test_eq(open_cache(tmp / 'cache').io_threads, 0)                                          # a small cache: one thread …
+assert open_cache(tmp / 'cache').preload_s is not None and open_cache(tmp / 'cache', preload=False).preload_s is None   # … read through at open
+
+# %% [markdown]
+# **Half-precision floats.** The cache's float arrays can be stored as float16 (`floats='float16'`), half the bytes of
+# OGBench's float32: 100M puzzle-3x3 rows take about 13 GB instead of 25 GB in the benchmark's layout, which fits in
+# the page cache of a 24 GB machine, where float32 does not. float16 keeps 11 significant bits, so a value is stored
+# with a relative error of at most 2⁻¹¹ ≈ 0.05% (for a cube position of 0.5 m, about 0.24 mm); its range ends at
+# 65504, and a file holding a larger value (or a non-finite one) is refused rather than stored as infinity. The
+# manifest records, per key, the largest rounding error met, and the batches are turned back into float32 when they
+# are read (chapter 9b), so the networks never see float16. It is a choice the user makes (the default stays
+# float32, exactly OGBench's numbers), and a cache remembers it: asking a float16 cache for float32 is refused.
+
+# %%
+c16 = open_cache(build_cache(files, tmp / 'cache16', progress=False, floats='float16'))
+acts = np.concatenate([np.load(f)['actions'] for f in files])
+test_eq({k: a.dtype for k, a in c16.arrays.items()}, dict(actions=np.float16, observations=np.float16, qpos=np.float16, terminals=np.bool_))
+test_eq(np.asarray(c16.arrays['actions']), acts.astype(np.float16))                      # numpy's rounding to nearest, nothing else
+test_eq(np.asarray(c16.arrays['observations']), flat)                                     # small integers are exact in float16
+man = json.loads((tmp / 'cache16' / 'manifest.json').read_text())
+test_eq(man['rounding']['actions'], float(np.abs(acts.astype(np.float16).astype(np.float32) - acts).max()))
+assert 0 < man['rounding']['actions'] <= np.abs(acts).max() * 2 ** -11 and man['rounding']['observations'] == 0
+test_eq(man['floats'], 'float16'); test_eq(json.loads((tmp / 'cache' / 'manifest.json').read_text())['rounding'], {})
+test_fail(lambda: build_cache(files, tmp / 'cache16', progress=False), contains='stores its float arrays as float16, not float32')
+test_fail(lambda: build_cache(files, tmp / 'cache16b', progress=False, floats='bfloat16'), contains="floats must be 'float32' or 'float16'")
+huge = Path(tmp) / 'huge.npz'; z = dict(np.load(files[1])); z['actions'][3, 1] = 7e4; np.savez(huge, **z)
+test_fail(lambda: build_cache([files[0], huge], tmp / 'cache16c', progress=False, floats='float16'), contains="beyond float16's range")
+assert not (tmp / 'cache16c').exists()
+test_eq(np.asarray(open_cache(build_cache([files[0], huge], tmp / 'cache32c', progress=False)).arrays['actions'])[-len(z['actions']) + 3, 1], 7e4)
 
 # %% [markdown]
 # Refusals, and what they leave intact: a cache of other (or changed) files is not served, and a file whose last

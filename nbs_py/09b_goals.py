@@ -249,7 +249,7 @@ class GoalChunkBatches:
         t = self.cache.chunk_starts(n, B, rng)
         gv, ga = sample_goals(self.cache, t, self.value_mix, rng, self.gamma), sample_goals(self.cache, t, self.actor_mix, rng, self.gamma)
         success = ((gv >= t) & (gv < t + n)).astype(np.float32)          # the goal is one of s_t … s_{t+n-1}
-        chunk = np.clip(self.cache.take('actions', (t[:, None] + np.arange(n)).ravel()), -self.clip, self.clip).reshape(B, -1)
+        chunk = np.clip(np.asarray(self.cache.take('actions', (t[:, None] + np.arange(n)).ravel()), np.float32), -self.clip, self.clip).reshape(B, -1)   # float32 first: a float16 cache would round the clip to ±1
         T = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=self.device)
         obs = self.obs_norm(T(self.cache.take('observations', np.concatenate([t, t + n]))))   # one gather each: fewer waits on disk
         goals = self.goal_norm(T(self.reps(np.concatenate([gv, ga]))))
@@ -302,13 +302,15 @@ def goal_normalizers(env: str, val: dict, device=None) -> tuple[ObsNormalizer, O
     return ObsNormalizer.from_data(val['observations'], device=device), ObsNormalizer.from_data(reps, device=device)
 
 def goal_data(env: str, path, n: int, gamma: float = 0.999, value_mix: GoalMix = VALUE_MIX, actor_mix: GoalMix | None = None,
-              device=None, norms=None, progress: bool = True, cache_dir=None) -> GoalChunkBatches:
-    "Goal-conditioned batches over the files at `path` (a train file or a folder), cached once in `cache_dir` (default: beside them)."
+              device=None, norms=None, progress: bool = True, cache_dir=None, floats: str = 'float32') -> GoalChunkBatches:
+    """Goal-conditioned batches over the files at `path` (a train file or a folder), cached once in `cache_dir` (default:
+    beside them, `mac-cache`, or `mac-cache-float16` for a cache whose float arrays are float16: chapter 2b)."""
     pairs, p = dataset_files(path), Path(path).expanduser()
-    cache_dir = cache_dir or (p / 'mac-cache' if p.is_dir() else p.with_name(p.stem + '.cache'))
+    tag = '' if floats == 'float32' else f'-{floats}'
+    cache_dir = cache_dir or (p / f'mac-cache{tag}' if p.is_dir() else p.with_name(f'{p.stem}{tag}.cache'))
     if norms is None:
         with np.load(pairs[0][1]) as z: norms = goal_normalizers(env, dict(z), device)
-    cache = open_cache(build_cache([f for f, _ in pairs], cache_dir, progress=progress, keys=('actions', *oracle_keys(env))))   # no qvel
+    cache = open_cache(build_cache([f for f, _ in pairs], cache_dir, progress=progress, keys=('actions', *oracle_keys(env)), floats=floats), progress=progress)   # no qvel
     return GoalChunkBatches(cache, env, n, *norms, value_mix=value_mix, actor_mix=actor_mix, gamma=gamma, device=device)
 
 
@@ -334,6 +336,27 @@ nob = tmp / 'nob'; nob.mkdir(); z = dict(np.load(files[0])); del z['button_state
 for nm in ('a.npz', 'a-val.npz'): np.savez(nob / nm, **z)
 test_fail(lambda: goal_data('puzzle-3x3', nob, 5, progress=False, cache_dir=nob / 'cache'), contains="needs the dataset key 'button_states'")
 assert not (nob / 'cache').exists()                                                        # refused before anything was written
+
+# %% [markdown]
+# With `floats='float16'` the cache's float arrays take half the bytes (chapter 2b), in a folder of their own beside
+# the files (`mac-cache-float16`), and batches come back in float32: the same rows as from the float32 cache, each
+# value within float16's rounding. Actions are clipped after they are turned back into float32, since float16 would
+# round the clip's 1 − 10⁻⁵ up to 1.
+
+# %%
+half = goal_data('puzzle-3x3', tmp, 5, device='cpu', progress=False, floats='float16')    # default folder: beside the files
+assert (tmp / 'mac-cache-float16' / 'manifest.json').exists()
+b32, b16 = gd.sample(64, torch.Generator().manual_seed(3)), half.sample(64, torch.Generator().manual_seed(3))
+for k in b32:                                           # the same rows; each value within float16's rounding (≤ 2⁻¹¹ of it, before normalising)
+    test_eq(b16[k].dtype, torch.float32)
+    nz = gd.obs_norm if 'observations' in k else None   # (observations here reach ~10⁴; goals are integer button states, exact)
+    raw = nz.unnormalize(b32[k]) if nz else b32[k]
+    bound = 2 ** -11 * raw.abs() / (nz.half_range if nz else 1) + 1e-5
+    assert ((b16[k] - b32[k]).abs() <= bound).all(), k
+assert (b16['actions'] != b32['actions']).any()                                             # (and it did round)
+ones = tmp / 'ones'; ones.mkdir()
+for q in sum(map(list, dataset_files(tmp)), []): z = dict(np.load(q)); z['actions'][:] = 1; np.savez(ones / q.name, **z)
+test_eq(goal_data('puzzle-3x3', ones, 5, device='cpu', progress=False, floats='float16').sample(8)['actions'].max().item(), np.float32(1 - 1e-5))
 
 # %% [markdown]
 # ## Evaluation on the five goals

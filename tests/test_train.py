@@ -165,6 +165,8 @@ def test_goal_conditioned_run_evaluates_every_goal(tmp_path, monkeypatch):
     import pytest
     with pytest.raises(ValueError, match="'dataset_path' is for goal-conditioned runs"):
         T.Trainer(T.make_config('tiny', {'dataset_dir': str(tmp_path / 'data'), 'dataset_path': str(tmp_path)}), tmp_path / 'run2', progress=False)
+    with pytest.raises(ValueError, match="'cache_floats' is for goal-conditioned runs"):
+        T.Trainer(T.make_config('tiny', {'dataset_dir': str(tmp_path / 'data'), 'cache_floats': 'float16'}), tmp_path / 'run3', progress=False)
 
 
 def test_goal_conditioned_run_from_a_folder_of_files(tmp_path):
@@ -182,6 +184,9 @@ def test_goal_conditioned_run_from_a_folder_of_files(tmp_path):
     rows = len(np.load(tmp_path / 'data' / 'puzzle-3x3-play-v0.npz')['terminals'])
     assert len(tr.data.cache.sources) == 3 and len(tr.data.cache) == 3 * rows and set(tr.data.cache.file) == {0, 1, 2}
     tr.run(); assert (folder / 'mac-cache' / 'manifest.json').exists()
+    half = T.Trainer(dataclasses.replace(cfg, dataset_path=str(folder), cache_floats='float16'), tmp_path / 'half', progress=False)
+    assert half.data.cache.arrays['observations'].dtype == np.float16 and len(half.data.cache) == 3 * rows
+    half.run(); assert (folder / 'mac-cache-float16' / 'manifest.json').exists()   # a cache of its own, beside the float32 one
     os.remove(folder / 'part-001-val.npz')
     import pytest
     with pytest.raises(T.DatasetError, match='missing part-001-val.npz'):

@@ -1,7 +1,7 @@
 """Benchmark of chapter 9b's goal-conditioned batches at dataset scale (issue 14): batches per second and resident memory
 for synthetic datasets of 1M, 10M and 100M transitions in OGBench's file layout (1M rows per file, episodes of 1000 rows).
 
-    python tools/gc_data_bench.py --out results/gc_data_bench [--sizes 1 10 100] [--work DIR]
+    python tools/gc_data_bench.py --out results/gc_data_bench [--sizes 1 10 100] [--floats float16] [--work DIR]
 
 The files are synthetic (random numbers in puzzle-3x3's layout: 55 float32 observations, 5 actions, terminals, 9 button
 states stored as int8 to save disk); the 100 files of a size are hard links to one file, so only the cache (one
@@ -10,7 +10,9 @@ B = 1024 chunks of n = 10 with value and actor goals (Table 6's puzzle mixes), m
 warm-up batches, twice: first with a cold page cache (dropped before the process starts, where the system allows it),
 then at once in a second process drawing other batches (whatever the first brought into the page cache stays there); memory is the process's resident set split into anonymous memory (what the process allocated) and
 file-backed pages of the memory map (the kernel's page cache, shared and evictable). Results accumulate in
-OUT/bench.json, one entry per size, so an interrupted run continues where it stopped.
+OUT/bench.json, one entry per size, so an interrupted run continues where it stopped. `--floats float16` builds the
+caches with float16 float arrays (chapter 2b); `open_cache` decides, as in a run, whether to read a cache through at
+open (it fits in 3/4 of the available memory) or to read rows with 16 threads (it does not); `open_s` is that open.
 """
 import argparse
 import json
@@ -46,7 +48,7 @@ def measure(cache_dir: str, seed: int = 0) -> dict:
         kb = lambda k: int(f[k].split()[0]) / 1024
         return dict(rss_mb=round(kb('VmRSS'), 1), anon_mb=round(kb('RssAnon'), 1), file_mb=round(kb('RssFile'), 1))
     m0 = mem()
-    c = open_cache(cache_dir)
+    t0 = time.perf_counter(); c = open_cache(cache_dir); open_s = time.perf_counter() - t0
     ident = lambda k: ObsNormalizer(torch.zeros(k), torch.ones(k))
     gb = GoalChunkBatches(c, 'puzzle-3x3', 10, ident(55), ident(9), device='cpu')
     g = torch.Generator().manual_seed(seed)
@@ -56,7 +58,8 @@ def measure(cache_dir: str, seed: int = 0) -> dict:
         t0 = time.perf_counter()
         for _ in range(50): gb.sample(1024, g)
         times.append((time.perf_counter() - t0) / 50)
-    return dict(rows=len(c), io_threads=c.io_threads, batches_per_s=round(1 / float(np.median(times)), 1), batch_ms_all=[round(1e3 * t, 2) for t in times],
+    return dict(rows=len(c), io_threads=c.io_threads, open_s=round(open_s, 2), preload_s=c.preload_s and round(c.preload_s, 2),
+                floats=str(c.arrays['observations'].dtype), batches_per_s=round(1 / float(np.median(times)), 1), batch_ms_all=[round(1e3 * t, 2) for t in times],
                 before_open=m0, after=mem())
 
 
@@ -64,6 +67,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--out', default='results/gc_data_bench'); ap.add_argument('--sizes', type=int, nargs='+', default=[1, 10, 100])
     ap.add_argument('--work', default=os.path.expanduser('~/.cache/mac/gc_data_bench')); ap.add_argument('--measure', help=argparse.SUPPRESS); ap.add_argument('--seed', type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument('--floats', choices=('float32', 'float16'), default='float32')
     a = ap.parse_args()
     if a.measure: print(json.dumps(measure(a.measure, a.seed))); return
     out, work = Path(a.out), Path(a.work); out.mkdir(parents=True, exist_ok=True); work.mkdir(parents=True, exist_ok=True)
@@ -77,7 +81,7 @@ def main():
         for i in range(m):
             os.link(base, d / f'data-{i:03d}.npz')
         from mac.cache import build_cache
-        t0 = time.time(); build_cache(sorted(d.glob('data-*.npz')), d / 'cache', progress=True); build_s = time.time() - t0
+        t0 = time.time(); build_cache(sorted(d.glob('data-*.npz')), d / 'cache', progress=True, floats=a.floats); build_s = time.time() - t0
         run = lambda seed: json.loads(subprocess.run([sys.executable, __file__, '--measure', str(d / 'cache'), '--seed', str(seed)], check=True, capture_output=True, text=True).stdout)
         subprocess.run('sync', shell=True)
         try: Path('/proc/sys/vm/drop_caches').write_text('3\n'); cold = True
@@ -86,7 +90,7 @@ def main():
         r |= dict(files=m, build_s=round(build_s, 1), cache_gb=round(sum(f.stat().st_size for f in (d / 'cache').glob('*.npy')) / 1e9, 2),
                   load_1min=os.getloadavg()[0])
         res[str(m)] = r; res_path.write_text(json.dumps(res, indent=1) + '\n')
-        print(f"{m}M transitions: {first['batches_per_s']} batches/s from a {'cold' if cold else 'warm'} page cache, then {r['batches_per_s']} (B=1024, n=10), resident {r['after']['rss_mb']} MB "
+        print(f"{m}M transitions ({a.floats}): open {first['open_s']} s, {first['batches_per_s']} batches/s from a {'cold' if cold else 'warm'} page cache, then {r['batches_per_s']} (B=1024, n=10), resident {r['after']['rss_mb']} MB "
               f"(anonymous {r['after']['anon_mb']} MB, mapped file pages {r['after']['file_mb']} MB), cache {r['cache_gb']} GB built in {build_s:.0f} s")
         shutil.rmtree(d)
     if '1' in res:
