@@ -65,7 +65,8 @@
 # **Goal-conditioned** MAC (the paper's headline setting) trains on a `*-oraclerep-v0` name: the play data are made or
 # found as above, cached once beside the file, and evaluated on the environment's five goals; `--preset gc` holds
 # Tables 6 and 8 (`gc-puzzle-4x5` their exceptions), `--preset gc-cpu` the `cpu` preset's networks and schedule for it, and
-# `--dataset-path FOLDER` trains on a folder of file pairs (OGBench's 100M sets). No goal-conditioned result exists yet (see below):
+# `--dataset-path FOLDER` trains on a folder of file pairs (OGBench's 100M sets; `--cache-floats float16` halves the
+# cache, so that 100M puzzle-3x3 rows fit in 24 GB of RAM: chapter 2b). No goal-conditioned result exists yet (see below):
 #
 # ```bash
 # .venv/bin/mac_train --env puzzle-3x3-play-oraclerep-v0 --preset gc --seed 0 --out runs/puzzle-3x3-gc
