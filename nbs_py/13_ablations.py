@@ -301,14 +301,17 @@ test_eq(len(list(csv.DictReader(open(root / 'runs.csv')))), len(ARMS) * len(SEED
 
 # %%
 #| export
-def diagnose_runs(root='results/ablations', study='results/cpu_study/preset', fn=None, episodes: int = 15) -> list[dict]:
-    "`diagnose` on every finished run's final checkpoint, once per run folder (resumable): the rows of `root`/diagnose.csv."
+def diagnose_runs(root='results/ablations', study='results/cpu_study/preset', fn=None, episodes: int = 15, csv_name: str = 'diagnose.csv',
+                  skip_missing: bool = False) -> list[dict]:
+    """`diagnose` (or `fn`) on every finished run's final checkpoint, once per run folder (resumable): the rows of `root`/`csv_name`.
+    `skip_missing`: pass over runs whose checkpoint is not on this machine (checkpoints are not committed) instead of failing."""
     from mac.main_job import diagnose
-    fn, root, path = fn or diagnose, Path(root), Path(root) / 'diagnose.csv'
+    fn, root, path = fn or diagnose, Path(root), Path(root) / csv_name
     rows, runs = _csv(path), ablation_runs(root, study); have = {r['run'] for r in rows}
     for r in runs:
         if r['status'] != 'done' or r['run'] in have: continue
         d = root / r['run']; d = d / 'run' if (d / 'run').is_dir() else d      # the CPU study keeps its run one folder down
+        if skip_missing and not (d / 'checkpoint.pt').exists(): continue
         arms = ' / '.join(a['arm'] for a in runs if a['run'] == r['run'])
         rows.append(dict(run=r['run'], arms=arms, seed=r['seed'], final_success=r['successes'] / r['episodes'], **fn(d, episodes=episodes)))
         have.add(r['run']); write_csv(path, rows)                                # written after each run: an interruption keeps the rest
@@ -325,6 +328,65 @@ test_eq(sorted(map(str, calls)), sorted([f'cpu_study/preset/s{s}' for s in SEEDS
 test_eq(next(r for r in rows if r['run'] == '../cpu_study/preset/s0')['arms'], 'MAC / n = 10')
 test_eq([r['run'] for r in diagnose_runs(root, study, lambda d, episodes: 1 / 0)], [r['run'] for r in rows])   # nothing left: no call
 test_eq(len(list(csv.DictReader(open(root / 'diagnose.csv')))), 7)
+gau1 = root / 'sweep' / 'runs' / 'mac-gau' / 'cube-single-task2' / 'seed1'; (gau1 / 'checkpoint.pt').write_bytes(b'')   # the one checkpoint kept here
+calls.clear(); test_eq([r['run'] for r in diagnose_runs(root, study, fake_diagnose, csv_name='other.csv', skip_missing=True)], [str(gau1.relative_to(root))])
+test_eq(calls, [gau1.relative_to(root.parent)]); (gau1 / 'checkpoint.pt').unlink()
+
+
+# %% [markdown]
+# ### Does the model hold on the chunks the agent chooses?
+#
+# `diagnose` can show an agent that succeeds in nearly every imagined episode and fails in the real ones. The model was
+# fitted to the dataset's chunks; an acting policy that picks chunks the dataset never took may be choosing exactly
+# where the model is wrong in its favour. `model_on_own_chunks` measures that directly. It runs the agent in the real
+# environment (whole chunks, the `cpu` preset's rule), and before executing each chunk it asks the run's own model what
+# the chunk will do: the state n steps later, and (where the run learns success) whether the task is solved within it.
+# After the chunk it compares both with what happened. The same model's error on chunks of the dataset's validation
+# split gives the scale. A ratio near 1 says the agent stays where the model is accurate; a large one, with predicted
+# successes that do not happen, says it exploits the model.
+
+# %%
+#| export
+def model_on_own_chunks(run_dir, episodes: int = 5, seed: int = 1000, device='cpu', data_chunks: int = 2000, keep_chunks: bool = False) -> dict:
+    """A run's chunk model on the chunks its acting policy picks in the real env (whole chunks), against the real outcome,
+    and on the validation split's chunks: dynamics error (normalised states), predicted vs real success per chunk."""
+    import torch
+    from mac.batches import ChunkDataset
+    from mac.data import load_ogbench
+    from mac.evaluate import _make_env, eval_env_name
+    from mac.train import load_agent
+    ag, norm, cfg, ck = load_agent(run_dir, device)
+    n, d, g = cfg.agent.n, ag.action_dim, torch.Generator(device).manual_seed(seed)
+    T = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32, device=device)
+    env, chunks = _make_env(eval_env_name(cfg.env)), []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i); done = False
+            while not done:
+                s = norm(T(obs)[None]); a = ag.act(s, g)
+                with torch.no_grad(): pred, logit = ag.dynamics(s, a)[0], float(ag.success(s, a)[0])
+                real_succ, k = False, 0
+                for k in range(n):
+                    obs, _, term, trunc, info = env.step(np.clip(a[0].cpu().numpy().reshape(n, d)[k], -1, 1))
+                    real_succ |= bool(info['success']); done = term or trunc
+                    if done: break
+                full = k == n - 1                                            # the chunk ran to its end: its state n steps on is known
+                chunks.append(dict(episode=i, obs=s[0].cpu().numpy(), chunk=a[0].cpu().numpy(), full=full, next_obs=norm(T(obs)).cpu().numpy(),
+                                   sq_err=float(((norm(T(obs)) - pred) ** 2).mean()) if full else np.nan,
+                                   predicted_success=logit > 0, real_success=real_succ))
+    finally: env.close()
+    _, _, val = load_ogbench(cfg.env, cfg.dataset_dir)
+    b = ChunkDataset.from_ogbench(val, norm, ret=cfg.chunk_return, device=device).sample(data_chunks, torch.Generator(device).manual_seed(seed))
+    with torch.no_grad():
+        data_err = float(ag.dynamics.loss(b['observations'], b['actions'], b['next_observations']))
+        data_pred = ag.success(b['observations'], b['actions']) > 0; data_real = b['masks'] == 0
+    err = np.array([c['sq_err'] for c in chunks if c['full']]); ps = np.array([c['predicted_success'] for c in chunks]); rs = np.array([c['real_success'] for c in chunks])
+    out = dict(step=ck['step'], episodes=episodes, chunks=len(chunks), own_dyn_mse=float(err.mean()), data_dyn_mse=data_err,
+               own_over_data=float(err.mean() / data_err), own_pred_success=float(ps.mean()), own_real_success=float(rs.mean()),
+               own_false_success=float((ps & ~rs).mean()), data_pred_success=float(data_pred.float().mean()), data_real_success=float(data_real.float().mean()),
+               data_false_success=float((data_pred & ~data_real).float().mean()),
+               episodes_reaching_success=float(np.mean([any(c['real_success'] for c in chunks if c['episode'] == i) for i in range(episodes)])))
+    return out | (dict(records=chunks) if keep_chunks else {})
 
 
 # %%
@@ -335,6 +397,7 @@ class _AblationArgs:
     root: str = 'results/ablations'             # the ablations folder: PROTOCOL.md and the sweep folders
     study: str = 'results/cpu_study/preset'     # the CPU study's `cpu` preset runs: the MAC arm
     diagnose: bool = False                      # also run `diagnose` on every finished run not yet diagnosed (minutes each)
+    model_check: bool = False                   # also run `model_on_own_chunks` (5 episodes) on every finished run not yet checked: model_check.csv
     debug: bool = False                         # show the traceback of an error
 
 def ablations_cli(argv=None):
@@ -344,6 +407,7 @@ def ablations_cli(argv=None):
         if not Path(a.root).is_dir(): raise FileNotFoundError(f'no ablations folder {a.root}: run the commands of its PROTOCOL.md first, or pass --root')
         print(format_summary(write_ablations(a.root, a.study)), end=''); print(f'wrote {a.root}/summary.md, table.csv, runs.csv, ablations.png')
         if a.diagnose: diagnose_runs(a.root, a.study); print(f'wrote {a.root}/diagnose.csv')
+        if a.model_check: diagnose_runs(a.root, a.study, model_on_own_chunks, 5, 'model_check.csv', skip_missing=True); print(f'wrote {a.root}/model_check.csv')
         return 0
     return run_cli('mac_ablations', body, a.debug)
 
