@@ -52,7 +52,7 @@ def build_cache(files, cache_dir, progress: bool = True, keys=None, floats: str 
     float arrays as `floats`: 'float32' (OGBench's) or 'float16' (half the bytes, rounded to 11 significant bits)."""
     files = [Path(f) for f in files]
     if not files: raise DatasetError('build_cache needs at least one .npz file')
-    if floats not in FLOATS: raise ValueError(f"floats must be 'float32' or 'float16', got {floats!r}")
+    if floats not in FLOATS: raise ValueError(f"floats must be one of {', '.join(map(repr, FLOATS))}, got {floats!r}")
     cache_dir = Path(cache_dir); cache_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(cache_dir.with_name(cache_dir.name + '.lock'), 'w') as lock:   # runs started together: one builds, the others wait, then reuse
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -17,6 +17,7 @@ import tyro
 
 from .agent import MACConfig
 from .batches import ChunkReturn
+from .cache import FLOATS
 from .data import DEFAULT_DATASET_DIR
 
 # %% auto #0
@@ -118,7 +119,7 @@ def _check_ranges(cfg: TrainConfig):
     for k, lo in _AT_LEAST.items():
         if getattr(cfg, k) < lo: raise ValueError(f'config key {k!r} must be >= {lo}, got {getattr(cfg, k)}')
     if cfg.reward_agg not in ('sum', 'mean'): raise ValueError(f"config key 'reward_agg' must be 'sum' or 'mean', got {cfg.reward_agg!r}")
-    if cfg.cache_floats not in ('float32', 'float16'): raise ValueError(f"config key 'cache_floats' must be 'float32' or 'float16', got {cfg.cache_floats!r}")
+    if cfg.cache_floats not in FLOATS: raise ValueError(f"config key 'cache_floats' must be one of {', '.join(map(repr, FLOATS))}, got {cfg.cache_floats!r}")
     if cfg.replan_every > cfg.agent.n: raise ValueError(f"config key 'replan_every' ({cfg.replan_every}) exceeds the chunk length agent.n = {cfg.agent.n}")
     if cfg.agent.lr <= 0: raise ValueError(f"config key 'agent.lr' must be > 0, got {cfg.agent.lr}")
 

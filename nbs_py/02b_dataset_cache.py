@@ -92,7 +92,7 @@ def build_cache(files, cache_dir, progress: bool = True, keys=None, floats: str 
     float arrays as `floats`: 'float32' (OGBench's) or 'float16' (half the bytes, rounded to 11 significant bits)."""
     files = [Path(f) for f in files]
     if not files: raise DatasetError('build_cache needs at least one .npz file')
-    if floats not in FLOATS: raise ValueError(f"floats must be 'float32' or 'float16', got {floats!r}")
+    if floats not in FLOATS: raise ValueError(f"floats must be one of {', '.join(map(repr, FLOATS))}, got {floats!r}")
     cache_dir = Path(cache_dir); cache_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(cache_dir.with_name(cache_dir.name + '.lock'), 'w') as lock:   # runs started together: one builds, the others wait, then reuse
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -367,7 +367,7 @@ test_eq(man['rounding']['actions'], float(np.abs(acts.astype(np.float16).astype(
 assert 0 < man['rounding']['actions'] <= np.abs(acts).max() * 2 ** -11 and man['rounding']['observations'] == 0
 test_eq(man['floats'], 'float16'); test_eq(json.loads((tmp / 'cache' / 'manifest.json').read_text())['rounding'], {})
 test_fail(lambda: build_cache(files, tmp / 'cache16', progress=False), contains='stores its float arrays as float16, not float32')
-test_fail(lambda: build_cache(files, tmp / 'cache16b', progress=False, floats='bfloat16'), contains="floats must be 'float32' or 'float16'")
+test_fail(lambda: build_cache(files, tmp / 'cache16b', progress=False, floats='bfloat16'), contains="floats must be one of 'float32', 'float16'")
 huge = Path(tmp) / 'huge.npz'; z = dict(np.load(files[1])); z['actions'][3, 1] = 7e4; np.savez(huge, **z)
 test_fail(lambda: build_cache([files[0], huge], tmp / 'cache16c', progress=False, floats='float16'), contains="beyond float16's range")
 assert not (tmp / 'cache16c').exists()

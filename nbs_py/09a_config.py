@@ -21,6 +21,7 @@ import tyro
 
 from mac.agent import MACConfig
 from mac.batches import ChunkReturn
+from mac.cache import FLOATS
 from mac.data import DEFAULT_DATASET_DIR
 
 # %%
@@ -143,7 +144,7 @@ def _check_ranges(cfg: TrainConfig):
     for k, lo in _AT_LEAST.items():
         if getattr(cfg, k) < lo: raise ValueError(f'config key {k!r} must be >= {lo}, got {getattr(cfg, k)}')
     if cfg.reward_agg not in ('sum', 'mean'): raise ValueError(f"config key 'reward_agg' must be 'sum' or 'mean', got {cfg.reward_agg!r}")
-    if cfg.cache_floats not in ('float32', 'float16'): raise ValueError(f"config key 'cache_floats' must be 'float32' or 'float16', got {cfg.cache_floats!r}")
+    if cfg.cache_floats not in FLOATS: raise ValueError(f"config key 'cache_floats' must be one of {', '.join(map(repr, FLOATS))}, got {cfg.cache_floats!r}")
     if cfg.replan_every > cfg.agent.n: raise ValueError(f"config key 'replan_every' ({cfg.replan_every}) exceeds the chunk length agent.n = {cfg.agent.n}")
     if cfg.agent.lr <= 0: raise ValueError(f"config key 'agent.lr' must be > 0, got {cfg.agent.lr}")
 
@@ -184,7 +185,7 @@ for bad, says in [({'batch': 0}, "'batch' must be >= 1"), ({'ckpt_every': 0}, "'
                   ({'agent.actor_hidden': 'abc'}, "'agent.actor_hidden': 'abc' is not a list of layer sizes"),
                   ({'terminals': 'maybe'}, "'terminals': 'maybe' is not true or false"), ({'agent.n': 0}, 'agent.n must be >= 1'),
                   ({'replan_every': 20}, "exceeds the chunk length agent.n = 10"), ({'reward_agg': 'max'}, "'reward_agg' must be 'sum' or 'mean'"),
-                  ({'cache_floats': 'bfloat16'}, "'cache_floats' must be 'float32' or 'float16'")]:
+                  ({'cache_floats': 'bfloat16'}, "'cache_floats' must be one of 'float32', 'float16'")]:
     test_fail(lambda: make_config('cpu', bad), contains=says)
 test_eq(make_config('cpu', {'steps': '2e4', 'agent.lr': 1, 'terminals': 'false'}).steps, 20_000)
 

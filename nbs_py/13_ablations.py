@@ -469,6 +469,15 @@ if (R / 'diagnose.csv').exists():   # readings, not the metric: 15 episodes on e
 # 6. The code is pinned: every arm's trials run the protocol's commit (5a796d6) from a worktree of their own
 #    (`tools/ablate_pinned.sh`), so changes to `mac` made while they train (the faster CPU GELU of chapter 0 came after
 #    the protocol) do not reach them; each run's record names its commit and the hash of the source it imported.
+# 7. MAC (FQL) meets the `cpu` preset's pretraining differently from MAC. The first 5,000 steps train the models and
+#    the policies without rollouts (the preset's departure, chapter 10). MAC's one-step policy is distilled from the
+#    flow on dataset states during them; MAC (FQL)'s one-step actor has no dataset loss at all (its only loss is FQL's,
+#    on rollout states, as in the official `mbfql.py`), so it is untouched until step 5,000, the first rollouts come
+#    from an untrained actor, and it trains for 23,000 of the 28,000 steps. The protocol runs the arm as registered;
+#    the reading weighs whether this can explain its result.
+# 8. `model_on_own_chunks` runs with the current code, not the pinned one: it only reads the runs' checkpoints (the
+#    GELU change moves activations by float rounding), and needs the checkpoint on the machine (they are not
+#    committed), so it covers the runs that finished on the machine where it ran.
 
 # %%
 #| hide
