@@ -426,12 +426,19 @@ test_eq(ablations_cli(['--root', str(root / 'nowhere')]), EXIT_USAGE)
 #| echo: false
 from IPython.display import Image, Markdown, display
 R = Path('../results/ablations')
+def show_csv(path, cols):
+    "A CSV's columns as a markdown table, numbers to 3 significant digits."
+    def fmt(v):
+        try: return v if float(v) == int(float(v)) and '.' not in v else f'{float(v):.3g}'
+        except ValueError: return v or '–'
+    rows = [[fmt(r.get(c) or '') for c in cols] for r in csv.DictReader(open(path))]
+    display(Markdown('| ' + ' | '.join(cols) + ' |\n|' + '---|' * len(cols) + '\n' + '\n'.join('| ' + ' | '.join(r) + ' |' for r in rows)))
 if (R / 'summary.md').exists(): display(Markdown((R / 'summary.md').read_text())); display(Image(R / 'ablations.png'))
-if (R / 'diagnose.csv').exists():   # readings, not the metric: 15 episodes on env seeds 1000-1014
-    cols = ('arms', 'seed', 'final_success', 'success_N1', 'success_N32', 'imagined_success_N32', 'value_return_corr')
-    rows = [[r.get(c) or '–' for c in cols] for r in csv.DictReader(open(R / 'diagnose.csv'))]
-    fmt = lambda v: f'{float(v):.2f}' if v.replace('.', '', 1).replace('-', '', 1).isdigit() and '.' in v else v
-    display(Markdown('| ' + ' | '.join(cols) + ' |\n|' + '---|' * len(cols) + '\n' + '\n'.join('| ' + ' | '.join(fmt(v) for v in r) + ' |' for r in rows)))
+if (R / 'diagnose.csv').exists():     # readings, not the metric: 15 episodes on env seeds 1000-1014
+    show_csv(R / 'diagnose.csv', ('arms', 'seed', 'final_success', 'success_N1', 'success_N32', 'imagined_success_N32', 'value_return_corr'))
+if (R / 'model_check.csv').exists():  # the model on the agent's own chunks: 5 episodes (env seeds 1000-1004), runs whose checkpoint was at hand
+    show_csv(R / 'model_check.csv', ('arms', 'seed', 'chunks', 'own_dyn_mse', 'data_dyn_mse', 'own_over_data', 'own_pred_success',
+                                     'own_real_success', 'own_false_success', 'data_false_success'))
 
 # %% [markdown]
 # **Reading.** (Written from the committed table; each statement names the arms it rests on. An arm with fewer than
