@@ -93,9 +93,10 @@ def _build_cache(files, cache_dir: Path, progress: bool, want=None, floats: str 
     tmp = cache_dir.with_name(cache_dir.name + '.partial')   # a killed build leaves only this, which the next one replaces
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     dtypes = {k: _compact_int(files, k) if np.issubdtype(shapes[0][k][1], np.integer) and np.dtype(shapes[0][k][1]).itemsize > 1
-              else np.dtype(floats) if np.issubdtype(shapes[0][k][1], np.floating) else shapes[0][k][1] for k in keys}
+              else np.dtype(np.float16) if floats == 'float16' and np.issubdtype(shapes[0][k][1], np.floating) else shapes[0][k][1] for k in keys}
     half = [k for k in keys if dtypes[k] == np.float16]
-    rounding = dict.fromkeys(half, 0.0)   # the largest |stored − original| of each float16 key
+    err = {k: np.zeros(shapes[0][k][0][1:]) for k in half}                    # per column: the largest |stored − original|, …
+    lo = {k: np.full(shapes[0][k][0][1:], np.inf) for k in half}; hi = {k: -lo[k] for k in half}   # … and the column's range
     out = {k: np.lib.format.open_memmap(tmp / f'{k}.npy', mode='w+', dtype=dtypes[k], shape=(sum(rows), *shapes[0][k][0][1:])) for k in keys}
     firsts, lasts, owners, at = [], [], [], 0
     for i, f in enumerate(tqdm(files, desc='caching', disable=not progress)):
@@ -105,18 +106,23 @@ def _build_cache(files, cache_dir: Path, progress: bool, want=None, floats: str 
                 raise DatasetError(f'{f}: its last row does not end an episode (terminals), so episodes would cross files')
             for k in keys:
                 a = z[k]
-                if k in half:
-                    if not np.isfinite(a).all() or np.abs(a).max() > np.finfo(np.float16).max:
+                if k in half and len(a):
+                    if not np.isfinite(a).all():
+                        raise DatasetError(f'{f}: {k!r} holds {int((~np.isfinite(a)).sum())} non-finite values (NaN or infinity): the file is broken; make it again')
+                    if np.abs(a).max() > np.finfo(np.float16).max:
                         raise DatasetError(f'{f}: {k!r} holds values beyond float16\'s range (|x| ≤ 65504; here {np.abs(a).max():.4g}): '
                                            f"build this cache with floats='float32'")
-                    h = a.astype(np.float16); rounding[k] = max(rounding[k], float(np.abs(h.astype(np.float32) - a).max(initial=0))); a = h
+                    h = a.astype(np.float16); err[k] = np.maximum(err[k], np.abs(h.astype(np.float32) - a).max(0))
+                    lo[k], hi[k] = np.minimum(lo[k], a.min(0)), np.maximum(hi[k], a.max(0)); a = h
                 out[k][at:at + rows[i]] = a
         firsts.append(at + np.r_[0, ends[:-1] + 1]); lasts.append(at + ends); owners.append(np.full(len(ends), i))
         at += rows[i]
     for m in out.values(): m.flush()
     del out
     np.save(tmp / 'episodes.npy', np.stack([np.concatenate(firsts), np.concatenate(lasts), np.concatenate(owners)], 1).astype(np.int64))
-    write_json(tmp / 'manifest.json', dict(sources=_sources(files), keys=keys, rows=int(at), floats=floats, rounding=rounding,
+    rounding = {k: float(err[k].max(initial=0)) for k in half}                                   # the largest error of each key, and
+    rounding_of_range = {k: float(np.max(err[k] / np.where(hi[k] > lo[k], hi[k] - lo[k], np.inf), initial=0)) for k in half}  # of a column's range
+    write_json(tmp / 'manifest.json', dict(sources=_sources(files), keys=keys, rows=int(at), floats=floats, rounding=rounding, rounding_of_range=rounding_of_range,
                                            built_at=time.strftime('%Y-%m-%dT%H:%M:%S%z')))
     shutil.rmtree(cache_dir, ignore_errors=True); tmp.rename(cache_dir)
     return cache_dir

@@ -31,7 +31,7 @@ from mac.data import DatasetError
 #| hide
 import tempfile
 
-from fastcore.test import test_eq, test_fail
+from fastcore.test import test_close, test_eq, test_fail
 
 
 # %% [markdown]
@@ -133,9 +133,10 @@ def _build_cache(files, cache_dir: Path, progress: bool, want=None, floats: str 
     tmp = cache_dir.with_name(cache_dir.name + '.partial')   # a killed build leaves only this, which the next one replaces
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
     dtypes = {k: _compact_int(files, k) if np.issubdtype(shapes[0][k][1], np.integer) and np.dtype(shapes[0][k][1]).itemsize > 1
-              else np.dtype(floats) if np.issubdtype(shapes[0][k][1], np.floating) else shapes[0][k][1] for k in keys}
+              else np.dtype(np.float16) if floats == 'float16' and np.issubdtype(shapes[0][k][1], np.floating) else shapes[0][k][1] for k in keys}
     half = [k for k in keys if dtypes[k] == np.float16]
-    rounding = dict.fromkeys(half, 0.0)   # the largest |stored − original| of each float16 key
+    err = {k: np.zeros(shapes[0][k][0][1:]) for k in half}                    # per column: the largest |stored − original|, …
+    lo = {k: np.full(shapes[0][k][0][1:], np.inf) for k in half}; hi = {k: -lo[k] for k in half}   # … and the column's range
     out = {k: np.lib.format.open_memmap(tmp / f'{k}.npy', mode='w+', dtype=dtypes[k], shape=(sum(rows), *shapes[0][k][0][1:])) for k in keys}
     firsts, lasts, owners, at = [], [], [], 0
     for i, f in enumerate(tqdm(files, desc='caching', disable=not progress)):
@@ -145,18 +146,23 @@ def _build_cache(files, cache_dir: Path, progress: bool, want=None, floats: str 
                 raise DatasetError(f'{f}: its last row does not end an episode (terminals), so episodes would cross files')
             for k in keys:
                 a = z[k]
-                if k in half:
-                    if not np.isfinite(a).all() or np.abs(a).max() > np.finfo(np.float16).max:
+                if k in half and len(a):
+                    if not np.isfinite(a).all():
+                        raise DatasetError(f'{f}: {k!r} holds {int((~np.isfinite(a)).sum())} non-finite values (NaN or infinity): the file is broken; make it again')
+                    if np.abs(a).max() > np.finfo(np.float16).max:
                         raise DatasetError(f'{f}: {k!r} holds values beyond float16\'s range (|x| ≤ 65504; here {np.abs(a).max():.4g}): '
                                            f"build this cache with floats='float32'")
-                    h = a.astype(np.float16); rounding[k] = max(rounding[k], float(np.abs(h.astype(np.float32) - a).max(initial=0))); a = h
+                    h = a.astype(np.float16); err[k] = np.maximum(err[k], np.abs(h.astype(np.float32) - a).max(0))
+                    lo[k], hi[k] = np.minimum(lo[k], a.min(0)), np.maximum(hi[k], a.max(0)); a = h
                 out[k][at:at + rows[i]] = a
         firsts.append(at + np.r_[0, ends[:-1] + 1]); lasts.append(at + ends); owners.append(np.full(len(ends), i))
         at += rows[i]
     for m in out.values(): m.flush()
     del out
     np.save(tmp / 'episodes.npy', np.stack([np.concatenate(firsts), np.concatenate(lasts), np.concatenate(owners)], 1).astype(np.int64))
-    write_json(tmp / 'manifest.json', dict(sources=_sources(files), keys=keys, rows=int(at), floats=floats, rounding=rounding,
+    rounding = {k: float(err[k].max(initial=0)) for k in half}                                   # the largest error of each key, and
+    rounding_of_range = {k: float(np.max(err[k] / np.where(hi[k] > lo[k], hi[k] - lo[k], np.inf), initial=0)) for k in half}  # of a column's range
+    write_json(tmp / 'manifest.json', dict(sources=_sources(files), keys=keys, rows=int(at), floats=floats, rounding=rounding, rounding_of_range=rounding_of_range,
                                            built_at=time.strftime('%Y-%m-%dT%H:%M:%S%z')))
     shutil.rmtree(cache_dir, ignore_errors=True); tmp.rename(cache_dir)
     return cache_dir
@@ -341,20 +347,30 @@ r = rng.integers(0, len(big), 5000)
 test_eq(big.take('observations', r), np.asarray(c.arrays['observations'])[r])            # the same rows, in order
 test_eq(open_cache(tmp / 'cache').io_threads, 0)                                          # a small cache: one thread …
 assert open_cache(tmp / 'cache').preload_s is not None and open_cache(tmp / 'cache', preload=False).preload_s is None   # … read through at open
+_avail = _mem_available; _mem_available = lambda: 1000                                   # a machine whose memory cannot hold it:
+small = open_cache(tmp / 'cache'); _mem_available = _avail
+test_eq((small.io_threads, small.preload_s), (16, None))                                   # 16 reader threads, nothing read ahead
+test_eq(small.take('observations', r), np.asarray(c.arrays['observations'])[r])
 
 # %% [markdown]
 # **Half-precision floats.** The cache's float arrays can be stored as float16 (`floats='float16'`), half the bytes of
 # OGBench's float32: 100M puzzle-3x3 rows take about 13 GB instead of 25 GB in the benchmark's layout, which fits in
-# the page cache of a 24 GB machine, where float32 does not. float16 keeps 11 significant bits, so a value is stored
-# with a relative error of at most 2⁻¹¹ ≈ 0.05% (for a cube position of 0.5 m, about 0.24 mm); its range ends at
-# 65504, and a file holding a larger value (or a non-finite one) is refused rather than stored as infinity. The
-# manifest records, per key, the largest rounding error met, and the batches are turned back into float32 when they
-# are read (chapter 9b), so the networks never see float16. It is a choice the user makes (the default stays
+# the page cache of a 23 GB machine, where float32 does not. float16 keeps 11 significant bits, so a value (of
+# magnitude above 6·10⁻⁵, below which the absolute error is at most 3·10⁻⁸) is stored with a relative error of at most
+# 2⁻¹¹ ≈ 0.05% (for a cube position of 0.5 m, about 0.24 mm); its range ends at 65504, and a file holding a larger value
+# is refused rather than stored as infinity (a non-finite value is refused as a broken file). What matters to the
+# networks is the error against a column's spread, since observations are min-max normalised per column: a column that
+# sits near 100 and varies by 0.01 would be rounded in steps of 0.06, larger than its spread. So the manifest records,
+# per key, the largest rounding error met (`rounding`) and the largest error as a share of its column's range
+# (`rounding_of_range`), for the user to check before training. Batches are turned back into float32 when they are
+# read (chapter 9b), so the networks never see float16. It is a choice the user makes (the default stays
 # float32, exactly OGBench's numbers), and a cache remembers it: asking a float16 cache for float32 is refused.
 # Measured on this project's 2-core, 23 GB machine (`results/gc_data_bench/`, run 3, `tools/gc_data_bench.py --floats
 # float16 --interleaved`): the 13 GB float16 cache of 100M rows is read through at open (33 s from disk) and then
-# samples batches at 0.63× the speed of a 1M-row cache, timed in alternation in one process, where the 25 GB float32
-# cache, read from disk, ran at 0.07×.
+# samples batches at 0.63× the speed of a 1M-row cache, the two timed in alternation in one process (timed in separate
+# processes minutes apart, as run 2 was, the same caches gave 0.69× and 0.36×: on a loaded machine only the interleaved
+# figure compares like with like). The 25 GB float32 cache cannot stay in this machine's memory; run 2 timed it, in
+# separate processes from a cold page cache, at 0.07× the 1M rate.
 
 # %%
 c16 = open_cache(build_cache(files, tmp / 'cache16', progress=False, floats='float16'))
@@ -365,6 +381,8 @@ test_eq(np.asarray(c16.arrays['observations']), flat)                           
 man = json.loads((tmp / 'cache16' / 'manifest.json').read_text())
 test_eq(man['rounding']['actions'], float(np.abs(acts.astype(np.float16).astype(np.float32) - acts).max()))
 assert 0 < man['rounding']['actions'] <= np.abs(acts).max() * 2 ** -11 and man['rounding']['observations'] == 0
+rng_ = acts.max(0) - acts.min(0)
+test_close(man['rounding_of_range']['actions'], float((np.abs(acts.astype(np.float16).astype(np.float32) - acts).max(0) / rng_).max()), eps=1e-9)
 test_eq(man['floats'], 'float16'); test_eq(json.loads((tmp / 'cache' / 'manifest.json').read_text())['rounding'], {})
 test_fail(lambda: build_cache(files, tmp / 'cache16', progress=False), contains='stores its float arrays as float16, not float32')
 test_fail(lambda: build_cache(files, tmp / 'cache16b', progress=False, floats='bfloat16'), contains="floats must be one of 'float32', 'float16'")
@@ -372,6 +390,8 @@ huge = Path(tmp) / 'huge.npz'; z = dict(np.load(files[1])); z['actions'][3, 1] =
 test_fail(lambda: build_cache([files[0], huge], tmp / 'cache16c', progress=False, floats='float16'), contains="beyond float16's range")
 assert not (tmp / 'cache16c').exists()
 test_eq(np.asarray(open_cache(build_cache([files[0], huge], tmp / 'cache32c', progress=False)).arrays['actions'])[-len(z['actions']) + 3, 1], 7e4)
+z['actions'][3, 1] = np.nan; np.savez(huge, **z)
+test_fail(lambda: build_cache([files[0], huge], tmp / 'cache16d', progress=False, floats='float16'), contains='1 non-finite values')
 
 # %% [markdown]
 # Refusals, and what they leave intact: a cache of other (or changed) files is not served, and a file whose last

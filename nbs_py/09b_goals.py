@@ -94,7 +94,7 @@ def oracle_reps(env: str, qpos=None, button_states=None) -> np.ndarray:
         raise DatasetError(f'{env}: its oracle goal representation needs the dataset key {" and ".join(map(repr, missing))}, which these data '
                            f'lack: make the dataset with mac_data (it stores qpos and button_states, as OGBench does)')
     if e.startswith('puzzle'): return np.asarray(button_states, np.float32)
-    qpos, k = np.asarray(qpos), N_CUBES[e]
+    qpos, k = np.asarray(qpos, np.float32), N_CUBES[e]   # float32 (a float16 cache's qpos would round again below)
     if qpos.shape[1] < _OBJ0 + k * _CUBE_QPOS + (4 if e == 'scene' else 0):
         raise DatasetError(f'{env}: qpos has {qpos.shape[1]} columns, too few for {k} cube(s): these data are not from {e}')
     xyz = np.stack([qpos[:, _OBJ0 + i * _CUBE_QPOS: _OBJ0 + i * _CUBE_QPOS + 3] for i in range(k)], 1)   # (rows, k, 3)
@@ -304,7 +304,7 @@ def goal_normalizers(env: str, val: dict, device=None) -> tuple[ObsNormalizer, O
 def goal_data(env: str, path, n: int, gamma: float = 0.999, value_mix: GoalMix = VALUE_MIX, actor_mix: GoalMix | None = None,
               device=None, norms=None, progress: bool = True, cache_dir=None, floats: str = 'float32') -> GoalChunkBatches:
     """Goal-conditioned batches over the files at `path` (a train file or a folder), cached once in `cache_dir` (default:
-    beside them, `mac-cache`, or `mac-cache-float16` for a cache whose float arrays are float16: chapter 2b)."""
+    beside them: `mac-cache` in a folder, `<stem>.cache` beside one file; `-float16` added for a float16 cache: chapter 2b)."""
     pairs, p = dataset_files(path), Path(path).expanduser()
     tag = '' if floats == 'float32' else f'-{floats}'
     cache_dir = cache_dir or (p / f'mac-cache{tag}' if p.is_dir() else p.with_name(f'{p.stem}{tag}.cache'))

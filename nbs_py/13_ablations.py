@@ -311,7 +311,7 @@ def diagnose_runs(root='results/ablations', study='results/cpu_study/preset', fn
     for r in runs:
         if r['status'] != 'done' or r['run'] in have: continue
         d = root / r['run']; d = d / 'run' if (d / 'run').is_dir() else d      # the CPU study keeps its run one folder down
-        if skip_missing and not (d / 'checkpoint.pt').exists(): continue
+        if skip_missing and not (d / 'checkpoint.pt').exists(): print(f'{r["run"]}: no checkpoint on this machine, skipped'); continue
         arms = ' / '.join(a['arm'] for a in runs if a['run'] == r['run'])
         rows.append(dict(run=r['run'], arms=arms, seed=r['seed'], final_success=r['successes'] / r['episodes'], **fn(d, episodes=episodes)))
         have.add(r['run']); write_csv(path, rows)                                # written after each run: an interruption keeps the rest
@@ -341,21 +341,24 @@ test_eq(calls, [gau1.relative_to(root.parent)]); (gau1 / 'checkpoint.pt').unlink
 # where the model is wrong in its favour. `model_on_own_chunks` measures that directly. It runs the agent in the real
 # environment (whole chunks, the `cpu` preset's rule), and before executing each chunk it asks the run's own model what
 # the chunk will do: the state n steps later, and (where the run learns success) whether the task is solved within it.
-# After the chunk it compares both with what happened. The same model's error on chunks of the dataset's validation
+# After the chunk it compares both with what happened (a chunk
+# that the episode's time limit cut short is left out of both comparisons, since it had fewer steps to succeed in). The same model's error on chunks of the dataset's validation
 # split gives the scale. A ratio near 1 says the agent stays where the model is accurate; a large one, with predicted
 # successes that do not happen, says it exploits the model.
 
 # %%
 #| export
 def model_on_own_chunks(run_dir, episodes: int = 5, seed: int = 1000, device='cpu', data_chunks: int = 2000, keep_chunks: bool = False) -> dict:
-    """A run's chunk model on the chunks its acting policy picks in the real env (whole chunks), against the real outcome,
-    and on the validation split's chunks: dynamics error (normalised states), predicted vs real success per chunk."""
+    """A run's chunk model on the chunks its acting policy picks in the real env, each executed whole (whatever the run's
+    re-planning rule), against the real outcome; and on the validation split's chunks: dynamics error (normalised
+    states), predicted vs real success per chunk (NaN where the run does not learn success). Single-task runs."""
     import torch
     from mac.batches import ChunkDataset
-    from mac.data import load_ogbench
+    from mac.data import load_ogbench, parse_name
     from mac.evaluate import _make_env, eval_env_name
     from mac.train import load_agent
     ag, norm, cfg, ck = load_agent(run_dir, device)
+    if parse_name(cfg.env).oraclerep: raise ValueError(f'model_on_own_chunks checks single-task runs; {run_dir} is goal-conditioned ({cfg.env})')
     n, d, g = cfg.agent.n, ag.action_dim, torch.Generator(device).manual_seed(seed)
     T = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32, device=device)
     env, chunks = _make_env(eval_env_name(cfg.env)), []
@@ -375,16 +378,19 @@ def model_on_own_chunks(run_dir, episodes: int = 5, seed: int = 1000, device='cp
                                    sq_err=float(((norm(T(obs)) - pred) ** 2).mean()) if full else np.nan,
                                    predicted_success=logit > 0, real_success=real_succ))
     finally: env.close()
-    _, _, val = load_ogbench(cfg.env, cfg.dataset_dir)
+    val_env, _, val = load_ogbench(cfg.env, cfg.dataset_dir); val_env.close()
     b = ChunkDataset.from_ogbench(val, norm, ret=cfg.chunk_return, device=device).sample(data_chunks, torch.Generator(device).manual_seed(seed))
     with torch.no_grad():
         data_err = float(ag.dynamics.loss(b['observations'], b['actions'], b['next_observations']))
         data_pred = ag.success(b['observations'], b['actions']) > 0; data_real = b['masks'] == 0
-    err = np.array([c['sq_err'] for c in chunks if c['full']]); ps = np.array([c['predicted_success'] for c in chunks]); rs = np.array([c['real_success'] for c in chunks])
+    err = np.array([c['sq_err'] for c in chunks if c['full']])
+    judged = [c for c in chunks if c['full'] or c['real_success']]          # a chunk cut short by the time limit had fewer steps to succeed in
+    ps, rs = np.array([c['predicted_success'] for c in judged]), np.array([c['real_success'] for c in judged])
+    nan = float('nan'); learns = cfg.agent.learn_success
     out = dict(step=ck['step'], episodes=episodes, chunks=len(chunks), own_dyn_mse=float(err.mean()), data_dyn_mse=data_err,
-               own_over_data=float(err.mean() / data_err), own_pred_success=float(ps.mean()), own_real_success=float(rs.mean()),
-               own_false_success=float((ps & ~rs).mean()), data_pred_success=float(data_pred.float().mean()), data_real_success=float(data_real.float().mean()),
-               data_false_success=float((data_pred & ~data_real).float().mean()),
+               own_over_data=float(err.mean() / data_err), own_pred_success=float(ps.mean()) if learns else nan, own_real_success=float(rs.mean()),
+               own_false_success=float((ps & ~rs).mean()) if learns else nan, data_pred_success=float(data_pred.float().mean()) if learns else nan,
+               data_real_success=float(data_real.float().mean()), data_false_success=float((data_pred & ~data_real).float().mean()) if learns else nan,
                episodes_reaching_success=float(np.mean([any(c['real_success'] for c in chunks if c['episode'] == i) for i in range(episodes)])))
     return out | (dict(records=chunks) if keep_chunks else {})
 
@@ -407,7 +413,9 @@ def ablations_cli(argv=None):
         if not Path(a.root).is_dir(): raise FileNotFoundError(f'no ablations folder {a.root}: run the commands of its PROTOCOL.md first, or pass --root')
         print(format_summary(write_ablations(a.root, a.study)), end=''); print(f'wrote {a.root}/summary.md, table.csv, runs.csv, ablations.png')
         if a.diagnose: diagnose_runs(a.root, a.study); print(f'wrote {a.root}/diagnose.csv')
-        if a.model_check: diagnose_runs(a.root, a.study, model_on_own_chunks, 5, 'model_check.csv', skip_missing=True); print(f'wrote {a.root}/model_check.csv')
+        if a.model_check:
+            rows = diagnose_runs(a.root, a.study, model_on_own_chunks, 5, 'model_check.csv', skip_missing=True)
+            print(f'{a.root}/model_check.csv: {len(rows)} runs' if rows else 'no finished run has its checkpoint on this machine: nothing checked')
         return 0
     return run_cli('mac_ablations', body, a.debug)
 
@@ -429,8 +437,8 @@ R = Path('../results/ablations')
 def show_csv(path, cols):
     "A CSV's columns as a markdown table, numbers to 3 significant digits."
     def fmt(v):
-        try: return v if float(v) == int(float(v)) and '.' not in v else f'{float(v):.3g}'
-        except ValueError: return v or '–'
+        try: return v if '.' not in v and float(v) == int(float(v)) else f'{float(v):.3g}'
+        except (ValueError, OverflowError): return v or '–'
     rows = [[fmt(r.get(c) or '') for c in cols] for r in csv.DictReader(open(path))]
     display(Markdown('| ' + ' | '.join(cols) + ' |\n|' + '---|' * len(cols) + '\n' + '\n'.join('| ' + ' | '.join(r) + ' |' for r in rows)))
 if (R / 'summary.md').exists(): display(Markdown((R / 'summary.md').read_text())); display(Image(R / 'ablations.png'))

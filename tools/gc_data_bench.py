@@ -15,9 +15,10 @@ OUT/bench.json, one entry per size, so an interrupted run continues where it sto
 `--interleaved` then compares each size with the smallest in one process, both caches open (and, where they fit,
 read into memory), alternating blocks of 50 batches for 10 rounds (the order flips every round): on a loaded machine
 the load hits both alike, so the median of the per-round speed ratios is the figure to read (entry `interleaved`).
-`--floats float16` builds the
-caches with float16 float arrays (chapter 2b); `open_cache` decides, as in a run, whether to read a cache through at
-open (it fits in 3/4 of the available memory) or to read rows with 16 threads (it does not); `open_s` is that open.
+
+`--floats float16` builds the caches with float16 float arrays (chapter 2b); `open_cache` decides, as in a run, whether
+to read a cache through at open (it fits in 3/4 of the available memory) or to read rows with 16 threads (it does
+not); `open_s` is that open. An OUT folder holds the results of one float type only.
 """
 import argparse
 import json
@@ -93,8 +94,8 @@ def measure_pair(dirs: list, seed: int = 0, rounds: int = 10, block: int = 50) -
                 speed_vs_first_all=[[round(x, 3) for x in q] for q in ratios], batch_ms_all=[[round(x, 2) for x in m] for m in ms], rounds=rounds, block=block)
 
 
-def _cache_of(work: Path, m: int, base: Path, floats: str) -> Path:
-    "The cache of m hard-linked copies of the base file, built (or found) in work/<m>M."
+def _cache_of(work: Path, m: int, base: Path, floats: str) -> tuple[Path, float]:
+    "The cache of m hard-linked copies of the base file, built (or found) in work/<m>M, and the seconds that took."
     from mac.cache import build_cache
     d = work / f'{m}M'; d.mkdir(exist_ok=True)
     for i in range(m):
@@ -107,7 +108,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--out', default='results/gc_data_bench'); ap.add_argument('--sizes', type=int, nargs='+', default=[1, 10, 100])
     ap.add_argument('--work', default=os.path.expanduser('~/.cache/mac/gc_data_bench')); ap.add_argument('--measure', help=argparse.SUPPRESS); ap.add_argument('--seed', type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument('--floats', choices=('float32', 'float16'), default='float32')
+    from mac.cache import FLOATS
+    ap.add_argument('--floats', choices=FLOATS, default='float32')
     ap.add_argument('--interleaved', action='store_true'); ap.add_argument('--pair', nargs='+', help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.measure: print(json.dumps(measure(a.measure, a.seed))); return
@@ -115,6 +117,9 @@ def main():
     out, work = Path(a.out), Path(a.work); out.mkdir(parents=True, exist_ok=True); work.mkdir(parents=True, exist_ok=True)
     res_path = out / 'bench.json'
     res = json.loads(res_path.read_text()) if res_path.exists() else {}
+    other = {m: e.get('floats', 'float32') for m, e in res.items() if m != 'interleaved' and e.get('floats', 'float32') != a.floats}
+    if other: sys.exit(f'{res_path} holds results for {other} caches, not {a.floats}: pass another --out')   # (entries of runs 1-2 predate the key: float32)
+    measured = False
     base = work / 'base.npz'
     if not base.exists(): make_file(work / 'base.tmp.npz'); (work / 'base.tmp.npz').rename(base)
     for m in a.sizes:
@@ -128,7 +133,7 @@ def main():
         first = run(0); r = run(1) | dict(first=first, first_is_cold=cold)   # the second draws other batches: warmer, not the same rows
         r |= dict(files=m, build_s=round(build_s, 1), cache_gb=round(sum(f.stat().st_size for f in (d / 'cache').glob('*.npy')) / 1e9, 2),
                   load_1min=os.getloadavg()[0])
-        res[str(m)] = r; res_path.write_text(json.dumps(res, indent=1) + '\n')
+        res[str(m)] = r; measured = True; res_path.write_text(json.dumps(res, indent=1) + '\n')
         print(f"{m}M transitions ({a.floats}): open {first['open_s']} s, {first['batches_per_s']} batches/s from a {'cold' if cold else 'warm'} page cache, then {r['batches_per_s']} (B=1024, n=10), resident {r['after']['rss_mb']} MB "
               f"(anonymous {r['after']['anon_mb']} MB, mapped file pages {r['after']['file_mb']} MB), cache {r['cache_gb']} GB built in {build_s:.0f} s")
         if not a.interleaved: shutil.rmtree(d)
@@ -136,7 +141,7 @@ def main():
         sizes = sorted(a.sizes); caches = [_cache_of(work, m, base, a.floats)[0] for m in sizes]
         subprocess.run('sync', shell=True)
         r = json.loads(subprocess.run([sys.executable, __file__, '--pair', *map(str, caches)], check=True, capture_output=True, text=True).stdout)
-        res['interleaved'] = r | dict(sizes_m=sizes, floats=a.floats, load_1min=os.getloadavg()[0]); res_path.write_text(json.dumps(res, indent=1) + '\n')
+        measured = True; res['interleaved'] = r | dict(sizes_m=sizes, floats=a.floats, load_1min=os.getloadavg()[0]); res_path.write_text(json.dumps(res, indent=1) + '\n')
         for m, t, q in zip(sizes, r['batch_ms_median'], r['speed_vs_first_median']):
             print(f"interleaved: {m}M {t} ms a batch, speed {q:.2f}x that of {sizes[0]}M (median of {r['rounds']} rounds)")
         for m in sizes: shutil.rmtree(work / f'{m}M')
@@ -145,7 +150,7 @@ def main():
             print(f"{m}M / 1M: speed {res[m]['batches_per_s'] / res['1']['batches_per_s']:.2f}x, anonymous memory "
                   f"{res[m]['after']['anon_mb'] / res['1']['after']['anon_mb']:.2f}x")
     from mac.core import provenance
-    (out / 'provenance.json').write_text(json.dumps(provenance(command=' '.join(['python', 'tools/gc_data_bench.py'] + sys.argv[1:])), indent=1, default=str) + '\n')
+    if measured: (out / 'provenance.json').write_text(json.dumps(provenance(command=' '.join(['python', 'tools/gc_data_bench.py'] + sys.argv[1:])), indent=1, default=str) + '\n')
 
 
 if __name__ == '__main__':

@@ -166,7 +166,7 @@ def diagnose_runs(root='results/ablations', study='results/cpu_study/preset', fn
     for r in runs:
         if r['status'] != 'done' or r['run'] in have: continue
         d = root / r['run']; d = d / 'run' if (d / 'run').is_dir() else d      # the CPU study keeps its run one folder down
-        if skip_missing and not (d / 'checkpoint.pt').exists(): continue
+        if skip_missing and not (d / 'checkpoint.pt').exists(): print(f'{r["run"]}: no checkpoint on this machine, skipped'); continue
         arms = ' / '.join(a['arm'] for a in runs if a['run'] == r['run'])
         rows.append(dict(run=r['run'], arms=arms, seed=r['seed'], final_success=r['successes'] / r['episodes'], **fn(d, episodes=episodes)))
         have.add(r['run']); write_csv(path, rows)                                # written after each run: an interruption keeps the rest
@@ -174,14 +174,16 @@ def diagnose_runs(root='results/ablations', study='results/cpu_study/preset', fn
 
 # %% ../../nbs/13_ablations.ipynb #7cf1c67c
 def model_on_own_chunks(run_dir, episodes: int = 5, seed: int = 1000, device='cpu', data_chunks: int = 2000, keep_chunks: bool = False) -> dict:
-    """A run's chunk model on the chunks its acting policy picks in the real env (whole chunks), against the real outcome,
-    and on the validation split's chunks: dynamics error (normalised states), predicted vs real success per chunk."""
+    """A run's chunk model on the chunks its acting policy picks in the real env, each executed whole (whatever the run's
+    re-planning rule), against the real outcome; and on the validation split's chunks: dynamics error (normalised
+    states), predicted vs real success per chunk (NaN where the run does not learn success). Single-task runs."""
     import torch
     from mac.batches import ChunkDataset
-    from mac.data import load_ogbench
+    from mac.data import load_ogbench, parse_name
     from mac.evaluate import _make_env, eval_env_name
     from mac.train import load_agent
     ag, norm, cfg, ck = load_agent(run_dir, device)
+    if parse_name(cfg.env).oraclerep: raise ValueError(f'model_on_own_chunks checks single-task runs; {run_dir} is goal-conditioned ({cfg.env})')
     n, d, g = cfg.agent.n, ag.action_dim, torch.Generator(device).manual_seed(seed)
     T = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32, device=device)
     env, chunks = _make_env(eval_env_name(cfg.env)), []
@@ -201,16 +203,19 @@ def model_on_own_chunks(run_dir, episodes: int = 5, seed: int = 1000, device='cp
                                    sq_err=float(((norm(T(obs)) - pred) ** 2).mean()) if full else np.nan,
                                    predicted_success=logit > 0, real_success=real_succ))
     finally: env.close()
-    _, _, val = load_ogbench(cfg.env, cfg.dataset_dir)
+    val_env, _, val = load_ogbench(cfg.env, cfg.dataset_dir); val_env.close()
     b = ChunkDataset.from_ogbench(val, norm, ret=cfg.chunk_return, device=device).sample(data_chunks, torch.Generator(device).manual_seed(seed))
     with torch.no_grad():
         data_err = float(ag.dynamics.loss(b['observations'], b['actions'], b['next_observations']))
         data_pred = ag.success(b['observations'], b['actions']) > 0; data_real = b['masks'] == 0
-    err = np.array([c['sq_err'] for c in chunks if c['full']]); ps = np.array([c['predicted_success'] for c in chunks]); rs = np.array([c['real_success'] for c in chunks])
+    err = np.array([c['sq_err'] for c in chunks if c['full']])
+    judged = [c for c in chunks if c['full'] or c['real_success']]          # a chunk cut short by the time limit had fewer steps to succeed in
+    ps, rs = np.array([c['predicted_success'] for c in judged]), np.array([c['real_success'] for c in judged])
+    nan = float('nan'); learns = cfg.agent.learn_success
     out = dict(step=ck['step'], episodes=episodes, chunks=len(chunks), own_dyn_mse=float(err.mean()), data_dyn_mse=data_err,
-               own_over_data=float(err.mean() / data_err), own_pred_success=float(ps.mean()), own_real_success=float(rs.mean()),
-               own_false_success=float((ps & ~rs).mean()), data_pred_success=float(data_pred.float().mean()), data_real_success=float(data_real.float().mean()),
-               data_false_success=float((data_pred & ~data_real).float().mean()),
+               own_over_data=float(err.mean() / data_err), own_pred_success=float(ps.mean()) if learns else nan, own_real_success=float(rs.mean()),
+               own_false_success=float((ps & ~rs).mean()) if learns else nan, data_pred_success=float(data_pred.float().mean()) if learns else nan,
+               data_real_success=float(data_real.float().mean()), data_false_success=float((data_pred & ~data_real).float().mean()) if learns else nan,
                episodes_reaching_success=float(np.mean([any(c['real_success'] for c in chunks if c['episode'] == i) for i in range(episodes)])))
     return out | (dict(records=chunks) if keep_chunks else {})
 
@@ -231,6 +236,8 @@ def ablations_cli(argv=None):
         if not Path(a.root).is_dir(): raise FileNotFoundError(f'no ablations folder {a.root}: run the commands of its PROTOCOL.md first, or pass --root')
         print(format_summary(write_ablations(a.root, a.study)), end=''); print(f'wrote {a.root}/summary.md, table.csv, runs.csv, ablations.png')
         if a.diagnose: diagnose_runs(a.root, a.study); print(f'wrote {a.root}/diagnose.csv')
-        if a.model_check: diagnose_runs(a.root, a.study, model_on_own_chunks, 5, 'model_check.csv', skip_missing=True); print(f'wrote {a.root}/model_check.csv')
+        if a.model_check:
+            rows = diagnose_runs(a.root, a.study, model_on_own_chunks, 5, 'model_check.csv', skip_missing=True)
+            print(f'{a.root}/model_check.csv: {len(rows)} runs' if rows else 'no finished run has its checkpoint on this machine: nothing checked')
         return 0
     return run_cli('mac_ablations', body, a.debug)
