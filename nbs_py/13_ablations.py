@@ -464,8 +464,29 @@ if (R / 'model_check.csv').exists():  # the model on the agent's own chunks: 5 e
 # dataset would have taken (a likely reason, not measured here). Whether that gap widens to the paper's collapse with 35× more training, this budget cannot
 # say.
 #
-# *Rejection sampling against FQL extraction, distillation, chunk length (Table 3's MAC (FQL), Table 15, Figure 3).*
-# _Pending: these arms are still training (mac-fql seeds 0 and 1 under way; the others queued)._
+# *Rejection sampling against FQL extraction (Table 3; MAC and MAC (FQL), 3 seeds each).* MAC (FQL) never solves the
+# task at this budget: 0% [0, 2] pooled (0/150, every seed 0%, and 0 of 15 at each of the 14 in-training evaluations of
+# every seed), against MAC's 75% [68, 82]. The paper's MAC (FQL) also ends below MAC, but far higher (77 ± 21 against
+# 100 ± 0 at 1M steps). The paper's reason for rejection sampling is the one these runs show at its most extreme:
+#
+# > we employ rejection sampling from an expressive behavioral action-chunk policy, which prevents model exploitation from out-of-distribution actions.
+#
+# The model check (above; seeds 1 and 2, whose checkpoints were at hand) measures the exploitation directly. On the
+# chunks its FQL actor picks, the run's own dynamics model errs 10× and 25× more than on the dataset's chunks (mean
+# squared error 0.019 and 0.037 against 0.0018 and 0.0015, normalised states), and its success model declares success
+# on 83% and 94% of those chunks, none of which succeed in MuJoCo; on the dataset's chunks it does so on 0.3%. The
+# `diagnose` rows agree: inside its model the agent succeeds in every episode (imagined success 100%, all three
+# seeds), its value on dataset states averages −1.3 to −2.1 where MAC's is −4.6 and the data's returns −8.6, and Q
+# hardly varies across 32 behaviour samples (standard deviation 0.004-0.011 against MAC's 0.29-0.31): the critic has
+# learned that every state is one chunk from success. The gradient of Q moved the actor to chunks the dataset never
+# took, where the model is wrong in the agent's favour, and the value learned from the model's rollouts of that actor
+# believes it. Rejection sampling can only pick among the behaviour policy's samples, which stay near the chunks the
+# model was fitted on. Why the exploitation is total here and partial in the paper is not measured; two differences
+# bear on it: the budget (28k steps, 10% of the data), and the `cpu` preset's pretraining (implementation detail 7:
+# the FQL actor gets no training in the first 5,000 steps, so the value's first rollouts come from an untrained actor).
+#
+# *Distillation and chunk length (Table 15, Figure 3).* _Pending: MAC w/o π_θ started at the end of this session; the
+# n = 1, 5, 25 arms are queued._
 #
 # ## Implementation details
 #
