@@ -368,14 +368,14 @@ def model_on_own_chunks(run_dir, episodes: int = 5, seed: int = 1000, device='cp
             while not done:
                 s = norm(T(obs)[None]); a = ag.act(s, g)
                 with torch.no_grad(): pred, logit = ag.dynamics(s, a)[0], float(ag.success(s, a)[0])
-                real_succ, k = False, 0
+                real_succ, k, steps = False, 0, np.clip(a[0].cpu().numpy().reshape(n, d), -1, 1)
                 for k in range(n):
-                    obs, _, term, trunc, info = env.step(np.clip(a[0].cpu().numpy().reshape(n, d)[k], -1, 1))
+                    obs, _, term, trunc, info = env.step(steps[k])
                     real_succ |= bool(info['success']); done = term or trunc
                     if done: break
-                full = k == n - 1                                            # the chunk ran to its end: its state n steps on is known
-                chunks.append(dict(episode=i, obs=s[0].cpu().numpy(), chunk=a[0].cpu().numpy(), full=full, next_obs=norm(T(obs)).cpu().numpy(),
-                                   sq_err=float(((norm(T(obs)) - pred) ** 2).mean()) if full else np.nan,
+                full, s1 = k == n - 1, norm(T(obs))                         # full: the chunk ran to its end, so its state n steps on is known
+                chunks.append(dict(episode=i, obs=s[0].cpu().numpy(), chunk=a[0].cpu().numpy(), full=full, next_obs=s1.cpu().numpy(),
+                                   sq_err=float(((s1 - pred) ** 2).mean()) if full else np.nan,
                                    predicted_success=logit > 0, real_success=real_succ))
     finally: env.close()
     val_env, _, val = load_ogbench(cfg.env, cfg.dataset_dir); val_env.close()

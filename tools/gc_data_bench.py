@@ -42,21 +42,27 @@ def make_file(path: Path, seed: int = 0):
              button_states=rng.integers(0, 2, (ROWS_PER_FILE, 9)).astype(np.int8))
 
 
+def _batches(cache):
+    "Goal-conditioned batches (puzzle-3x3's goal mixes, n = 10) over `cache`, identity normalisers, one thread."
+    import torch
+    from mac.batches import ObsNormalizer
+    from mac.goals import GoalChunkBatches
+    torch.set_num_threads(1)
+    ident = lambda k: ObsNormalizer(torch.zeros(k), torch.ones(k))
+    return GoalChunkBatches(cache, 'puzzle-3x3', 10, ident(55), ident(9), device='cpu')
+
+
 def measure(cache_dir: str, seed: int = 0) -> dict:
     "Run in a fresh process: sampling speed and memory of GoalChunkBatches over the cache."
     import torch
-    from mac.batches import ObsNormalizer
     from mac.cache import open_cache
-    from mac.goals import GoalChunkBatches
-    torch.set_num_threads(1)
     def mem():
         f = dict(l.split(':', 1) for l in open('/proc/self/status') if ':' in l)
         kb = lambda k: int(f[k].split()[0]) / 1024
         return dict(rss_mb=round(kb('VmRSS'), 1), anon_mb=round(kb('RssAnon'), 1), file_mb=round(kb('RssFile'), 1))
     m0 = mem()
     t0 = time.perf_counter(); c = open_cache(cache_dir); open_s = time.perf_counter() - t0
-    ident = lambda k: ObsNormalizer(torch.zeros(k), torch.ones(k))
-    gb = GoalChunkBatches(c, 'puzzle-3x3', 10, ident(55), ident(9), device='cpu')
+    gb = _batches(c)
     g = torch.Generator().manual_seed(seed)
     for _ in range(20): gb.sample(1024, g)
     times = []
@@ -72,13 +78,9 @@ def measure(cache_dir: str, seed: int = 0) -> dict:
 def measure_pair(dirs: list, seed: int = 0, rounds: int = 10, block: int = 50) -> dict:
     "Run in a fresh process: caches `dirs` sampled in alternating blocks; speed of each relative to the first, per round."
     import torch
-    from mac.batches import ObsNormalizer
     from mac.cache import open_cache
-    from mac.goals import GoalChunkBatches
-    torch.set_num_threads(1)
-    ident = lambda k: ObsNormalizer(torch.zeros(k), torch.ones(k))
     caches = [open_cache(d) for d in dirs]
-    gbs = [GoalChunkBatches(c, 'puzzle-3x3', 10, ident(55), ident(9), device='cpu') for c in caches]
+    gbs = [_batches(c) for c in caches]
     g = torch.Generator().manual_seed(seed)
     for gb in gbs:
         for _ in range(20): gb.sample(1024, g)
