@@ -145,6 +145,16 @@ def _source_sha256() -> str:
 
 _SOURCE_SHA256 = _source_sha256()
 
+_VECTOR_FLAGS = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16')   # what decides CPU speed here (bf16 needs the last two)
+
+def _cpu() -> dict:
+    "The CPU's model name and vector extensions (Linux's /proc/cpuinfo; elsewhere whatever `platform` knows)."
+    try: info = Path('/proc/cpuinfo').read_text()
+    except OSError: return dict(model=platform.processor() or None, features=None)
+    field = lambda k: next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith(k)), '')
+    flags = set(field('flags').split())
+    return dict(model=field('model name') or None, features=[f for f in _VECTOR_FLAGS if f in flags])
+
 def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) -> dict:
     "A record of how a result was made: commit, command, seed, machine, wall time, versions (+ anything in `extra`)."
     dev = torch.device(device) if device is not None else None
@@ -157,7 +167,7 @@ def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) 
         seed=seed, wall_time_s=None if wall_time_s is None else round(float(wall_time_s), 2),
         finished_at=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
         machine=dict(host=platform.node(), platform=platform.platform(), processor=platform.machine(),
-                     cpus=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                     cpus=os.cpu_count(), cpu=_cpu(), torch_threads=torch.get_num_threads(),
                      load_avg=[round(x, 2) for x in os.getloadavg()] if hasattr(os, 'getloadavg') else None,
                      device=str(dev) if dev else None,
                      gpu=torch.cuda.get_device_name(dev) if dev is not None and dev.type == 'cuda' else None),

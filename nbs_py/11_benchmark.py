@@ -199,8 +199,9 @@ test_fail(lambda: bench_many(tiny, 2, batch=16, device='cpu'), contains='needs a
 # %% [markdown]
 # ### bfloat16: what it changes
 #
-# This CPU multiplies bfloat16 matrices natively (avx512_bf16), so `bf16` (chapter 8) may make the update cheaper. Before
-# using it, check what it changes where it matters: the action MAC takes is the argmax of Q over N candidates, so the
+# A CPU with avx512_bf16 or AMX multiplies bfloat16 matrices natively, so there `bf16` (chapter 8) may make the update
+# cheaper; a CPU without them (AVX2 only) emulates them and is much slower (measured below). Check
+# `provenance()['machine']['cpu']['features']` first. Before using it, check what it changes where it matters: the action MAC takes is the argmax of Q over N candidates, so the
 # question is how often bfloat16 picks another candidate than float32 on the *same* candidates, and how much worse that
 # candidate is by float32's own Q (in units of the spread of Q among the candidates); and how far the losses move.
 
@@ -244,7 +245,10 @@ r16
 # loss is a small squared error of a fit that is already good, on dataset chunks, and bfloat16's rounding of r̂ (about 3
 # significant digits) is of the size of the error left; the value and critic losses also come from rollouts, whose
 # argmax choices differ in about one state in five, so their targets differ too. So bfloat16 is not a free switch here: whether learning survives it needs a learning run against
-# float32 (not run yet), and its speed a quiet machine (not measured yet; issue 15).
+# float32 (not run yet), and its speed a quiet machine with avx512_bf16 (not measured yet; issue 15). On a machine without it, the answer is
+# already clear: an AMD EPYC with AVX2 only (2026-11-28; `mac_bench --configs cpu --bf16 --device cpu --reps 5`, one
+# thread, beside two 1-thread runs, both modes in one process) took **0.32 s per `cpu`-preset update in float32 and 3.13 s
+# under bfloat16 autocast, 9.8× slower** (`results/bench/bf16_avx2/`): there, leave `bf16` off.
 
 # %% [markdown]
 # ### GELU on the CPU
