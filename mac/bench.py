@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0
 __all__ = ['matmul_gflops', 'bench_agent', 'cuda_graph_agreement', 'bench_many', 'many_agreement', 'bf16_agreement', 'bench_gelu',
-           'bench_cli']
+           'gemm_shapes', 'matmul_floor', 'bench_cli']
 
 # %% ../nbs/11_benchmark.ipynb #7cf4ae6d
 def _batch(B, S, nd, device, g):
@@ -202,6 +202,39 @@ def bench_gelu(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: 
                 update_s_pytorch=update[False], update_s_fast=update[True],
                 call_speedup=med(call[False]) / med(call[True]), update_speedup=med(update[False]) / med(update[True]))
 
+# %% ../nbs/11_benchmark.ipynb #8c083415
+_GEMMS = ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm')
+
+def gemm_shapes(fn) -> list[tuple[int, int, int, int]]:
+    "The matrix products one call of `fn()` runs, in order, as (batch, m, k, n) (batch 1 for unbatched ones), from the profiler's recorded shapes."
+    from torch.profiler import profile, ProfilerActivity
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof: fn()
+    out = []
+    for e in prof.events():
+        if e.name not in _GEMMS or (e.cpu_parent is not None and e.cpu_parent.name in _GEMMS): continue   # outer calls only
+        s = e.input_shapes
+        a, b = (s[1], s[2]) if e.name in ('aten::addmm', 'aten::baddbmm') else (s[0], s[1])
+        out.append((1, a[0], a[1], b[1]) if len(a) == 2 else (a[0], a[1], a[2], b[2]))
+    return out
+
+def matmul_floor(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 10, device=None) -> dict:
+    """One eager update against its matrix products alone (same shapes, same order), timed alternately; medians.
+    `max_speedup` = update / products: what removing everything but the products could buy at most."""
+    dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
+    agent = MACAgent(obs_dim, action_dim, cfg, dev)
+    b = _batch(batch, obs_dim, cfg.n * action_dim, dev, g); gd = torch.Generator(dev).manual_seed(0)
+    step = lambda: agent.update(b, gd)
+    step()
+    shapes = gemm_shapes(step)
+    mats = {s: (torch.randn(s[:3], device=dev).squeeze(0), torch.randn((s[0], s[2], s[3]), device=dev).squeeze(0)) for s in set(shapes)}
+    products = lambda: [torch.matmul(*mats[s]) for s in shapes]
+    upd, flo = [], []
+    for _ in range(reps):   # alternated, so that a change in the machine's load reaches both
+        upd.append(median_seconds(step, 1, 1)); flo.append(median_seconds(products, 1, 1))
+    update_s, floor_s = float(np.median(upd)), float(np.median(flo))
+    return dict(gemms=len(shapes), distinct_shapes=len(mats), gflop=sum(2 * bb * m * k * n for bb, m, k, n in shapes) / 1e9,
+                update_s=update_s, floor_s=floor_s, matmul_share=floor_s / update_s, max_speedup=update_s / floor_s)
+
 # %% ../nbs/11_benchmark.ipynb #af552c98
 @dataclass
 class _BenchArgs:
@@ -215,6 +248,7 @@ class _BenchArgs:
     graph_safe: bool = False                              # compiled modes use the global RNG and fullgraph=True (chapter 10's `graph_safe`)
     cuda_graph: bool = False                              # also time the whole step (sampling, update) as one CUDA graph, and check it against eager
     gelu: bool = False                                    # CPU: PyTorch's tanh-GELU against chapter 0's fast path, per call and per update (alternated)
+    floor: bool = False                                   # also time the update's matrix products alone (alternated with it): the most fusion can buy
     many: tuple[int, ...] = ()                            # CUDA: also time K agents stepped as one graph of K branches, for each K given (e.g. 1 8)
     out: str | None = None                                # write figures + provenance as JSON into this folder
     debug: bool = False                                   # show the traceback of an error
@@ -255,6 +289,11 @@ def bench_cli(argv=None):
                 print(f"{name:6s} GELU ({res['rows']}x{res['width']}): PyTorch {res['call_ms_pytorch']:.3f} ms, fast {res['call_ms_fast']:.3f} ms "
                       f"({res['call_speedup']:.2f}x, max diff {res['max_abs_diff']:.1e}); update {np.median(res['update_s_pytorch']):.4f} s -> "
                       f"{np.median(res['update_s_fast']):.4f} s ({res['update_speedup']:.2f}x)", flush=True)
+            if a.floor:
+                res = matmul_floor(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
+                results[f'{name}/floor'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}; save()
+                print(f"{name:6s} matrix products alone: {res['floor_s']:.4f} s of {res['update_s']:.4f} s per update ({res['matmul_share']:.0%}; "
+                      f"{res['gemms']} products, {res['gflop']:.1f} GFLOP): nothing that keeps them can be more than {res['max_speedup']:.2f}x faster", flush=True)
             for K in a.many:
                 try: res = bench_many(tc.agent, K, tc.batch, reps=a.reps, device=dev)
                 except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}

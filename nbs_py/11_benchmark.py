@@ -298,6 +298,59 @@ test_eq(len(r['update_s_fast']), 2); test_eq(r['rows'], 16 * tiny.n_train)
 assert r['max_abs_diff'] < 1e-5 and r['call_speedup'] > 0 and TanhGELU.fast_cpu            # the switch is left as found
 test_fail(lambda: bench_gelu(tiny, 16, rounds=0), contains='rounds and reps')
 
+# %% [markdown]
+# ### How fast could the update be? The matrix products alone
+#
+# Before fusing elementwise work, know what fusion can buy. `matmul_floor` records every matrix product one update
+# runs (forward and backward, read from PyTorch's profiler with their shapes), then times exactly those products alone,
+# on fresh tensors of the same shapes, alternating with the whole update. No rewrite of the update that keeps its
+# arithmetic can beat the products alone, so `update_s / floor_s` bounds what fusing, fewer copies and cheaper
+# activations can buy together. The recorded products are checked against PyTorch's own FLOP counter: the same
+# number of floating-point operations, to the last one.
+
+# %%
+#| export
+_GEMMS = ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm')
+
+def gemm_shapes(fn) -> list[tuple[int, int, int, int]]:
+    "The matrix products one call of `fn()` runs, in order, as (batch, m, k, n) (batch 1 for unbatched ones), from the profiler's recorded shapes."
+    from torch.profiler import profile, ProfilerActivity
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof: fn()
+    out = []
+    for e in prof.events():
+        if e.name not in _GEMMS or (e.cpu_parent is not None and e.cpu_parent.name in _GEMMS): continue   # outer calls only
+        s = e.input_shapes
+        a, b = (s[1], s[2]) if e.name in ('aten::addmm', 'aten::baddbmm') else (s[0], s[1])
+        out.append((1, a[0], a[1], b[1]) if len(a) == 2 else (a[0], a[1], a[2], b[2]))
+    return out
+
+def matmul_floor(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 10, device=None) -> dict:
+    """One eager update against its matrix products alone (same shapes, same order), timed alternately; medians.
+    `max_speedup` = update / products: what removing everything but the products could buy at most."""
+    dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
+    agent = MACAgent(obs_dim, action_dim, cfg, dev)
+    b = _batch(batch, obs_dim, cfg.n * action_dim, dev, g); gd = torch.Generator(dev).manual_seed(0)
+    step = lambda: agent.update(b, gd)
+    step()
+    shapes = gemm_shapes(step)
+    mats = {s: (torch.randn(s[:3], device=dev).squeeze(0), torch.randn((s[0], s[2], s[3]), device=dev).squeeze(0)) for s in set(shapes)}
+    products = lambda: [torch.matmul(*mats[s]) for s in shapes]
+    upd, flo = [], []
+    for _ in range(reps):   # alternated, so that a change in the machine's load reaches both
+        upd.append(median_seconds(step, 1, 1)); flo.append(median_seconds(products, 1, 1))
+    update_s, floor_s = float(np.median(upd)), float(np.median(flo))
+    return dict(gemms=len(shapes), distinct_shapes=len(mats), gflop=sum(2 * bb * m * k * n for bb, m, k, n in shapes) / 1e9,
+                update_s=update_s, floor_s=floor_s, matmul_share=floor_s / update_s, max_speedup=update_s / floor_s)
+
+
+# %%
+ag = MACAgent(28, 5, tiny, device='cpu'); bt = _batch(16, 28, tiny.n * 5, torch.device('cpu'), torch.Generator().manual_seed(0))
+shapes = gemm_shapes(lambda: ag.update(bt, torch.Generator().manual_seed(1)))
+with FlopCounterMode(display=False) as fc: ag.update(bt, torch.Generator().manual_seed(1))
+test_eq(sum(2 * b * m * k * n for b, m, k, n in shapes), fc.get_total_flops())   # every product recorded once, none twice
+r = matmul_floor(tiny, 16, reps=2)
+test_eq(r['gemms'], len(shapes)); assert 0 < r['floor_s'] and r['max_speedup'] > 0
+
 
 # %%
 #| export
@@ -313,6 +366,7 @@ class _BenchArgs:
     graph_safe: bool = False                              # compiled modes use the global RNG and fullgraph=True (chapter 10's `graph_safe`)
     cuda_graph: bool = False                              # also time the whole step (sampling, update) as one CUDA graph, and check it against eager
     gelu: bool = False                                    # CPU: PyTorch's tanh-GELU against chapter 0's fast path, per call and per update (alternated)
+    floor: bool = False                                   # also time the update's matrix products alone (alternated with it): the most fusion can buy
     many: tuple[int, ...] = ()                            # CUDA: also time K agents stepped as one graph of K branches, for each K given (e.g. 1 8)
     out: str | None = None                                # write figures + provenance as JSON into this folder
     debug: bool = False                                   # show the traceback of an error
@@ -353,6 +407,11 @@ def bench_cli(argv=None):
                 print(f"{name:6s} GELU ({res['rows']}x{res['width']}): PyTorch {res['call_ms_pytorch']:.3f} ms, fast {res['call_ms_fast']:.3f} ms "
                       f"({res['call_speedup']:.2f}x, max diff {res['max_abs_diff']:.1e}); update {np.median(res['update_s_pytorch']):.4f} s -> "
                       f"{np.median(res['update_s_fast']):.4f} s ({res['update_speedup']:.2f}x)", flush=True)
+            if a.floor:
+                res = matmul_floor(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
+                results[f'{name}/floor'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}; save()
+                print(f"{name:6s} matrix products alone: {res['floor_s']:.4f} s of {res['update_s']:.4f} s per update ({res['matmul_share']:.0%}; "
+                      f"{res['gemms']} products, {res['gflop']:.1f} GFLOP): nothing that keeps them can be more than {res['max_speedup']:.2f}x faster", flush=True)
             for K in a.many:
                 try: res = bench_many(tc.agent, K, tc.batch, reps=a.reps, device=dev)
                 except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
