@@ -352,6 +352,16 @@ r = matmul_floor(tiny, 16, reps=2)
 test_eq(r['gemms'], len(shapes)); assert 0 < r['floor_s'] and r['max_speedup'] > 0
 
 
+# %% [markdown]
+# First measurement (`mac_bench --configs cpu paper --floor --device cpu --reps 10`, one thread, an AVX2-only CPU
+# beside two other 1-thread runs; `results/bench/matmul_floor_1thread/`): at the paper's width (512×4, rollouts from all
+# 256 states) the 318 matrix products alone take **86%** of the update (2.41 of 2.81 s), so no rewrite that keeps them
+# can make it more than **1.16×** faster; at the `cpu` preset's 256×4 with rollouts from 64 states they take 56-68%
+# (1.48-1.78×, moving with the load). That is why issue 15's "1.5× the official JAX update on the CPU" is out of
+# reach in float32 at the paper's width: the two updates took about as long as each other when timed interleaved, and
+# the products alone already cost 86% of `mac`'s. What is left are levers that change the products: bfloat16 on a CPU
+# that has it (above), or fewer FLOPs.
+
 # %%
 #| export
 @dataclass
