@@ -303,7 +303,9 @@ test_fail(lambda: ema_update_(MLP(3, 1, hidden=(4, 4)), online), contains='zip()
 # ## Provenance and atomic writes
 #
 # Every number this project reports comes with a record of how it was made: commit, command, seed, machine,
-# wall time and versions. Files are written atomically (a temporary file in the same folder, then a rename),
+# wall time and versions. The machine includes the CPU's model and vector extensions: this project's runs are made
+# on machines that change from session to session (one with avx512_bf16, one with AVX2 only), and a wall time or a
+# bfloat16 speed means little without them. Files are written atomically (a temporary file in the same folder, then a rename),
 # so an interrupted run never leaves a half-written file that looks valid.
 
 # %%
