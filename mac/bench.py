@@ -218,8 +218,9 @@ def gemm_shapes(fn) -> list[tuple[int, int, int, int]]:
     return out
 
 def matmul_floor(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 10, device=None) -> dict:
-    """One eager update against its matrix products alone (same shapes, same order), timed alternately; medians.
-    `max_speedup` = update / products: what removing everything but the products could buy at most."""
+    """One eager update against its matrix products replayed alone (same shapes and order, fresh contiguous tensors),
+    timed alternately; medians. `max_speedup` = update / products: what removing everything but the products could buy
+    while they run at their replayed speed (faster products, e.g. fewer and larger ones, are not bounded by it)."""
     dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
     agent = MACAgent(obs_dim, action_dim, cfg, dev)
     b = _batch(batch, obs_dim, cfg.n * action_dim, dev, g); gd = torch.Generator(dev).manual_seed(0)
@@ -227,7 +228,8 @@ def matmul_floor(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim
     step()
     shapes = gemm_shapes(step)
     mats = {s: (torch.randn(s[:3], device=dev).squeeze(0), torch.randn((s[0], s[2], s[3]), device=dev).squeeze(0)) for s in set(shapes)}
-    products = lambda: [torch.matmul(*mats[s]) for s in shapes]
+    def products():
+        for s in shapes: torch.matmul(*mats[s])   # outputs not kept: their memory is not the products' time
     upd, flo = [], []
     for _ in range(reps):   # alternated, so that a change in the machine's load reaches both
         upd.append(median_seconds(step, 1, 1)); flo.append(median_seconds(products, 1, 1))
@@ -262,6 +264,7 @@ def bench_cli(argv=None):
         dev = get_device(a.device)
         if (a.cuda_graph or a.many) and dev.type != 'cuda': raise ValueError(f'--cuda-graph and --many need a CUDA device, and --device {a.device} is {dev}')
         if any(k < 1 for k in a.many): raise ValueError(f'--many takes agent counts >= 1, got {a.many}')
+        if a.floor and dev.type != 'cpu': raise ValueError(f'--floor replays products one call at a time, which on {dev} times launches: add --device cpu')
         if a.gelu and dev.type != 'cpu': raise ValueError(f'--gelu times a CPU path, and --device {a.device} is {dev}: add --device cpu')
         t0 = time.time(); results = {'machine': {'matmul_gflop_per_s': matmul_gflops(dev)}}
         def save():   # after every figure, so a run cut by a time limit keeps what it measured
@@ -293,7 +296,7 @@ def bench_cli(argv=None):
                 res = matmul_floor(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
                 results[f'{name}/floor'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}; save()
                 print(f"{name:6s} matrix products alone: {res['floor_s']:.4f} s of {res['update_s']:.4f} s per update ({res['matmul_share']:.0%}; "
-                      f"{res['gemms']} products, {res['gflop']:.1f} GFLOP): nothing that keeps them can be more than {res['max_speedup']:.2f}x faster", flush=True)
+                      f"{res['gemms']} products, {res['gflop']:.1f} GFLOP): at the products' replayed speed, at most {res['max_speedup']:.2f}x faster", flush=True)
             for K in a.many:
                 try: res = bench_many(tc.agent, K, tc.batch, reps=a.reps, device=dev)
                 except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}

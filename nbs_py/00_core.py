@@ -404,7 +404,7 @@ def _source_sha256() -> str:
 
 _SOURCE_SHA256 = _source_sha256()
 
-_VECTOR_FLAGS = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16')   # what decides CPU speed here (bf16 needs the last two)
+_VECTOR_FLAGS = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16')   # what decides CPU speed here (fast bf16 needs either of the last two)
 
 def _cpu() -> dict:
     "The CPU's model name and vector extensions (Linux's /proc/cpuinfo; elsewhere whatever `platform` knows)."
@@ -412,7 +412,7 @@ def _cpu() -> dict:
     except OSError: return dict(model=platform.processor() or None, features=None)
     field = lambda k: next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith(k)), '')
     flags = set(field('flags').split())
-    return dict(model=field('model name') or None, features=[f for f in _VECTOR_FLAGS if f in flags])
+    return dict(model=field('model name') or None, features=[f for f in _VECTOR_FLAGS if f in flags] if flags else None)   # None: not known
 
 def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) -> dict:
     "A record of how a result was made: commit, command, seed, machine, wall time, versions (+ anything in `extra`)."

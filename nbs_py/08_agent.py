@@ -355,7 +355,7 @@ assert all(torch.equal(sd0[k], v) for k, v in agent0.state_dict().items())  # lr
 
 # %% [markdown]
 # `bf16(agent.losses)` is the same update with every matrix product in bfloat16 (fast only on CPUs with avx512_bf16 or AMX,
-# or on a GPU; chapter 11 measured it 9.8× slower than float32 on an AVX2-only CPU). On this tiny agent, without rollouts, the losses move by a few percent at most (checked below); chapter 11 measures a
+# or on a GPU; chapter 11 measured a whole `cpu`-preset update 9.8× slower than float32 on an AVX2-only CPU, one thread). On this tiny agent, without rollouts, the losses move by a few percent at most (checked below); chapter 11 measures a
 # trained agent, where some losses move far more.
 
 # %%
