@@ -58,6 +58,11 @@ def matmul_gflops(device=None, n: int = 2048, reps: int = 5) -> float:
     dev = get_device(device); a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     return 2 * n ** 3 / median_seconds(lambda: a @ b, reps, 2) / 1e9
 
+def _seeded_agent(cfg: MACConfig, batch: int, obs_dim: int, action_dim: int, device):
+    "The device, a fresh agent and a random batch, seeded as every timing here is (so two benchmarks time the same update), and the update's generator."
+    dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
+    agent = MACAgent(obs_dim, action_dim, cfg, dev)
+    return dev, agent, _batch(batch, obs_dim, cfg.n * action_dim, dev, g), torch.Generator(dev).manual_seed(0)
 
 
 # %% ../nbs/11_benchmark.ipynb #25f0cc04
@@ -66,9 +71,7 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
                 cuda_graph: bool = False) -> dict:
     """Median seconds per update (eager, or compiled: True or a torch.compile mode; bfloat16 autocast if asked), per component, and per action.
     cuda_graph: the whole step, batch sampling included, as one CUDA graph (chapter 10), and its eager twin (`step_eager_s`)."""
-    dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
-    agent = MACAgent(obs_dim, action_dim, cfg, dev)
-    b = _batch(batch, obs_dim, cfg.n * action_dim, dev, g); gd = torch.Generator(dev).manual_seed(0)
+    dev, agent, b, gd = _seeded_agent(cfg, batch, obs_dim, action_dim, device)
     graph_safe = graph_safe or cuda_graph
     out, losses, gu = {}, None, None if graph_safe else gd   # gu: the update's generator (graph_safe: the global RNG, chapter 10)
     if compile:  # the same update as training's `compile` option: compiled losses (forward + backward), eager Adam and EMA
@@ -221,9 +224,7 @@ def matmul_floor(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim
     """One eager update against its matrix products replayed alone (same shapes and order, fresh contiguous tensors),
     timed alternately; medians. `max_speedup` = update / products: what removing everything but the products could buy
     while they run at their replayed speed (faster products, e.g. fewer and larger ones, are not bounded by it)."""
-    dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
-    agent = MACAgent(obs_dim, action_dim, cfg, dev)
-    b = _batch(batch, obs_dim, cfg.n * action_dim, dev, g); gd = torch.Generator(dev).manual_seed(0)
+    dev, agent, b, gd = _seeded_agent(cfg, batch, obs_dim, action_dim, device)
     step = lambda: agent.update(b, gd)
     step()
     shapes = gemm_shapes(step)
@@ -269,6 +270,8 @@ def bench_cli(argv=None):
         t0 = time.time(); results = {'machine': {'matmul_gflop_per_s': matmul_gflops(dev)}}
         def save():   # after every figure, so a run cut by a time limit keeps what it measured
             if a.out: write_json(Path(a.out) / 'bench.json', results)
+        def record(key, res):   # a figure with the machine's load when it was taken, saved at once
+            results[key] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}; save()
         print(f"float32 matrix products on {dev}: {results['machine']['matmul_gflop_per_s']:.0f} GFLOP/s (2048×2048, the ceiling)", flush=True)
         results['machine']['batch_256_ms'] = bench_batches(device=dev)
         print(f"one batch of 256 chunks (n = 10, 100k rows) on {dev}: {results['machine']['batch_256_ms']:.3f} ms", flush=True)
@@ -288,25 +291,25 @@ def bench_cli(argv=None):
                 results[f'{name}/many-agreement'] = agree; save(); print(f'{name:6s} agents stepped together against alone: {agree}', flush=True)
             if a.gelu:
                 res = bench_gelu(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
-                results[f'{name}/gelu'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}; save()
+                record(f'{name}/gelu', res)
                 print(f"{name:6s} GELU ({res['rows']}x{res['width']}): PyTorch {res['call_ms_pytorch']:.3f} ms, fast {res['call_ms_fast']:.3f} ms "
                       f"({res['call_speedup']:.2f}x, max diff {res['max_abs_diff']:.1e}); update {np.median(res['update_s_pytorch']):.4f} s -> "
                       f"{np.median(res['update_s_fast']):.4f} s ({res['update_speedup']:.2f}x)", flush=True)
             if a.floor:
                 res = matmul_floor(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
-                results[f'{name}/floor'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}; save()
+                record(f'{name}/floor', res)
                 print(f"{name:6s} matrix products alone: {res['floor_s']:.4f} s of {res['update_s']:.4f} s per update ({res['matmul_share']:.0%}; "
                       f"{res['gemms']} products, {res['gflop']:.1f} GFLOP): at the products' replayed speed, at most {res['max_speedup']:.2f}x faster", flush=True)
             for K in a.many:
                 try: res = bench_many(tc.agent, K, tc.batch, reps=a.reps, device=dev)
                 except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
-                results[f'{name}/many-{K}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}; save()
+                record(f'{name}/many-{K}', res)
                 print(f'{name:6s} {K} agents as one graph: ' + (f"{1e3 * res['step_s']:.2f} ms per joint step" if 'error' not in res else res['error']), flush=True)
             for mode, kw in modes.items():
                 try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, components=mode == 'eager', device=dev,
                                        graph_safe=a.graph_safe and 'compile' in kw, **kw)
                 except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
-                results[f'{name}/{mode}'] = res | {'load_avg': [round(x, 2) for x in os.getloadavg()]}; save()
+                record(f'{name}/{mode}', res)
                 w = tc.agent.actor_hidden[0]
                 print(f"{name:6s} {mode:8s} ({w}x{len(tc.agent.actor_hidden)}, B={tc.batch}, rollouts from {min(tc.batch, tc.agent.rollout_batch)}): " +
                       ('  '.join(f'{k}={v:.4g}' for k, v in res.items() if isinstance(v, float)) if 'error' not in res else res['error']) +
