@@ -34,9 +34,12 @@ main: setup
 	@echo "==> main job: cube-single dataset (generated if missing) -> train MAC (cpu preset, 20k steps, task 2) -> evaluate -> results/quickstart/"
 	$(BIN)/mac_quickstart --out results/quickstart --seed 0   # MAIN_STEPS = 20,000 (chapter 10a)
 
+# pytest-xdist: TEST_WORKERS processes share the tests out (tests that must stay together carry an xdist_group mark);
+# tests/conftest.py gives each worker cores / TEST_WORKERS threads. `make test TEST_WORKERS=1` runs them in one process.
+TEST_WORKERS ?= 2
 test: setup
-	@echo "==> every test: each notebook through nbdev_test, then tests/ (pytest)"
-	$(BIN)/python -m pytest tests -v
+	@echo "==> every test: each notebook through nbdev_test, then tests/ (pytest, $(TEST_WORKERS) workers)"
+	$(BIN)/python -m pytest tests -v -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 docs: setup
 	$(BIN)/python tools/render_docs.py

@@ -16,8 +16,9 @@ import render_docs
 
 CHROMIUM = next((shutil.which(n) for n in ('chromium', 'chromium-browser', 'google-chrome') if shutil.which(n)), None)
 REQUIRED = os.environ.get('MAC_DOCS_CHECK') == '1'  # set by `make docs-check` (CI): a missing browser fails, not skips
-pytestmark = pytest.mark.skipif(CHROMIUM is None and not REQUIRED, reason='Chromium is not installed (apt-get install '
-                                                                          'chromium, or `make docs-check`, which installs it)')
+pytestmark = [pytest.mark.skipif(CHROMIUM is None and not REQUIRED, reason='Chromium is not installed (apt-get install '
+                                                                           'chromium, or `make docs-check`, which installs it)'),
+              pytest.mark.xdist_group('docs')]  # under pytest-xdist: one worker renders the pages once
 CHAPTER = '08_agent'  # a derivation chapter with inline ($...$) and display ($$...$$) math
 PREV, NEXT = '07_rejection_sampling', '09_evaluation'
 PAGES = {'index', PREV, CHAPTER, NEXT}  # the chapter, its neighbours, the contents

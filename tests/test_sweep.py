@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 ray = pytest.importorskip('ray')
+# one local Ray for the module: under pytest-xdist (`make test`), its tests stay on one worker (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group('ray')
 
 from mac.data import generate_dataset, validate_dataset  # noqa: E402
 from mac.sweep import expand_grid, generate_shards, run_sweep, shard_paths, sweep_cli, trial_dir, trial_state  # noqa: E402
