@@ -35,7 +35,9 @@
 # on 50 episodes whose seeds no training evaluation uses, and writes `results/quickstart/` (training log, evaluations,
 # success plot, `summary.json` with provenance). It trains 20,000 steps, 2% of the paper's 1M updates, in
 # 29.6 minutes on 2 CPU cores (one timing, measured alone, dataset present; seed 0 ended at 76% on its 50 final episodes;
-# before chapter 0's faster CPU GELU the same job took 30.6). 20,000 steps is
+# before chapter 0's faster CPU GELU the same job took 30.6). On a slower CPU the same command takes longer: from a
+# fresh clone on an AVX2-only AMD EPYC with 2 cores it took 51.1 minutes and ended at the same 76%, episode for episode
+# (`results/main_20k_fresh_clone/`). 20,000 steps is
 # the smallest budget at which 4 of 5 training seeds reach ≥ 50% on 50 fresh episodes (the CPU study's budget study:
 # 5 of 5 on the selection episodes, 4 of 5 on fresh confirmation episodes).
 # At 28,000 steps (47 minutes, `results/quickstart_28k/`) all five seeds reach ≥ 50% (pooled 71%), against 6% for the
@@ -134,7 +136,8 @@ for t in (list(csv.DictReader(open(S))) if S.exists() else []):
     who = task + ('the same checkpoints, behaviour policy alone (N_test = 1)' if v.endswith(':behaviour') else
                   f"the same checkpoints, N_test = {v.split(':N')[1]} (the preset's 32)" if ':N' in v else
                   '`cpu` preset continued from its 14k checkpoint (budget study' + (', confirmation episodes' if v.endswith(':confirm') else ', selection episodes') + ')'
-                  if v.startswith('budget') else '`cpu` preset')
+                  if v.startswith('budget') else '`cpu` preset on a 1,000-episode dataset (the main job generates 100)'
+                  if v.startswith('data1000') else '`cpu` preset')
     rows.append(f"| CPU study: {who}, {int(t['step']):,} steps, {'re-plan every step' if t['replan'] == '1' else 'execute ' + t['replan'] + ' actions per chunk'} "
                 f"| final success, 50 episodes per seed on fresh seeds | per seed {t['per_seed']}; pooled {float(t['pooled']):.0%} [95% CI {float(t['ci_lo']):.0%}, "
                 f"{float(t['ci_hi']):.0%}]; {t['seeds_ge_50']}/{t['seeds']} seeds ≥ 50% | {'—' if 'behaviour' in t['variant'] else paper + ' (1M steps)'} | `results/cpu_study/` |")
