@@ -36,8 +36,8 @@
 # success plot, `summary.json` with provenance). It trains 20,000 steps, 2% of the paper's 1M updates, in
 # 29.6 minutes on 2 CPU cores (one timing, measured alone, dataset present; seed 0 ended at 76% on its 50 final episodes;
 # before chapter 0's faster CPU GELU the same job took 30.6). On a slower CPU the same command takes longer: from a
-# fresh clone on an AVX2-only AMD EPYC with 2 cores it took 51.1 minutes and ended at the same 76%, episode for episode
-# (`results/main_20k_fresh_clone/`). 20,000 steps is
+# fresh clone on an AVX2-only AMD EPYC with 2 cores it took 51.1 minutes, and seed 0 ended at 74% on its 50 final
+# episodes (`results/main_20k_fresh_clone/`). 20,000 steps is
 # the smallest budget at which 4 of 5 training seeds reach ≥ 50% on 50 fresh episodes (the CPU study's budget study:
 # 5 of 5 on the selection episodes, 4 of 5 on fresh confirmation episodes).
 # At 28,000 steps (47 minutes, `results/quickstart_28k/`) all five seeds reach ≥ 50% (pooled 71%), against 6% for the
