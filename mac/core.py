@@ -125,6 +125,7 @@ def append_csv(path: Path, row: dict | None = None, keep_until: int | None = Non
     if keep_until is not None: rows = [r for r in rows if int(r['step']) <= keep_until]
     rows += [row] if row else []
     if rows: write_csv(path, rows)
+    elif keep_until is not None: path.unlink(missing_ok=True)   # no row left (a fresh run over an old one's log): no old rows either
 
 
 # %% ../nbs/00_core.ipynb #8bcf0113

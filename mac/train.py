@@ -292,8 +292,10 @@ def _abort(self: Trainer):
 
 @patch
 def _start(self: Trainer):
-    "Before the first step of `run` (or of `train_many`): logs truncated to the checkpoint on resume, the progress bar, the clock."
+    "Before the first step of `run` (or of `train_many`): logs and final evaluation truncated to the checkpoint, the progress bar, the clock."
     for name in ('log.csv', 'eval.csv'): append_csv(self.dir / name, keep_until=self.step)  # resumed: forget rows after the checkpoint
+    fin = self.dir / 'final_eval.json'      # and a final evaluation past it (an earlier run's in this folder, made by other weights)
+    if fin.exists() and json.loads(fin.read_text()).get('step', 0) > self.step: fin.unlink()
     self._tb, self._bad, self._last, self._last_eval = _tensorboard(self.dir), {}, {}, None
     self._t0, self._s0 = time.time(), self.step
     self._bar = tqdm(total=self.cfg.steps, initial=self.step, desc='MAC', disable=not self.progress, mininterval=2, dynamic_ncols=True)

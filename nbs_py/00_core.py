@@ -356,6 +356,7 @@ def append_csv(path: Path, row: dict | None = None, keep_until: int | None = Non
     if keep_until is not None: rows = [r for r in rows if int(r['step']) <= keep_until]
     rows += [row] if row else []
     if rows: write_csv(path, rows)
+    elif keep_until is not None: path.unlink(missing_ok=True)   # no row left (a fresh run over an old one's log): no old rows either
 
 
 
@@ -371,6 +372,7 @@ test_eq([r['V'] for r in csv.DictReader(open(f))], ['', '', '', '-1.0'])
 with open(f, 'a') as fh: fh.write('5')              # killed while writing the row of step 50: '5' would pass for step 5
 append_csv(f, keep_until=40); test_eq([int(r['step']) for r in csv.DictReader(open(f))], [10, 20, 30, 40])
 append_csv(f, keep_until=20); test_eq([int(r['step']) for r in csv.DictReader(open(f))], [10, 20])
+append_csv(f, keep_until=0); assert not f.exists()   # a fresh run (step 0) keeps none of an earlier run's rows
 
 # %%
 with tempfile.TemporaryDirectory() as d:

@@ -138,6 +138,13 @@ def test_final_evaluation_seeds_are_disjoint_from_training_evaluations(tmp_path,
     used = {s + i for s, n in training for i in range(n)}
     assert used.isdisjoint(range(final[0], final[0] + final[1]))
     assert json.loads((tmp_path / 'run' / 'final_eval.json').read_text())['seed'] == T.FINAL_EVAL_SEED
+    # a fresh run over an earlier run's records but not its checkpoint (a clone of a committed run folder): it evaluates
+    # its own final weights, and its log holds only its own rows
+    (tmp_path / 'run' / 'checkpoint.pt').unlink(); seen.clear()
+    T.Trainer(cfg, tmp_path / 'run', progress=False).run()
+    assert seen[-1] == (T.FINAL_EVAL_SEED, 50)
+    steps = [int(r['step']) for r in csv.DictReader(open(tmp_path / 'run' / 'log.csv'))]
+    assert steps == sorted(set(steps)) and steps[-1] == 40
     seen.clear()   # replan_every = 0: every evaluation executes whole chunks of agent.n actions
     T.Trainer(dataclasses.replace(cfg, replan_every=0, steps=20, agent=dataclasses.replace(cfg.agent, n=5)), tmp_path / 'run0', progress=False).run()
     assert [r['replan_every'] for r in csv.DictReader(open(tmp_path / 'run0' / 'eval.csv'))] == ['5', '5']
