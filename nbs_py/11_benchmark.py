@@ -491,6 +491,35 @@ def bench_cli(argv=None):
 # machine without doing less arithmetic (or doing it in bfloat16, next). `torch.compile` of the losses takes 45-70 s and speeds the `cpu` preset up
 # 1.3× (0.129 → 0.099 s, earlier run); at 512×4 the large matrix products dominate and it gains ~2% (0.820 → 0.804 s).
 
+# %% [markdown]
+# ### Does `mac` do the same work as the official code?
+#
+# A ratio of update times says which code is faster, not why. `tools/jax_flops.py` counts the arithmetic instead: the
+# floating-point operations of every matrix product in one update, on both sides, at the interleaved comparison's
+# configuration. For JAX it reads the HLO that XLA actually runs after its optimisations (products inside the rollouts'
+# `lax.scan` counted once per trip; the counter is checked at each run against a hand count on a known function, and
+# fails when trip counts are ignored); for `mac` it reads the profiler's products (`gemm_shapes`, checked above against
+# PyTorch's FLOP counter). The counts below come from `python tools/jax_flops.py --widths 256 512 --out
+# results/bench/flops_vs_jax` (they do not depend on the machine or its load).
+#
+# Reading: the two updates do nearly the same work, 318 products against XLA's 319 dots, and `mac`'s 0.93× of the
+# arithmetic at both widths. So the interleaved 0.97-0.98× says XLA runs the same products about 5% faster per second
+# (0.98 / 0.93 ≈ 1.05), and issue 15's "1.5× the official update rate" cannot come from doing less of the algorithm's
+# arithmetic: the official code already does only 7% more. In that session's interleaved run JAX sustained 114.3 GFLOP in
+# 0.732 s at 512×4 (156 GFLOP/s) and 30.1 GFLOP in 0.238 s at 256×4 (126 GFLOP/s); 1.5× its update rate with 0.93× its work
+# needs `mac` to sustain about 218 and 177 GFLOP/s, above the 168 GFLOP/s that a session's 2-core CPU reached on a
+# 2048×2048 float32 product (a different session's machine, so a guide, not a bound). In float32 on these 2-core machines
+# the goal is out of reach; what remains is arithmetic in lower precision, where the CPU multiplies bfloat16 natively
+# (the bfloat16 section above: on the AVX2-only EPYC it is 9.8× slower; its speed where the CPU has avx512_bf16 is
+# not measured yet).
+
+# %%
+#| echo: false
+import json
+rows = json.loads(Path('../results/bench/flops_vs_jax/flops.json').read_text())
+print('width  JAX GFLOP (dots)   mac GFLOP (products)   mac / JAX')
+for r in rows: print(f"{r['width']:5d}  {r['jax_gflop']:9.1f} ({r['jax_dot_calls']})   {r['mac_gflop']:9.1f} ({r['mac_products']})          {r['mac_over_jax']:.3f}")
+
 # %%
 import json
 for f in sorted(Path('../results/bench').glob('*.json')):
