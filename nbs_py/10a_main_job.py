@@ -461,14 +461,15 @@ for v in ('budget', 'data1000'):
                 f"[{float(r['ci_lo']):.0%}, {float(r['ci_hi']):.0%}] over {r['seeds']} seeds")
 
 # %% [markdown]
-# With four of its five seeds in (the fifth was still training when this was written; the line above always reads
-# the committed `table.csv`), `data1000` reaches 90, 60, 62 and 60% on the 50 final episodes, pooled 68% [61, 74],
-# against 68, 58, 58 and 82% for `budget` on the same seeds: ten times the data did not raise the success rate
-# measurably at this budget. Nor did it steady the evaluations: the last two 15-episode evaluations (18k, 20k) differ
-# by 20, 33, 13 and 20 points, one seed of four within 15. And generating the 1,000 episodes took 27.3 minutes on this
-# session's CPU (an AVX2-only EPYC; 16.3 minutes on the machine of 2026-11-26), over the 20-minute limit. By the
-# registered rule the main job keeps its 100 episodes. Runs, rule and times: `results/cpu_study/PROTOCOL.md`
-# (2026-11-28, 13:00 onwards).
+# With its five seeds in, `data1000` reaches 90, 60, 62, 60 and 72% on the 50 final episodes, pooled 69% [63, 74],
+# against 68, 58, 58, 82 and 62% for `budget` on the same seeds (66% [60, 71]): ten times the data did not raise the
+# success rate measurably at this budget (the intervals overlap almost wholly). Nor did it steady the evaluations: the
+# last two 15-episode evaluations (18k, 20k) differ by 20, 33, 13, 20 and 0 points, two seeds of five within 15. And
+# generating the 1,000 episodes took 27.3 minutes on this session's CPU (an AVX2-only EPYC; 16.3 minutes on the machine
+# of 2026-11-26), over the 20-minute limit. The registered rule asks for all three: four seeds of five at 50% or more
+# holds (five), the pooled interval wholly above 66% does not (its lower end is 63%), nor does the generation time. So
+# the main job keeps its 100 episodes. Runs, rule and times: `results/cpu_study/PROTOCOL.md` (2026-11-28, 13:00
+# onwards; seed 4 ran over three sessions, resumed from its checkpoints, one thread beside two ablation trials).
 
 # %%
 #| hide
