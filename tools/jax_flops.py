@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools'))
-from jax_interleaved import _last_json  # noqa: E402
+from jax_interleaved import _last_json, anchor_args  # noqa: E402
 
 JAX_SNIPPET = r"""
 import json, os, sys
@@ -163,12 +163,8 @@ def _check(jaxmac: Path) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--widths', type=int, nargs='+', default=[256, 512])
-    ap.add_argument('--jaxmac', default=os.environ.get('JAXMAC_ROOT', '/tmp/jaxmac'), help="the anchor's folder (its setup.sh)")
-    ap.add_argument('--out', default=None)
-    a = ap.parse_args(argv)
+    a = anchor_args(ap, argv)
     jaxmac = Path(a.jaxmac)
-    if not (jaxmac / 'time_update.py').exists():
-        sys.exit(f'{jaxmac}/time_update.py is missing: build the anchor first (bash ../shared/tools/jax_anchor/setup.sh <MAC repo>)')
     check = _check(jaxmac)
     print(f'counter checked on a known function: {check}', flush=True)
     sys.path.insert(0, str(ROOT))

@@ -57,6 +57,16 @@ def run_mac(width: int, k: int, threads: int, compile: bool) -> dict:
     return _last_json(p.stdout)
 
 
+def anchor_args(ap: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    "Adds --jaxmac and --out, parses, and stops with what to do if the anchor is not built."
+    ap.add_argument('--jaxmac', default=os.environ.get('JAXMAC_ROOT', '/tmp/jaxmac'), help="the anchor's folder (its setup.sh)")
+    ap.add_argument('--out', default=None)
+    a = ap.parse_args(argv)
+    if not (Path(a.jaxmac) / 'time_update.py').exists():
+        sys.exit(f'{a.jaxmac}/time_update.py is missing: build the anchor first (bash ../shared/tools/jax_anchor/setup.sh <MAC repo>)')
+    return a
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--widths', type=int, nargs='+', default=[256, 512])
@@ -64,12 +74,8 @@ def main(argv=None):
     ap.add_argument('--k', type=int, default=50, help='timed updates per measurement')
     ap.add_argument('--threads', type=int, default=os.cpu_count(), help="mac's torch threads (XLA uses every core it may)")
     ap.add_argument('--compile', action='store_true', help="time mac's torch.compile path instead of eager")
-    ap.add_argument('--jaxmac', default=os.environ.get('JAXMAC_ROOT', '/tmp/jaxmac'), help="the anchor's folder (its setup.sh)")
-    ap.add_argument('--out', default=None)
-    a = ap.parse_args(argv)
+    a = anchor_args(ap, argv)
     jaxmac = Path(a.jaxmac)
-    if not (jaxmac / 'time_update.py').exists():
-        sys.exit(f'{jaxmac}/time_update.py is missing: build the anchor first (bash ../shared/tools/jax_anchor/setup.sh <MAC repo>)')
     if a.rounds < 1 or a.k < 1: sys.exit('--rounds and --k must be >= 1')
     sys.path.insert(0, str(ROOT))
     from mac.core import provenance, write_json
