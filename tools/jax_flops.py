@@ -58,7 +58,7 @@ _COMP = re.compile(r'^(?:ENTRY )?%([\w.\-]+) \((.*)\) -> .*\{$')
 _PARAM = re.compile(r'([\w.\-]+): \w+\[([\d,]*)\]')
 _INSTR = re.compile(r'^\s*(?:ROOT )?%([\w.\-]+) = \w+\[([\d,]*)\]')
 _DOT = re.compile(r' dot\(%([\w.\-]+), %[\w.\-]+\), lhs_contracting_dims=\{([\d,]*)\}')
-_SUB = re.compile(r'(calls|body)=%([\w.\-]+)')
+_SUB = re.compile(r'(calls|body|to_apply)=%([\w.\-]+)')   # fusions, while bodies, calls (and reducers: no dots)
 _TRIPS = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
 
 
