@@ -177,6 +177,11 @@ if J.exists():
     rows.append("| speed against the official JAX code (`tools/jax_interleaved.py`: both alternated in fresh processes on the same 2 cores) | one update, B = 256, "
                 "n = H = 10, N_train = 8, F = 10, rollouts from all 256 states (medians) | " + '; '.join(f"{w}×4: JAX {v['jax_s']:.3f} s, `mac` {v['mac_s']:.3f} s "
                 f"({v['mac_rate_over_jax']:.2f}× JAX's rate)" for w, v in j.items()) + " | — (issue 15's goal: ≥ 1.5×) | `results/bench/jax_interleaved/` |")
+F = R / 'bench' / 'flops_vs_jax' / 'flops.json'
+if F.exists():
+    rows.append("| arithmetic of one update against the official JAX code (`tools/jax_flops.py`: XLA's optimised HLO against PyTorch's profiler) | "
+                "matrix-product GFLOP per update, same configuration as the row above | " + '; '.join(f"{r['width']}×4: JAX {r['jax_gflop']:.1f}, "
+                f"`mac` {r['mac_gflop']:.1f} ({r['mac_over_jax']:.2f}×)" for r in json.loads(F.read_text())) + " | — | `results/bench/flops_vs_jax/` |")
 G = R / 'gc_data_bench' / 'run3_float16' / 'bench.json'
 if G.exists():
     g = json.loads(G.read_text()); il = g['interleaved']
