@@ -102,8 +102,7 @@
 #   pieces exist (the goal-conditioned agent, chapter 8; oracle goals, Table 6's goal sampling from a memory-mapped
 #   cache of many files and the five-goal evaluation, chapters 2b and 9b; `mac_train` on `*-oraclerep-v0`), and on a
 #   toy with four goals the agent reaches all of them (chapter 9b), but no OGBench goal-conditioned run has finished,
-#   at CPU scale or at 100M transitions; Table 15's ablation (two of its three seeds have finished) and Figure 3's (not
-#   started) at CPU scale (Table 3's are done: chapter 13);
+#   at CPU scale or at 100M transitions; Figure 3's ablation at CPU scale (started; Tables 3 and 15 are done: chapter 13);
 #   GPU-scale runs of Table 2; an update within 3 ms on a GPU (one CUDA graph brings it to 8.7 ms at the paper's
 #   size) and many agents per process. Each is an open issue.
 #
