@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'tools'))
-from jax_interleaved import _last_json, anchor_args  # noqa: E402
+from jax_interleaved import MAC_CONFIG, _last_json, anchor_args  # noqa: E402
 
 JAX_SNIPPET = r"""
 import json, os, sys
@@ -127,16 +127,10 @@ for fn in (f, jax.grad(f, argnums=(1, 2))):
 """
 
 
-MAC_SNIPPET = """
+MAC_SNIPPET = MAC_CONFIG + """
 import json, torch
-from mac.agent import MACAgent, MACConfig
-from mac.bench import gemm_shapes, _batch
-W = {width}
-cfg = MACConfig(n=10, H=10, actor_hidden=(W,) * 4, value_hidden=(W,) * 4, dynamics_hidden=(W,) * 4, flow_steps=10,
-                n_train=8, n_test=32, rollout_batch=256)
-agent = MACAgent(28, 5, cfg, device='cpu')
-b = _batch(256, 28, cfg.n * 5, torch.device('cpu'), torch.Generator().manual_seed(0))
-g = torch.Generator().manual_seed(1)
+from mac.bench import gemm_shapes, _seeded_agent
+_, agent, b, g = _seeded_agent(cfg, 256, 28, 5, 'cpu')   # the agent and batch every mac benchmark times
 agent.update(b, g)
 s = gemm_shapes(lambda: agent.update(b, g))
 print(json.dumps(dict(width=W, torch=torch.__version__, gflop=sum(2 * bb * m * k * n for bb, m, k, n in s) / 1e9, products=len(s))))

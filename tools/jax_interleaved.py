@@ -21,14 +21,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MAC_SNIPPET = """
-import json, sys, torch
-torch.set_num_threads({threads})
+MAC_CONFIG = """
 from mac.agent import MACConfig
-from mac.bench import bench_agent
 W = {width}
 cfg = MACConfig(n=10, H=10, actor_hidden=(W,) * 4, value_hidden=(W,) * 4, dynamics_hidden=(W,) * 4, flow_steps=10,
                 n_train=8, n_test=32, rollout_batch=256)
+"""   # the anchor's configuration on mac's side, shared by the tools that compare with it
+MAC_SNIPPET = MAC_CONFIG + """
+import json, sys, torch
+torch.set_num_threads({threads})
+from mac.bench import bench_agent
 r = bench_agent(cfg, 256, reps={k}, warmup=2, components=False, device='cpu', compile={compile})
 print(json.dumps(dict(impl='mac', width=W, update_median_s=r['update_s'], act_latency_median_s=r['act_ms'] / 1e3,
                       compile_s=r.get('compile_s'), torch=torch.__version__, threads=torch.get_num_threads())))
