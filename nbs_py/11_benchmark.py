@@ -521,7 +521,6 @@ print('width  JAX GFLOP (dots)   mac GFLOP (products)   mac / JAX')
 for r in rows: print(f"{r['width']:5d}  {r['jax_gflop']:9.1f} ({r['jax_dot_calls']})   {r['mac_gflop']:9.1f} ({r['mac_products']})          {r['mac_over_jax']:.3f}")
 
 # %%
-import json
 for f in sorted(Path('../results/bench').glob('*.json')):
     if 'provenance' in f.name: continue
     d = json.loads(f.read_text())

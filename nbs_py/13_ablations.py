@@ -488,7 +488,7 @@ if (R / 'model_check.csv').exists():  # the model on the agent's own chunks: 5 e
 # *Distillation (Table 15; MAC w/o π_θ, 3 seeds).* The seeds end at 24%, 76% and 82% on their 50 final episodes,
 # pooled 61% [53, 68] against MAC's 75% [68, 82]: the intervals touch, so by the protocol the arm is not distinguishable
 # from MAC at this budget (the paper: 2 ± 3 against 100 ± 0). The diagnostics below cover seeds 0 and 1 (seed 2 finished
-# at the session's end; its diagnosis is still to run). The spread between the two seeds is itself informative, and the diagnostics (15 episodes
+# at the session's end; its diagnosis is still to run). The spread between seeds is itself informative, and the diagnostics (15 episodes
 # for `diagnose`, 5 for the model check) follow it. The one-step policy trained by flow matching alone and sampled with
 # one Euler step solves 0% and 27% of the diagnostic episodes by itself (MAC's distilled one: 7-20%), and 33% and 87%
 # with rejection sampling over 32 candidates. On the chunks the agent picks, the run's dynamics model errs 148× (seed 0)
@@ -499,7 +499,7 @@ if (R / 'model_check.csv').exists():  # the model on the agent's own chunks: 5 e
 # rollouts of them are not to be trusted. This is the paper's reason for distilling from the multi-step flow, seen in
 # one seed of three; the other two show it at most mildly.
 #
-# *Chunk length (Figure 3).* _Pending: the n = 1, 5, 25 arms are queued after MAC w/o π_θ._
+# *Chunk length (Figure 3).* _Pending: the n = 1, 5, 25 arms started when MAC w/o π_θ finished._
 #
 # ## Implementation details
 #
