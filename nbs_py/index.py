@@ -68,7 +68,8 @@
 # found as above, cached once beside the file, and evaluated on the environment's five goals; `--preset gc` holds
 # Tables 6 and 8 (`gc-puzzle-4x5` their exceptions), `--preset gc-cpu` the `cpu` preset's networks and schedule for it, and
 # `--dataset-path FOLDER` trains on a folder of file pairs (OGBench's 100M sets; `--cache-floats float16` halves the
-# cache, so that 100M puzzle-3x3 rows fit in 24 GB of RAM: chapter 2b). No goal-conditioned result exists yet (see below):
+# cache, so that 100M puzzle-3x3 rows fit in 24 GB of RAM: chapter 2b). No goal-conditioned result exists yet (see below;
+# chapter 14 reads the registered CPU-scale runs as they finish, `mac_goals_report`):
 #
 # ```bash
 # .venv/bin/mac_train --env puzzle-3x3-play-oraclerep-v0 --preset gc --seed 0 --out runs/puzzle-3x3-gc
@@ -248,6 +249,7 @@ Markdown('\n'.join(rows))
 # | `11_benchmark` | `mac.bench` | update and action timings, eager and compiled (`mac_bench`) |
 # | `12_sweeps` | `mac.sweep` | grids of training runs (Tables 2, 3, 15, Figure 3) and sharded datasets on Ray, resumable, aggregated as the paper (`mac_sweep`) |
 # | `13_ablations` | `mac.experiments.ablations` | the paper's ablations at CPU scale: Gaussian policy, FQL extraction, no distillation, chunk length (`mac_ablations`) |
+# | `14_goals_cpu` | `mac.experiments.goals_cpu` | goal-conditioned MAC on puzzle-3x3 at CPU scale, per goal, and `diagnose_goals` for what limits a goal-conditioned run (`mac_goals_report`) |
 #
 # Each notebook exports one module and imports only from earlier ones (evaluation comes before training because the
 # loop evaluates). A chapter's `a` notebook holds what would otherwise make its module do two jobs: the chunk batches
