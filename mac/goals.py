@@ -108,9 +108,16 @@ class GoalChunkBatches:
     def sample(self, B: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         "B chunks with goals: observations, next_observations (B,S), actions (B,n·d), value/actor goals (B,G), rewards, masks (B,)."
         seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=generator.device if generator else 'cpu'))
-        rng, n = np.random.default_rng(seed), self.n
-        t = self.cache.chunk_starts(n, B, rng)
-        gv, ga = sample_goals(self.cache, t, self.value_mix, rng, self.gamma), sample_goals(self.cache, t, self.actor_mix, rng, self.gamma)
+        return self.batch(*self.rows(B, np.random.default_rng(seed)))
+
+    def rows(self, B: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        "The dataset rows of B chunks: starts t, value goals, actor goals (B,) each."
+        t = self.cache.chunk_starts(self.n, B, rng)
+        return t, sample_goals(self.cache, t, self.value_mix, rng, self.gamma), sample_goals(self.cache, t, self.actor_mix, rng, self.gamma)
+
+    def batch(self, t, gv, ga) -> dict[str, torch.Tensor]:
+        "The batch of chunks starting at rows t with value goals gv and actor goals ga (rows), as `sample` returns it."
+        B, n = len(t), self.n
         success = ((gv >= t) & (gv < t + n)).astype(np.float32)          # the goal is one of s_t … s_{t+n-1}
         chunk = np.clip(np.asarray(self.cache.take('actions', (t[:, None] + np.arange(n)).ravel()), np.float32), -self.clip, self.clip).reshape(B, -1)   # float32 first: a float16 cache would round the clip to ±1
         T = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=self.device)

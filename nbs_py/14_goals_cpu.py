@@ -14,6 +14,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from mac.data import dataset_paths, parse_name
 from mac.evaluate import _make_env, wilson
 from mac.goals import GC_TASKS, GoalChunkBatches, dataset_files, evaluate_goals, oracle_keys
 from mac.sweep import plot_curves
-from mac.train import load_agent
+from mac.train import FINAL_EVAL_SEED, load_agent
 
 # %%
 #| hide
@@ -52,13 +53,13 @@ from mac.train import Trainer, load_checkpoint
 # > robotic tasks [...] These tasks are not just long-horizon but also goal-conditioned (*i.e.*, the agent must reach
 # > any goal states given at test time), requiring complex, *multi-task* reasoning over a long episode. [...] In
 # > addition to these long-horizon tasks, we also evaluate methods on shorter-horizon variants in each category
-# > (*i.e.*, humanoidmaze-medium, cube-double, and puzzle-3x3) to examine each method's ability to handle different
+# > (*i.e.*, humanoidmaze-medium, cube-double, and puzzle-3x3) to examine each method’s ability to handle different
 # > horizon lengths. (Section 5.1)
 #
 # > For datasets, we mainly employ the 100M-transition datasets provided by Park et al. (2025b). (Section 5.1)
 #
 # Table 12 (per goal, 4 seeds, mean ± std) gives MAC 100 ± 0 on each of puzzle-3x3's five goals, after 2M gradient
-# steps with 1024×4 networks and batch 1024 (Table 8).
+# steps with 1024×4 networks and batch 1024 (Table 6) and γ = 0.999 (Table 8).
 #
 # ## What a CPU-scale run can and cannot show
 #
@@ -75,13 +76,17 @@ from mac.train import Trainer, load_checkpoint
 # ## How far is the goal? Reading a goal-conditioned value
 #
 # The goal-conditioned reward is success − 1 per chunk (chapter 9b, the official code's `gc_negative`): −1 for every
-# chunk that ends short of the goal, 0 for the chunk that reaches it, after which the episode ends. With Γ = γ^n:
+# chunk whose states s_t … s_{t+n−1} do not include the goal, 0 for the first chunk whose states do, after which the
+# episode ends. With Γ = γ^n:
 #
 # 1. a goal first reached in chunk k (counting from 0) has the return G = −(1 + Γ + … + Γ^{k−1}) = −(1 − Γ^k)/(1 − Γ);
 # 2. solved for k: Γ^k = 1 + (1 − Γ) G, so k = log(1 + (1 − Γ) G) / log Γ;
 # 3. a value at or below −1/(1 − Γ) says the goal is never reached (k = ∞).
 #
-# So a value can be read as a number of chunks to the goal, and set against what the data or the episode say.
+# So a value can be read as a number of chunks to the goal, and set against what the data or the episode say. The
+# reading is sharp only for near goals: dk/dG = −1/(Γ^k log Γ) grows with k, so with the `cpu` preset's Γ = 0.99^10 ≈ 0.90 a
+# value off by 0.1 moves the reading by about 0.7 chunks at k = 20, 5 at k = 40 and 15 at k = 50 (a 500-step episode is
+# 50 chunks). Beyond about 30 chunks it says "far", not how far.
 
 # %%
 #| export
@@ -92,35 +97,40 @@ def goal_return(k, gamma_n: float):
 def chunks_to_goal(v, gamma_n: float):
     "The chunks to the goal that a value v implies: log(1 + (1 − Γ) v) / log Γ; ∞ where v ≤ −1/(1 − Γ)."
     x = 1 + (1 - gamma_n) * np.asarray(v, np.float64); reach = x > 1e-12     # at the floor, up to rounding: never
-    return np.where(reach, np.log(np.where(reach, x, 1.0)) / math.log(gamma_n), np.inf)
+    return np.where(reach, np.maximum(np.log(np.where(reach, x, 1.0)) / math.log(gamma_n), 0.0), np.inf)   # v > 0 (no reward is): 0
 
 
 # %%
 G = 0.99 ** 10
 test_close(goal_return([0, 1, 3], G), [0.0, -1.0, -(1 + G + G * G)])      # the hand-unrolled sums
 test_close(chunks_to_goal(goal_return(np.arange(40), G), G), np.arange(40), eps=1e-9)   # and back
-test_eq(chunks_to_goal([-1 / (1 - G), -200.0], G).tolist(), [math.inf, math.inf])       # at or past the floor: never reached
+test_eq(chunks_to_goal([-1 / (1 - G), -200.0, 0.5], G).tolist(), [math.inf, math.inf, 0.0])   # past the floor: never; above 0: now
 
 
 # %% [markdown]
 # ## When a goal-conditioned run falls short: `diagnose_goals`
 #
 # `diagnose_goals` reads a run's checkpoint and measures, for each of the five evaluation goals, on environment seeds
-# no training evaluation uses (from 1,000; training evaluations use the run's seed plus the step):
+# that none of the run's evaluations use (from 1,000 by default; it checks the run's training and final evaluation
+# seeds and refuses an overlap):
 #
 # - **real success** of the behaviour policy alone (N_test = 1) and of the agent (rejection sampling over N_test),
 #   acting as the run's own evaluations do;
 # - **imagined success**: the agent rolled out *in its own model* from the same start states towards the same goal
-#   for an episode's length; the fraction the success net declares reached. Far above the real success, the model
-#   flatters the agent; near zero, the agent does not find the goal even in imagination (the value or the policy, not
-#   the model, is short);
+#   for an episode's length (⌈T/n⌉ model steps, several times the H = 10 the value trains on, so model error compounds
+#   further than in training); the fraction the success net declares reached. Far above the real success, the model
+#   flatters the agent. Near zero, either the agent does not find the goal even in imagination or the success net never
+#   fires: read it beside the success net's verdicts below;
 # - **the value at the start**, read as chunks to the goal with `chunks_to_goal`.
 #
-# On chunks of the dataset's held-out (`-val`) files it also measures the two learned pieces the rollouts rest on:
-# the success net (how often it declares success on chunks that reach their value goal, and on chunks that do not)
-# and the value (on goals drawn uniformly from a chunk's own future, its correlation with the return the dataset's
-# own path to that goal earned; that path is rarely the shortest, so a good value sits at or above it; on random
-# goals, mostly unreachable, it should be low).
+# On chunks of the dataset's held-out (`-val`) files it also measures the two learned pieces the rollouts rest on.
+# The success net: how often it says "reached" on chunks that reach their value goal and on chunks that do not, with
+# "reach" as the net was trained (the goal's row is one of the chunk's n rows) and as the environment counts it (some
+# row of the chunk has the goal's representation: in puzzle-3x3 the same lights, which rows far from the goal's own
+# often have). The value: on goals drawn uniformly from a chunk's own future, its correlation with the return of the
+# dataset's own path to that goal (the goal reached when the path first shows its representation; that path is rarely
+# the shortest, so a good value sits at or above it); and its mean on random goals (far, or from other episodes), which
+# should be lower, and on the chunk's own state as goal (reached at once: 0).
 
 # %%
 #| export
@@ -137,20 +147,35 @@ def _verdicts(said, label) -> tuple[float, float]:
     rate = lambda x: float(x.mean()) if x.size else math.nan
     return rate(said[label]), rate(said[~label])
 
+def _same_rep(vb, rows, goals) -> np.ndarray:
+    "Whether each row (…) shows its goal's representation (…, G rows broadcast): what the environment's success counts."
+    r, g = vb.reps(np.ravel(rows)), vb.reps(np.ravel(np.broadcast_to(goals, np.shape(rows))))
+    return np.isclose(r, g, atol=1e-6).all(-1).reshape(np.shape(rows))
+
+def _reached_by_rep(vb, t, g) -> np.ndarray:
+    "Whether one of the chunk's rows t … t+n−1 shows the goal row g's representation (the environment's success), per chunk."
+    return _same_rep(vb, t[:, None] + np.arange(vb.n), g[:, None]).any(1)
+
+def _first_reach(vb, t, g) -> np.ndarray:
+    "For each start row t and goal row g ≥ t of its episode: the first row in t … g showing g's representation."
+    return np.array([a + int(np.argmax(_same_rep(vb, np.arange(a, b + 1), b))) for a, b in zip(t, g)])
+
 def _held_out(ag, vb, chunks: int, seed: int, gamma_n: float) -> dict:
-    "The success net and the value on held-out chunks: success declared on reached / missed value goals; value vs data returns."
-    b, rng = vb.sample(chunks, torch.Generator().manual_seed(seed)), np.random.default_rng(seed)
+    "The success net and the value on held-out chunks: verdicts on reached / missed value goals (rows and reps); value vs data returns."
+    rng, n = np.random.default_rng(seed), vb.n
+    t, gv, ga = vb.rows(chunks, rng); b = vb.batch(t, gv, ga)
+    with torch.no_grad(): said = (ag.success(b['observations'], b['actions'], b['value_goals']) > 0).cpu().numpy()   # σ(f) > 0.5
+    by_row = (1 - b['masks']).cpu().numpy() > 0.5                              # the training label: gv is one of rows t … t+n−1
+    by_rep = _reached_by_rep(vb, t, gv)                                      # the environment's: one of them shows gv's representation
+    traj = vb.cache.goals(t, 'traj', rng, vb.gamma)
+    G = goal_return((_first_reach(vb, t, traj) - t) // n, gamma_n)           # the data's own path: first chunk that shows the goal
     with torch.no_grad():
-        said = (ag.success(b['observations'], b['actions'], b['value_goals']) > 0).cpu().numpy()   # σ(f) > 0.5
-        label = (1 - b['masks']).cpu().numpy() > 0.5
-        t = vb.cache.chunk_starts(vb.n, chunks, rng)
-        s = vb.obs_norm(torch.as_tensor(np.asarray(vb.cache.take('observations', t), np.float32), device=ag.device))
+        s = b['observations']
         V = lambda rows: ag.value(ag.cond(s, vb.goal_norm(torch.as_tensor(vb.reps(rows), device=ag.device)))).cpu().numpy()
-        traj = vb.cache.goals(t, 'traj', rng, vb.gamma); v_traj = V(traj)
-        v_rand, v_cur = V(vb.cache.goals(t, 'random', rng)), V(t)
-    G = goal_return((traj - t) // vb.n, gamma_n)               # the data's own path: the goal reached in chunk ⌊(g − t)/n⌋
-    on_reached, on_missed = _verdicts(said, label)
-    return dict(success_said_on_reached=on_reached, success_said_on_missed=on_missed, reached_rate=float(label.mean()),
+        v_traj, v_rand, v_cur = V(traj), V(vb.cache.goals(t, 'random', rng)), V(t)
+    (on_row, off_row), (on_rep, off_rep) = _verdicts(said, by_row), _verdicts(said, by_rep)
+    return dict(reached_rate=float(by_row.mean()), success_said_on_reached=on_row, success_said_on_missed=off_row,
+                reached_rate_rep=float(by_rep.mean()), success_said_on_reached_rep=on_rep, success_said_on_missed_rep=off_rep,
                 value_traj_corr=float(np.corrcoef(v_traj, G)[0, 1]), value_traj_mean=float(v_traj.mean()),
                 data_return_traj_mean=float(G.mean()), value_random_mean=float(v_rand.mean()), value_current_mean=float(v_cur.mean()))
 
@@ -165,10 +190,18 @@ def _starts(cfg, episodes: int, seed: int, env_kwargs: dict):
         return np.stack(s0), np.stack(g0), env.spec.max_episode_steps
     finally: env.close()
 
+def _check_seeds(cfg, seed: int, episodes: int):
+    "Refuse env seeds that the run's own evaluations used: training seed + step + i, final FINAL_EVAL_SEED + i."
+    ours = set(range(seed, seed + episodes))
+    used = {cfg.seed + k + i for k in range(cfg.eval_every, cfg.steps + 1, cfg.eval_every or 1) for i in range(cfg.eval_episodes)} if cfg.eval_every else set()
+    used |= set(range(FINAL_EVAL_SEED, FINAL_EVAL_SEED + cfg.final_episodes))
+    if ours & used: raise ValueError(f'env seeds {seed}..{seed + episodes - 1} include {min(ours & used)}, which the run\'s own evaluations used: pass another seed')
+
 def diagnose_goals(run_dir, episodes: int = 5, seed: int = 1000, device='cpu', chunks: int = 4096, **env_kwargs) -> dict:
     "What limits a goal-conditioned run: per goal, behaviour vs rejection vs imagined success and the start value; held-out success net and value."
-    ag, norm, cfg, ck = load_agent(run_dir, device)
+    ag, norm, cfg, ck = load_agent(run_dir, device); device = ag.device
     if not parse_name(cfg.env).oraclerep: raise ValueError(f'{run_dir} is a single-task run ({cfg.env}): diagnose it with mac.main_job.diagnose')
+    _check_seeds(cfg, seed, episodes)
     gnorm, N, n = ObsNormalizer.from_state_dict(ck['goal_normalizer'], device), cfg.agent.n_test, cfg.agent.n
     Gn, rp, w = cfg.agent.gamma ** n, cfg.actions_per_plan, cfg.eval_workers or None
     real = {k: evaluate_goals(a, norm, gnorm, cfg.env, episodes, w, seed, replan_every=rp, **env_kwargs)['per_task']
@@ -200,8 +233,18 @@ Trainer(cfg, tmp / 'run', progress=False).run();
 d = diagnose_goals(tmp / 'run', episodes=2, chunks=256, **short)
 test_eq([r['task'] for r in d['per_goal']], list(GC_TASKS)); test_eq((d['episode_steps'], d['eval_seeds'], d['replan_every']), (10, '1000..1001', cfg.agent.n))
 assert {'success_N1', 'success_N4', 'imagined_success_N4', 'chunks_implied'} <= set(d['per_goal'][0])
-assert 0.1 < d['reached_rate'] < 0.4 and -1 <= d['value_traj_corr'] <= 1   # reached: the 20% 'current' goals and the few trajectory goals within n
+assert 0.1 < d['reached_rate'] < 0.4           # reached: the 20% 'current' goals and the few trajectory goals within n
+assert d['reached_rate_rep'] >= d['reached_rate']   # a chunk that holds the goal's row shows its representation
 test_eq(_verdicts(np.array([1, 1, 0, 0, 1]) > 0, np.array([1, 0, 0, 0, 1]) > 0), (1.0, 1 / 3))
+# the first reach along the data's path, against a hand-made table of representations (rows 0-7; row 5 repeats row 2's)
+reps = np.array([[0], [1], [2], [3], [4], [2], [6], [7]], np.float32); vb_ = type('VB', (), {'reps': lambda self, r: reps[r], 'n': 3})()
+test_eq(_reached_by_rep(vb_, np.array([0, 3, 1]), np.array([5, 5, 6])).tolist(), [True, True, False])   # rows 0-2 show row 5's lights at 2
+test_eq(_first_reach(vb_, np.array([0, 3, 1, 6]), np.array([5, 5, 4, 6])).tolist(), [2, 5, 4, 6])   # 0→5: row 2 shows it first; 3→5: only 5
+test_eq(_same_rep(vb_, np.array([[0, 2], [5, 6]]), np.array([[5], [2]])).tolist(), [[False, True], [True, False]])
+# seeds the run's own evaluations used are refused: its final evaluation's, and (a run that evaluates every 1000 steps) 1000 + i
+test_fail(lambda: _check_seeds(dataclasses.replace(cfg, final_episodes=3), FINAL_EVAL_SEED + 2, 2), contains="the run's own evaluations used")
+test_fail(lambda: _check_seeds(dataclasses.replace(cfg, eval_every=1000, steps=2000, eval_episodes=3, seed=0), 1000, 5), contains='include 1000')
+_check_seeds(dataclasses.replace(cfg, eval_every=1000, steps=2000, eval_episodes=3, seed=0), 1003, 5)   # 1003-1007: none used
 # The success net's verdicts are its own: forge copies of the run whose success net says "reached" everywhere (a large
 # positive logit) or nowhere; imagined success and the held-out verdicts must read 1 and 0 for them.
 ck = load_checkpoint(tmp / 'run' / 'checkpoint.pt')
@@ -219,22 +262,28 @@ ck = load_checkpoint(tmp / 'run' / 'checkpoint.pt'); c = json.loads(ck['config']
 ck['config'] = json.dumps(c); (tmp / 'single').mkdir(exist_ok=True); torch.save(ck, tmp / 'single' / 'checkpoint.pt')
 test_fail(lambda: diagnose_goals(tmp / 'single'), contains='mac.main_job.diagnose')
 
-
 # %% [markdown]
 # ## The runs, read per goal: `goals_results`
 #
 # `goals_results` reads a folder of run folders (`s0`, `s1`, … as the protocol names them), whatever state they are
-# in: each run's status, its in-training curve per goal (5 episodes per goal every 2,000 steps) and, once it has
+# in: each run's status (done; running, if its `log.csv` moved in the last 30 minutes; stopped, if not: killed,
+# crashed or paused; not started), its in-training curve per goal (5 episodes per goal every 2,000 steps) and, once it has
 # finished, its final evaluation (20 episodes per goal on env seeds from 1,000,000,000). Finished seeds are pooled per
 # goal with Wilson 95% intervals; curves are mean ± std over the seeds that reached each step.
 
 # %%
 #| export
+RUNNING_S = 1800   # a run whose log.csv changed in the last 30 minutes is taken to be running (it logs every few minutes)
+
 def _goal_run(d: Path, seed: int) -> dict:
     "One seed's run folder: status, last evaluated step, final successes per goal (finished runs), in-training curve."
     ev = list(csv.DictReader(open(d / 'eval.csv'))) if (d / 'eval.csv').exists() else []
     fin = json.loads((d / 'final_eval.json').read_text()) if (d / 'final_eval.json').exists() else None
-    status = 'done' if fin else 'running' if (d / 'checkpoint.pt').exists() or ev else 'not started'
+    steps = json.loads((d / 'config.json').read_text())['steps'] if (d / 'config.json').exists() else None
+    if fin and fin['step'] != steps: fin = None                        # an earlier, shorter run's final evaluation: not this run's
+    log = d / 'log.csv'
+    status = ('done' if fin else 'not started' if not (ev or log.exists()) else
+              'running' if time.time() - log.stat().st_mtime < RUNNING_S else 'stopped')   # stopped: killed, crashed or paused
     return dict(seed=seed, run=d.name, status=status, last_step=int(ev[-1]['step']) if ev else 0,
                 final={int(k): v for k, v in fin['successes'].items()} if fin else None, final_step=fin['step'] if fin else None,
                 curve=[{'step': int(r['step']), **{k: float(r[f'task{k}']) for k in GC_TASKS}, 'all': float(r['success'])} for r in ev])
@@ -264,22 +313,29 @@ def goals_results(root, seeds=(0, 1, 2), label: str = 'puzzle-3x3 (oracle goals)
 
 def format_goals(table: list[dict], runs: list[dict], label: str) -> str:
     "The summary: each seed's state, then final success per goal pooled over the finished seeds."
+    note = ('\n\nIntervals count episodes (20 per goal and seed), not the spread between seeds; curves are means over '
+            'the seeds that reached each step (`seeds` in curves.csv).')
     head = f'{label}: ' + ', '.join(f"seed {r['seed']} {r['status']}" + (f" (evaluated to step {r['last_step']:,})" if r['status'] == 'running' else '') for r in runs)
     rows = [f"| {'all goals' if t['goal'] == 'all' else t['goal']} | {t['per_seed'] or '–'} | "
             + (f"{100 * t['success']:.0f}% [{100 * t['ci_low']:.0f}, {100 * t['ci_high']:.0f}] ({t['successes']}/{t['episodes']})" if t['episodes'] else '–') + ' |'
             for t in table]
-    return head + '\n\n| goal | final, per finished seed | pooled [95% Wilson] |\n|---|---|---|\n' + '\n'.join(rows) + '\n'
+    return head + note + '\n\n| goal | final, per finished seed | pooled [95% Wilson] |\n|---|---|---|\n' + '\n'.join(rows) + '\n'
 
 
 # %%
 # three seeds as the protocol names them: one finished, one half way, one not started; the pooled numbers are recounted by hand
-R = tmp / 'gc'; (R / 's0').mkdir(parents=True); (R / 's1').mkdir()
+R = tmp / 'gc'
+for s in range(3): (R / f's{s}').mkdir(parents=True); (R / f's{s}' / 'config.json').write_text(json.dumps(dict(steps=28000)))
 fin = {str(k): [1.0] * k + [0.0] * (4 - k) if k < 5 else [1.0] * 4 for k in GC_TASKS}          # goal k: min(k, 4) of 4 episodes
 (R / 's0' / 'final_eval.json').write_text(json.dumps(dict(step=28000, successes=fin)))
 for d, rows in ((R / 's0', [(2000, 0.0), (4000, 0.4)]), (R / 's1', [(2000, 0.2)])):
-    write_csv(d / 'eval.csv', [dict(step=s, success=v, **{f'task{k}': v for k in GC_TASKS}) for s, v in rows])
+    write_csv(d / 'eval.csv', [dict(step=s, success=v, **{f'task{k}': v for k in GC_TASKS}) for s, v in rows]); (d / 'log.csv').write_text('step\n')
 out = goals_results(R)
 test_eq([r['status'] for r in out['runs']], ['done', 'running', 'not started'])
+os.utime(R / 's1' / 'log.csv', (time.time() - RUNNING_S - 60,) * 2)                  # its log has not moved for half an hour
+(R / 's0' / 'config.json').write_text(json.dumps(dict(steps=40000)))                # resumed to a longer budget: the 28k final is not its
+test_eq([r['status'] for r in goals_results(R)['runs']], ['running', 'stopped', 'not started'])   # s0: training on, not done
+(R / 's0' / 'config.json').write_text(json.dumps(dict(steps=28000))); out = goals_results(R)
 t = {r['goal']: r for r in out['table']}
 test_eq((t[3]['successes'], t[3]['episodes'], t['all']['successes'], t['all']['episodes']), (3, 4, 1 + 2 + 3 + 4 + 4, 20))
 test_close((t['all']['ci_low'], t['all']['ci_high']), wilson(14, 20))
@@ -348,15 +404,20 @@ shutil.rmtree(tmp)
 #| echo: false
 from IPython.display import Image, Markdown, display
 R = Path('../results/gc_puzzle3x3')
-if (R / 'summary.md').exists(): display(Markdown((R / 'summary.md').read_text()))
-if (R / 'curves.png').exists(): display(Image(R / 'curves.png'))
-if (R / 'diagnose.csv').exists():   # readings, not the metric: 5 episodes per goal on env seeds 1000-1004
-    cols = ('seed', 'task', 'success_N1', 'success_N32', 'imagined_success_N32', 'value_start', 'chunks_implied')
+def md_table(rows, cols):
+    "Rows of a CSV as a markdown table, numbers to 3 significant digits."
     def fmt(v):
         try: return f'{float(v):.3g}'
         except ValueError: return v
+    return '| ' + ' | '.join(cols) + ' |\n|' + '---|' * len(cols) + '\n' + '\n'.join('| ' + ' | '.join(fmt(r[c]) for c in cols) + ' |' for r in rows)
+if (R / 'summary.md').exists(): display(Markdown((R / 'summary.md').read_text()))
+if (R / 'curves.png').exists(): display(Image(R / 'curves.png'))
+if (R / 'diagnose.csv').exists():   # readings, not the metric: 5 episodes per goal on env seeds 1000-1004; held-out chunks of the -val files
     rows = list(csv.DictReader(open(R / 'diagnose.csv')))
-    display(Markdown('| ' + ' | '.join(cols) + ' |\n|' + '---|' * len(cols) + '\n' + '\n'.join('| ' + ' | '.join(fmt(r[c]) for c in cols) + ' |' for r in rows)))
+    display(Markdown(md_table(rows, ('seed', 'task', 'success_N1', 'success_N32', 'imagined_success_N32', 'value_start', 'chunks_implied'))))
+    display(Markdown(md_table([r for r in rows if r['task'] == '1'], ('seed', 'step', 'success_said_on_reached', 'success_said_on_missed',
+        'success_said_on_reached_rep', 'success_said_on_missed_rep', 'value_traj_corr', 'value_traj_mean', 'data_return_traj_mean',
+        'value_random_mean', 'value_current_mean'))))
 
 # %% [markdown]
 # **Reading.** _Pending: no seed has finished._
@@ -367,14 +428,17 @@ if (R / 'diagnose.csv').exists():   # readings, not the metric: 5 episodes per g
 # 1. The runs use `--preset gc-cpu` unchanged: the `cpu` preset's networks, batch, rollouts (64 states), γ = 0.99,
 #    5,000 pretraining steps and whole-chunk evaluation, with Table 6's puzzle goal mixes (value: 0.2 current, 0.5
 #    trajectory, 0.3 random; actor: 0.5 geometric, 0.5 random). γ also sets the geometric goals' mean offset.
-# 2. The dataset is generated here with OGBench's play oracle (10 files of 100 episodes of 1,000 steps, each with a
-#    `-val` twin of 10 episodes), as OGBench's own 1M puzzle-3x3 play set is; the paper trains on 100M transitions.
+# 2. The dataset is generated here with OGBench's play oracle (10 files of 100 episodes of 1,000 steps, each file with a
+#    `-val` twin of 10 episodes; 1,001 rows each), as OGBench's own 1M puzzle-3x3 play set is; the paper trains on 100M transitions.
 # 3. `diagnose_goals` evaluates on env seeds 1,000-1,004 for each goal; the runs' training evaluations use seed + step
-#    + i (multiples of 2,000 plus 0-4) and their final evaluations seeds from 1,000,000,000, so no episode is shared.
+#    + i (multiples of 2,000 plus 0-4) and their final evaluations seeds from 1,000,000,000, so no episode is shared
+#    (`_check_seeds` refuses seeds that a run's own evaluations used).
 # 4. The held-out checks read the `-val` files through a scratch cache made for the call (the run's own cache holds
 #    the training files only).
-# 5. The data return on trajectory goals counts chunks along the dataset's own path to the goal, which is rarely
-#    the shortest: a value above it is not by itself optimism.
+# 5. The data return on trajectory goals counts chunks along the dataset's own path to the first row that shows the
+#    goal's representation, which is rarely the shortest path: a value above it is not by itself optimism.
+# 6. The success net is trained on row labels (the goal's own row within the chunk, as the official code does); the
+#    environment succeeds on any state with the goal's representation. The held-out verdicts are given for both.
 
 # %%
 #| hide

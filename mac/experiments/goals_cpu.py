@@ -10,6 +10,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +25,11 @@ from ..data import dataset_paths, parse_name
 from ..evaluate import _make_env, wilson
 from ..goals import GC_TASKS, GoalChunkBatches, dataset_files, evaluate_goals, oracle_keys
 from ..sweep import plot_curves
-from ..train import load_agent
+from ..train import FINAL_EVAL_SEED, load_agent
 
 # %% auto #0
-__all__ = ['goal_return', 'chunks_to_goal', 'diagnose_goals', 'goals_results', 'format_goals', 'diagnose_goal_runs', 'goals_cli']
+__all__ = ['RUNNING_S', 'goal_return', 'chunks_to_goal', 'diagnose_goals', 'goals_results', 'format_goals', 'diagnose_goal_runs',
+           'goals_cli']
 
 # %% ../../nbs/14_goals_cpu.ipynb #8b61fe54
 def goal_return(k, gamma_n: float):
@@ -37,7 +39,7 @@ def goal_return(k, gamma_n: float):
 def chunks_to_goal(v, gamma_n: float):
     "The chunks to the goal that a value v implies: log(1 + (1 − Γ) v) / log Γ; ∞ where v ≤ −1/(1 − Γ)."
     x = 1 + (1 - gamma_n) * np.asarray(v, np.float64); reach = x > 1e-12     # at the floor, up to rounding: never
-    return np.where(reach, np.log(np.where(reach, x, 1.0)) / math.log(gamma_n), np.inf)
+    return np.where(reach, np.maximum(np.log(np.where(reach, x, 1.0)) / math.log(gamma_n), 0.0), np.inf)   # v > 0 (no reward is): 0
 
 # %% ../../nbs/14_goals_cpu.ipynb #33b1d30e
 def _val_batches(cfg, obs_norm, goal_norm, cache_dir, device) -> GoalChunkBatches:
@@ -53,20 +55,35 @@ def _verdicts(said, label) -> tuple[float, float]:
     rate = lambda x: float(x.mean()) if x.size else math.nan
     return rate(said[label]), rate(said[~label])
 
+def _same_rep(vb, rows, goals) -> np.ndarray:
+    "Whether each row (…) shows its goal's representation (…, G rows broadcast): what the environment's success counts."
+    r, g = vb.reps(np.ravel(rows)), vb.reps(np.ravel(np.broadcast_to(goals, np.shape(rows))))
+    return np.isclose(r, g, atol=1e-6).all(-1).reshape(np.shape(rows))
+
+def _reached_by_rep(vb, t, g) -> np.ndarray:
+    "Whether one of the chunk's rows t … t+n−1 shows the goal row g's representation (the environment's success), per chunk."
+    return _same_rep(vb, t[:, None] + np.arange(vb.n), g[:, None]).any(1)
+
+def _first_reach(vb, t, g) -> np.ndarray:
+    "For each start row t and goal row g ≥ t of its episode: the first row in t … g showing g's representation."
+    return np.array([a + int(np.argmax(_same_rep(vb, np.arange(a, b + 1), b))) for a, b in zip(t, g)])
+
 def _held_out(ag, vb, chunks: int, seed: int, gamma_n: float) -> dict:
-    "The success net and the value on held-out chunks: success declared on reached / missed value goals; value vs data returns."
-    b, rng = vb.sample(chunks, torch.Generator().manual_seed(seed)), np.random.default_rng(seed)
+    "The success net and the value on held-out chunks: verdicts on reached / missed value goals (rows and reps); value vs data returns."
+    rng, n = np.random.default_rng(seed), vb.n
+    t, gv, ga = vb.rows(chunks, rng); b = vb.batch(t, gv, ga)
+    with torch.no_grad(): said = (ag.success(b['observations'], b['actions'], b['value_goals']) > 0).cpu().numpy()   # σ(f) > 0.5
+    by_row = (1 - b['masks']).cpu().numpy() > 0.5                              # the training label: gv is one of rows t … t+n−1
+    by_rep = _reached_by_rep(vb, t, gv)                                      # the environment's: one of them shows gv's representation
+    traj = vb.cache.goals(t, 'traj', rng, vb.gamma)
+    G = goal_return((_first_reach(vb, t, traj) - t) // n, gamma_n)           # the data's own path: first chunk that shows the goal
     with torch.no_grad():
-        said = (ag.success(b['observations'], b['actions'], b['value_goals']) > 0).cpu().numpy()   # σ(f) > 0.5
-        label = (1 - b['masks']).cpu().numpy() > 0.5
-        t = vb.cache.chunk_starts(vb.n, chunks, rng)
-        s = vb.obs_norm(torch.as_tensor(np.asarray(vb.cache.take('observations', t), np.float32), device=ag.device))
+        s = b['observations']
         V = lambda rows: ag.value(ag.cond(s, vb.goal_norm(torch.as_tensor(vb.reps(rows), device=ag.device)))).cpu().numpy()
-        traj = vb.cache.goals(t, 'traj', rng, vb.gamma); v_traj = V(traj)
-        v_rand, v_cur = V(vb.cache.goals(t, 'random', rng)), V(t)
-    G = goal_return((traj - t) // vb.n, gamma_n)               # the data's own path: the goal reached in chunk ⌊(g − t)/n⌋
-    on_reached, on_missed = _verdicts(said, label)
-    return dict(success_said_on_reached=on_reached, success_said_on_missed=on_missed, reached_rate=float(label.mean()),
+        v_traj, v_rand, v_cur = V(traj), V(vb.cache.goals(t, 'random', rng)), V(t)
+    (on_row, off_row), (on_rep, off_rep) = _verdicts(said, by_row), _verdicts(said, by_rep)
+    return dict(reached_rate=float(by_row.mean()), success_said_on_reached=on_row, success_said_on_missed=off_row,
+                reached_rate_rep=float(by_rep.mean()), success_said_on_reached_rep=on_rep, success_said_on_missed_rep=off_rep,
                 value_traj_corr=float(np.corrcoef(v_traj, G)[0, 1]), value_traj_mean=float(v_traj.mean()),
                 data_return_traj_mean=float(G.mean()), value_random_mean=float(v_rand.mean()), value_current_mean=float(v_cur.mean()))
 
@@ -79,10 +96,18 @@ def _starts(cfg, episodes: int, seed: int, env_kwargs: dict):
         return np.stack(s0), np.stack(g0), env.spec.max_episode_steps
     finally: env.close()
 
+def _check_seeds(cfg, seed: int, episodes: int):
+    "Refuse env seeds that the run's own evaluations used: training seed + step + i, final FINAL_EVAL_SEED + i."
+    ours = set(range(seed, seed + episodes))
+    used = {cfg.seed + k + i for k in range(cfg.eval_every, cfg.steps + 1, cfg.eval_every or 1) for i in range(cfg.eval_episodes)} if cfg.eval_every else set()
+    used |= set(range(FINAL_EVAL_SEED, FINAL_EVAL_SEED + cfg.final_episodes))
+    if ours & used: raise ValueError(f'env seeds {seed}..{seed + episodes - 1} include {min(ours & used)}, which the run\'s own evaluations used: pass another seed')
+
 def diagnose_goals(run_dir, episodes: int = 5, seed: int = 1000, device='cpu', chunks: int = 4096, **env_kwargs) -> dict:
     "What limits a goal-conditioned run: per goal, behaviour vs rejection vs imagined success and the start value; held-out success net and value."
-    ag, norm, cfg, ck = load_agent(run_dir, device)
+    ag, norm, cfg, ck = load_agent(run_dir, device); device = ag.device
     if not parse_name(cfg.env).oraclerep: raise ValueError(f'{run_dir} is a single-task run ({cfg.env}): diagnose it with mac.main_job.diagnose')
+    _check_seeds(cfg, seed, episodes)
     gnorm, N, n = ObsNormalizer.from_state_dict(ck['goal_normalizer'], device), cfg.agent.n_test, cfg.agent.n
     Gn, rp, w = cfg.agent.gamma ** n, cfg.actions_per_plan, cfg.eval_workers or None
     real = {k: evaluate_goals(a, norm, gnorm, cfg.env, episodes, w, seed, replan_every=rp, **env_kwargs)['per_task']
@@ -100,11 +125,17 @@ def diagnose_goals(run_dir, episodes: int = 5, seed: int = 1000, device='cpu', c
     return dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}', replan_every=rp, episode_steps=T, per_goal=per_goal, **held)
 
 # %% ../../nbs/14_goals_cpu.ipynb #e6d3a3b2
+RUNNING_S = 1800   # a run whose log.csv changed in the last 30 minutes is taken to be running (it logs every few minutes)
+
 def _goal_run(d: Path, seed: int) -> dict:
     "One seed's run folder: status, last evaluated step, final successes per goal (finished runs), in-training curve."
     ev = list(csv.DictReader(open(d / 'eval.csv'))) if (d / 'eval.csv').exists() else []
     fin = json.loads((d / 'final_eval.json').read_text()) if (d / 'final_eval.json').exists() else None
-    status = 'done' if fin else 'running' if (d / 'checkpoint.pt').exists() or ev else 'not started'
+    steps = json.loads((d / 'config.json').read_text())['steps'] if (d / 'config.json').exists() else None
+    if fin and fin['step'] != steps: fin = None                        # an earlier, shorter run's final evaluation: not this run's
+    log = d / 'log.csv'
+    status = ('done' if fin else 'not started' if not (ev or log.exists()) else
+              'running' if time.time() - log.stat().st_mtime < RUNNING_S else 'stopped')   # stopped: killed, crashed or paused
     return dict(seed=seed, run=d.name, status=status, last_step=int(ev[-1]['step']) if ev else 0,
                 final={int(k): v for k, v in fin['successes'].items()} if fin else None, final_step=fin['step'] if fin else None,
                 curve=[{'step': int(r['step']), **{k: float(r[f'task{k}']) for k in GC_TASKS}, 'all': float(r['success'])} for r in ev])
@@ -134,11 +165,13 @@ def goals_results(root, seeds=(0, 1, 2), label: str = 'puzzle-3x3 (oracle goals)
 
 def format_goals(table: list[dict], runs: list[dict], label: str) -> str:
     "The summary: each seed's state, then final success per goal pooled over the finished seeds."
+    note = ('\n\nIntervals count episodes (20 per goal and seed), not the spread between seeds; curves are means over '
+            'the seeds that reached each step (`seeds` in curves.csv).')
     head = f'{label}: ' + ', '.join(f"seed {r['seed']} {r['status']}" + (f" (evaluated to step {r['last_step']:,})" if r['status'] == 'running' else '') for r in runs)
     rows = [f"| {'all goals' if t['goal'] == 'all' else t['goal']} | {t['per_seed'] or '–'} | "
             + (f"{100 * t['success']:.0f}% [{100 * t['ci_low']:.0f}, {100 * t['ci_high']:.0f}] ({t['successes']}/{t['episodes']})" if t['episodes'] else '–') + ' |'
             for t in table]
-    return head + '\n\n| goal | final, per finished seed | pooled [95% Wilson] |\n|---|---|---|\n' + '\n'.join(rows) + '\n'
+    return head + note + '\n\n| goal | final, per finished seed | pooled [95% Wilson] |\n|---|---|---|\n' + '\n'.join(rows) + '\n'
 
 # %% ../../nbs/14_goals_cpu.ipynb #220bb592
 def diagnose_goal_runs(root, seeds=(0, 1, 2), fn=None, **kw) -> list[dict]:
