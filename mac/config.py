@@ -18,6 +18,7 @@ import tyro
 from .agent import MACConfig
 from .batches import ChunkReturn
 from .cache import FLOATS
+from .core import unhome
 from .data import DEFAULT_DATASET_DIR
 
 # %% auto #0
@@ -139,7 +140,10 @@ def make_config(preset: str = 'paper', overrides: dict | None = None) -> TrainCo
     _check_ranges(cfg)
     return cfg
 
-def config_to_dict(cfg: TrainConfig) -> dict: return json.loads(json.dumps(dataclasses.asdict(cfg)))
+def config_to_dict(cfg: TrainConfig) -> dict:
+    "The config as JSON data; data paths under the home directory written with `~` (records name no home; `~` expands on use)."
+    d = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    return d | {k: unhome(d[k]) for k in ('dataset_dir', 'dataset_path') if isinstance(d.get(k), str)}
 
 def config_from_dict(d: dict) -> TrainConfig:
     "Inverse of `config_to_dict` (as read back from JSON)."

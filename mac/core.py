@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['EXIT_USAGE', 'EXIT_DIVERGED', 'EXIT_SYSTEM', 'get_device', 'seed_everything', 'median_seconds', 'MLP', 'TanhGELU',
-           'ema_update_', 'atomic_write', 'write_json', 'write_csv', 'append_csv', 'provenance', 'run_cli']
+           'ema_update_', 'atomic_write', 'write_json', 'write_csv', 'append_csv', 'unhome', 'provenance', 'run_cli']
 
 # %% ../nbs/00_core.ipynb #f907e748
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -156,6 +157,11 @@ def _cpu() -> dict:
     flags = set(field('flags').split())
     return dict(model=field('model name') or None, features=[f for f in _VECTOR_FLAGS if f in flags] if flags else None)   # None: not known
 
+def unhome(s: str) -> str:
+    "`s` with this user's home directory written as `~`, so that records name no one's home (paths stay usable: `~` expands)."
+    home = str(Path.home()).rstrip('/')
+    return re.sub(rf'{re.escape(home)}(?=/|\s|$)', '~', s) if home else s
+
 def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) -> dict:
     "A record of how a result was made: commit, command, seed, machine, wall time, versions (+ anything in `extra`)."
     dev = torch.device(device) if device is not None else None
@@ -164,7 +170,7 @@ def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) 
     return dict(
         commit=commit, dirty=None if copied or commit is None else bool(_git('status', '--porcelain', '--untracked-files=no')),
         mac_source_sha256=_SOURCE_SHA256,  # `dirty` is the tree when the record is written; this is the code the run imported
-        command=command if command is not None else ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        command=unhome(command if command is not None else ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])),
         seed=seed, wall_time_s=None if wall_time_s is None else round(float(wall_time_s), 2),
         finished_at=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
         machine=dict(host=platform.node(), platform=platform.platform(), processor=platform.machine(),

@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -416,6 +417,11 @@ def _cpu() -> dict:
     flags = set(field('flags').split())
     return dict(model=field('model name') or None, features=[f for f in _VECTOR_FLAGS if f in flags] if flags else None)   # None: not known
 
+def unhome(s: str) -> str:
+    "`s` with this user's home directory written as `~`, so that records name no one's home (paths stay usable: `~` expands)."
+    home = str(Path.home()).rstrip('/')
+    return re.sub(rf'{re.escape(home)}(?=/|\s|$)', '~', s) if home else s
+
 def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) -> dict:
     "A record of how a result was made: commit, command, seed, machine, wall time, versions (+ anything in `extra`)."
     dev = torch.device(device) if device is not None else None
@@ -424,7 +430,7 @@ def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) 
     return dict(
         commit=commit, dirty=None if copied or commit is None else bool(_git('status', '--porcelain', '--untracked-files=no')),
         mac_source_sha256=_SOURCE_SHA256,  # `dirty` is the tree when the record is written; this is the code the run imported
-        command=command if command is not None else ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        command=unhome(command if command is not None else ' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])),
         seed=seed, wall_time_s=None if wall_time_s is None else round(float(wall_time_s), 2),
         finished_at=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
         machine=dict(host=platform.node(), platform=platform.platform(), processor=platform.machine(),
@@ -448,6 +454,9 @@ with tempfile.TemporaryDirectory() as d:  # a copy of the code (as sent to a GPU
     finally: os.chdir(here); del os.environ['MAC_COMMIT']
 test_eq((q['commit'], q['dirty']), ('abc123', None))
 assert set(p['machine']['cpu']) == {'model', 'features'}   # which CPU made it: machines differ from session to session
+h = str(Path.home())   # records name no home directory: the shell expands `~` before a command sees it, so it is written back
+test_eq(provenance(command=f'mac_train --dataset-path {h}/.ogbench/data/x --out {h}')['command'], 'mac_train --dataset-path ~/.ogbench/data/x --out ~')
+test_eq(unhome(f'{h}other/x'), f'{h}other/x')             # only the home directory itself, not a name that starts like it
 
 
 # %% [markdown]

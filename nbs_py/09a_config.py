@@ -22,6 +22,7 @@ import tyro
 from mac.agent import MACConfig
 from mac.batches import ChunkReturn
 from mac.cache import FLOATS
+from mac.core import unhome
 from mac.data import DEFAULT_DATASET_DIR
 
 # %%
@@ -164,7 +165,10 @@ def make_config(preset: str = 'paper', overrides: dict | None = None) -> TrainCo
     _check_ranges(cfg)
     return cfg
 
-def config_to_dict(cfg: TrainConfig) -> dict: return json.loads(json.dumps(dataclasses.asdict(cfg)))
+def config_to_dict(cfg: TrainConfig) -> dict:
+    "The config as JSON data; data paths under the home directory written with `~` (records name no home; `~` expands on use)."
+    d = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    return d | {k: unhome(d[k]) for k in ('dataset_dir', 'dataset_path') if isinstance(d.get(k), str)}
 
 def config_from_dict(d: dict) -> TrainConfig:
     "Inverse of `config_to_dict` (as read back from JSON)."
@@ -177,6 +181,8 @@ test_eq(TrainConfig().agent, MACConfig()); test_eq((TrainConfig().steps, TrainCo
 c = make_config('cpu', {'agent.n_train': 4, 'seed': '3'})
 test_eq((c.agent.n_train, c.seed, c.agent.actor_hidden), (4, 3, (256,) * 4))
 test_eq(config_from_dict(json.loads(json.dumps(config_to_dict(c)))), c)           # JSON round trip, tuples included
+from pathlib import Path
+test_eq(config_to_dict(make_config('cpu', {'dataset_path': f'{Path.home()}/data/big'}))['dataset_path'], '~/data/big')   # no home in records
 test_eq((c.actions_per_plan, make_config('cpu', {'replan_every': 0, 'agent.n': 5}).actions_per_plan), (10, 5))   # 0: the whole chunk
 test_fail(lambda: make_config('cpu', {'agent.widht': 3}), contains="unknown config key 'agent.widht'; valid keys: env, steps")
 test_fail(lambda: make_config('fast'), contains="unknown preset 'fast'")

@@ -420,7 +420,32 @@ if (R / 'diagnose.csv').exists():   # readings, not the metric: 5 episodes per g
         'value_random_mean', 'value_current_mean'))))
 
 # %% [markdown]
-# **Reading.** _Pending: no seed has finished._
+# **Reading** (seed 0 of the registered 3; seeds 1 and 2 are training, so nothing here is pooled yet). Seed 0 ends at
+# **4% [2, 10]** on its 100 final episodes (goal 1: 4 of 20; goals 2-5: none), against the paper's 100 ± 0 after 70× the
+# steps on 100× the data. Its diagnosis (final checkpoint; 5 episodes per goal, 4,096 held-out chunks) says where it
+# stops:
+#
+# - *The success net is not what is short.* On held-out chunks it says "reached" on 92% of the chunks that show their
+#   goal's lights and on none of those that do not. By the training's own row labels it reads 98% and 3%: the 3% are
+#   chunks that show the goal's lights without holding the goal's own row, which the environment would count as reached.
+# - *The value tells near from far, and undervalues the data's own paths.* On goals from a chunk's own future it
+#   correlates 0.77 with the return of the dataset's path to them. With the chunk's own state as goal it is −0.07
+#   (about 0, as it should be), and on random goals −9.8. On the trajectory goals it averages −8.3 against the data
+#   path's −6.7: it is the value of the agent's own policy in its model, and that policy reaches those goals more
+#   slowly than the data did.
+# - *At the evaluation's goals everything is far.* The value at the start is −9.8 to −10.1, within 0.7 of the floor
+#   −1/(1 − Γ) = −10.5 (Γ = 0.99^10). `chunks_to_goal` reads that as 26-35 chunks, in the range where it can only say
+#   "far". Neither the behaviour policy alone nor rejection sampling reached a goal in the 25 diagnostic episodes.
+#   Inside its own model the agent reaches goal 1 in 1 of 5 episodes and goal 3 in 2 of 5, so the model flatters it a
+#   little, but not where the failure lies.
+#
+# So at this budget the run is limited by the goal-conditioned policy and the value over long horizons, not by the
+# model. The behaviour policy, trained for 1.4% of the paper's steps on 1% of its data, rarely reaches the evaluation's
+# configurations, and rejection sampling can only choose among its chunks. The discount that `gc-cpu` inherits from the
+# `cpu` preset (γ = 0.99, where the paper uses 0.999: Γ ≈ 0.99 and a floor of −100) crowds the values of all far
+# states against the floor. That likely leaves the critic little to separate the candidates by, but it is not measured
+# here. Both are levers for a registered follow-up (γ = 0.999 is the paper's own value); this protocol runs the preset
+# unchanged.
 
 # %% [markdown]
 # ## Implementation details
