@@ -500,7 +500,9 @@ if (R / 'model_check.csv').exists():  # the model on the agent's own chunks: 5 e
 # chunks lands near an average of the modes, which may be a chunk no demonstration took; seed 0 fits that account, but
 # three seeds at 28k steps show it as one failure among three rather than the paper's collapse of the arm.
 #
-# *Chunk length (Figure 3).* _Pending: the n = 1, 5, 25 arms started when MAC w/o π_θ finished._
+# *Chunk length (Figure 3).* _Running: n = 1 has two of its three seeds (6% and 16% on their 50 final episodes; its
+# `diagnose` rows: behaviour policy alone 7% and 0%, rejection sampling 7% and 7%, imagined success 87% and 27%), so it
+# is not compared yet; n = 5 and n = 25 have not finished a seed._
 #
 # ## Implementation details
 #
