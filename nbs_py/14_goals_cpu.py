@@ -281,11 +281,13 @@ def _goal_run(d: Path, seed: int) -> dict:
     fin = json.loads((d / 'final_eval.json').read_text()) if (d / 'final_eval.json').exists() else None
     steps = json.loads((d / 'config.json').read_text())['steps'] if (d / 'config.json').exists() else None
     if fin and fin['step'] != steps: fin = None                        # an earlier, shorter run's final evaluation: not this run's
+    final = {int(k): v for k, v in fin['successes'].items()} if fin else None
+    if final: final['all'] = sum((final[k] for k in GC_TASKS), [])       # every goal's episodes, pooled once
     log = d / 'log.csv'
     status = ('done' if fin else 'not started' if not (ev or log.exists()) else
               'running' if time.time() - log.stat().st_mtime < RUNNING_S else 'stopped')   # stopped: killed, crashed or paused
     return dict(seed=seed, run=d.name, status=status, last_step=int(ev[-1]['step']) if ev else 0,
-                final={int(k): v for k, v in fin['successes'].items()} if fin else None, final_step=fin['step'] if fin else None,
+                final=final, final_step=fin['step'] if fin else None,
                 curve=[{'step': int(r['step']), **{k: float(r[f'task{k}']) for k in GC_TASKS}, 'all': float(r['success'])} for r in ev])
 
 def goals_results(root, seeds=(0, 1, 2), label: str = 'puzzle-3x3 (oracle goals)') -> dict:
@@ -293,7 +295,7 @@ def goals_results(root, seeds=(0, 1, 2), label: str = 'puzzle-3x3 (oracle goals)
     root = Path(root); runs = [_goal_run(root / f's{s}', s) for s in seeds]; done = [r for r in runs if r['final']]
     table = []
     for k in (*GC_TASKS, 'all'):
-        succ = [sum((r['final'][j] for j in GC_TASKS), []) if k == 'all' else r['final'][k] for r in done]   # each finished seed's episodes
+        succ = [r['final'][k] for r in done]                            # each finished seed's episodes
         kk, nn = int(sum(map(sum, succ))), sum(map(len, succ))
         lo, hi = wilson(kk, nn) if nn else (math.nan, math.nan)
         table.append(dict(goal=k, seeds_done=len(done), per_seed=' '.join(f'{100 * np.mean(x):.0f}%' for x in succ),
@@ -304,7 +306,7 @@ def goals_results(root, seeds=(0, 1, 2), label: str = 'puzzle-3x3 (oracle goals)
             v = [c[k] for r in runs for c in r['curve'] if c['step'] == step]
             curves.append(dict(env='overall' if k == 'all' else 'per goal', variant='all goals' if k == 'all' else f'goal {k}',
                                step=step, mean=float(np.mean(v)), std=float(np.std(v)), seeds=len(v)))
-    write_csv(root / 'runs.csv', [{k: v for k, v in r.items() if k not in ('final', 'curve')} | {'final_success': np.mean(sum(r['final'].values(), [])) if r['final'] else ''} for r in runs])
+    write_csv(root / 'runs.csv', [{k: v for k, v in r.items() if k not in ('final', 'curve')} | {'final_success': np.mean(r['final']['all']) if r['final'] else ''} for r in runs])
     write_csv(root / 'table.csv', table)
     if curves: write_csv(root / 'curves.csv', curves); plot_curves(curves, root / 'curves.png')
     (root / 'summary.md').write_text(format_goals(table, runs, label))
