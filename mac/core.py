@@ -26,7 +26,8 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['EXIT_USAGE', 'EXIT_DIVERGED', 'EXIT_SYSTEM', 'get_device', 'seed_everything', 'median_seconds', 'MLP', 'TanhGELU',
-           'ema_update_', 'atomic_write', 'write_json', 'write_csv', 'append_csv', 'unhome', 'provenance', 'run_cli']
+           'ema_update_', 'atomic_write', 'write_json', 'write_csv', 'read_csv', 'append_csv', 'unhome', 'provenance',
+           'run_cli']
 
 # %% ../nbs/00_core.ipynb #f907e748
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -110,6 +111,12 @@ def write_csv(path: str | Path, rows: list[dict]) -> Path:
             w = csv.DictWriter(f, fieldnames=fields, restval=''); w.writeheader(); w.writerows(rows)
     return atomic_write(path, write)
 
+def read_csv(path: str | Path) -> list[dict]:
+    "A CSV file's rows as dicts of strings; [] when there is no file yet (a run that has not logged, a report not yet written)."
+    path = Path(path)
+    if not path.exists(): return []
+    with open(path, newline='') as f: return list(csv.DictReader(f))
+
 # %% ../nbs/00_core.ipynb #d69489c4
 def append_csv(path: Path, row: dict | None = None, keep_until: int | None = None):
     """Append a row: one line at the end of the file when the header already has its columns; the whole file is
@@ -121,8 +128,7 @@ def append_csv(path: Path, row: dict | None = None, keep_until: int | None = Non
         if header and set(row) <= set(header):
             with open(path, 'a', newline='') as f: csv.DictWriter(f, fieldnames=header, restval='').writerow(row)
             return
-    rows = list(csv.DictReader(open(path, newline=''))) if path.exists() else []
-    rows = [r for r in rows if None not in r.values() and str(r.get('step', '')).isdigit()]   # drop a half-written line
+    rows = [r for r in read_csv(path) if None not in r.values() and str(r.get('step', '')).isdigit()]   # drop a half-written line
     if keep_until is not None: rows = [r for r in rows if int(r['step']) <= keep_until]
     rows += [row] if row else []
     if rows: write_csv(path, rows)

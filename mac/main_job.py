@@ -5,7 +5,6 @@
 # %% ../nbs/10a_main_job.ipynb #85793e33
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +14,12 @@ import torch
 import tyro
 
 from .config import config_to_dict, make_config
-from .core import EXIT_DIVERGED, EXIT_USAGE, atomic_write, provenance, run_cli, write_json
+from .core import EXIT_DIVERGED, EXIT_USAGE, atomic_write, provenance, read_csv, run_cli, write_json
 from .batches import ChunkDataset
 from .data import load_ogbench
 from .evaluate import _make_env, eval_env_name
 from .evaluate import evaluate as evaluate_agent
-from .train import FINAL_EVAL_SEED, NonFiniteLoss, RunFolderBusy, Trainer, load_agent
+from .train import FINAL_EVAL_SEED, NonFiniteLoss, RunFolderBusy, Trainer, check_fresh_seeds, load_agent
 
 # %% auto #0
 __all__ = ['MAIN_STEPS', 'diagnose', 'quickstart', 'quickstart_cli']
@@ -29,6 +28,7 @@ __all__ = ['MAIN_STEPS', 'diagnose', 'quickstart', 'quickstart_cli']
 def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dict:
     "Numbers on what limits a run: behaviour vs rejection success, value vs Monte-Carlo returns and near success, Q spread."
     ag, norm, cfg, ck = load_agent(run_dir, device, n_test=1)                 # the behaviour policy alone
+    check_fresh_seeds(cfg, seed, episodes)                                     # episodes the run's evaluations did not play
     rp = cfg.actions_per_plan                                                  # acting as the run's own evaluations do
     out = dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}', replan_every=rp)
     out['success_N1'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed, replan_every=rp)['success']
@@ -74,7 +74,7 @@ def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, dev
     tr = Trainer(cfg, out / 'run', resume=ck.exists(), progress=progress)
     final = tr.run()['final']                      # a finished run only reads its final evaluation back
     if (out / 'run' / 'success.png').exists(): atomic_write(out / 'success.png', lambda p: p.write_bytes((out / 'run' / 'success.png').read_bytes()))
-    curve = [dict(step=int(r['step']), success=float(r['success'])) for r in csv.DictReader(open(out / 'run' / 'eval.csv'))]
+    curve = [dict(step=int(r['step']), success=float(r['success'])) for r in read_csv(out / 'run' / 'eval.csv')]
     summary = dict(env=cfg.env, preset='tiny (smoke)' if smoke else 'cpu', steps=cfg.steps, success=final['success'],
                    successes=final['successes'], protocol=final['protocol'], final_eval_seeds=f'{FINAL_EVAL_SEED}..{FINAL_EVAL_SEED + len(final["successes"]) - 1}',
                    training_evals=curve, dataset={**tr.dataset_info, 'file': Path(tr.dataset_info['file']).name},

@@ -32,7 +32,8 @@ from .evaluate import evaluate as evaluate_agent   # `evaluate` is also the name
 
 # %% auto #0
 __all__ = ['FINAL_EVAL_SEED', 'save_checkpoint', 'CheckpointError', 'load_checkpoint', 'load_agent', 'RunFolderBusy',
-           'lock_run_dir', 'unlock_run_dir', 'CudaGraphStep', 'NonFiniteLoss', 'Trainer', 'train_many', 'train_cli']
+           'lock_run_dir', 'unlock_run_dir', 'CudaGraphStep', 'NonFiniteLoss', 'Trainer', 'eval_seeds',
+           'check_fresh_seeds', 'train_many', 'train_cli']
 
 # %% ../nbs/10_training.ipynb #be2e866c
 def _rng_state(gen: torch.Generator) -> dict:
@@ -389,6 +390,18 @@ def final_evaluate(self: Trainer) -> dict:
     write_json(path, out)
     if self.progress: tqdm.write(f'final evaluation at step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes (seeds {FINAL_EVAL_SEED:,}+)')
     return out
+
+def eval_seeds(cfg: TrainConfig) -> set[int]:
+    "Every env seed a run's own evaluations use: seed + step + i at each evaluation while training (every eval_every steps, and the last step), FINAL_EVAL_SEED + i at the end."
+    steps = {*range(cfg.eval_every, cfg.steps + 1, cfg.eval_every), cfg.steps} if cfg.eval_every else {cfg.steps}
+    used = {cfg.seed + k + i for k in steps for i in range(cfg.eval_episodes)}
+    return used | set(range(FINAL_EVAL_SEED, FINAL_EVAL_SEED + cfg.final_episodes))
+
+def check_fresh_seeds(cfg: TrainConfig, seed: int, episodes: int):
+    "Refuse env seeds seed … seed + episodes - 1 when the run's own evaluations used one of them: a diagnosis draws fresh episodes."
+    if clash := set(range(seed, seed + episodes)) & eval_seeds(cfg):
+        raise ValueError(f"env seeds {seed}..{seed + episodes - 1} include {min(clash)}, which the run's own evaluations used: pass another seed")
+
 
 # %% ../nbs/10_training.ipynb #7d095551
 def train_many(cfgs: list, run_dirs: list, resume: bool = False, progress: bool = False, graph: bool | None = None) -> list[dict]:

@@ -333,6 +333,12 @@ def write_csv(path: str | Path, rows: list[dict]) -> Path:
             w = csv.DictWriter(f, fieldnames=fields, restval=''); w.writeheader(); w.writerows(rows)
     return atomic_write(path, write)
 
+def read_csv(path: str | Path) -> list[dict]:
+    "A CSV file's rows as dicts of strings; [] when there is no file yet (a run that has not logged, a report not yet written)."
+    path = Path(path)
+    if not path.exists(): return []
+    with open(path, newline='') as f: return list(csv.DictReader(f))
+
 
 # %% [markdown]
 # Logs of long runs grow one row at a time and must survive a kill: `append_csv` adds a line at the end (the file is
@@ -352,8 +358,7 @@ def append_csv(path: Path, row: dict | None = None, keep_until: int | None = Non
         if header and set(row) <= set(header):
             with open(path, 'a', newline='') as f: csv.DictWriter(f, fieldnames=header, restval='').writerow(row)
             return
-    rows = list(csv.DictReader(open(path, newline=''))) if path.exists() else []
-    rows = [r for r in rows if None not in r.values() and str(r.get('step', '')).isdigit()]   # drop a half-written line
+    rows = [r for r in read_csv(path) if None not in r.values() and str(r.get('step', '')).isdigit()]   # drop a half-written line
     if keep_until is not None: rows = [r for r in rows if int(r['step']) <= keep_until]
     rows += [row] if row else []
     if rows: write_csv(path, rows)
@@ -384,6 +389,9 @@ with tempfile.TemporaryDirectory() as d:
     test_fail(lambda: atomic_write(f, boom), contains='disk full')
     test_eq(json.loads(f.read_text()), {'x': 1})        # the old file survives an interrupted write
     test_eq(sorted(os.listdir(Path(d) / 'sub')), ['a.json'])  # and no temporary file is left behind
+    rows = [dict(step=1, loss=0.5), dict(step=2, V=-1.0)]
+    test_eq(read_csv(write_csv(Path(d) / 'r.csv', rows)), [dict(step='1', loss='0.5', V=''), dict(step='2', loss='', V='-1.0')])
+    test_eq(read_csv(Path(d) / 'none.csv'), [])        # no file yet: no rows
     c = write_csv(Path(d) / 'r.csv', [{'step': 1, 'loss': 0.5}, {'step': 2, 'success': 1.0}])
     test_eq(c.read_text().splitlines(), ['step,loss,success', '1,0.5,', '2,,1.0'])
 

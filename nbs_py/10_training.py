@@ -458,6 +458,18 @@ def final_evaluate(self: Trainer) -> dict:
     if self.progress: tqdm.write(f'final evaluation at step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes (seeds {FINAL_EVAL_SEED:,}+)')
     return out
 
+def eval_seeds(cfg: TrainConfig) -> set[int]:
+    "Every env seed a run's own evaluations use: seed + step + i at each evaluation while training (every eval_every steps, and the last step), FINAL_EVAL_SEED + i at the end."
+    steps = {*range(cfg.eval_every, cfg.steps + 1, cfg.eval_every), cfg.steps} if cfg.eval_every else {cfg.steps}
+    used = {cfg.seed + k + i for k in steps for i in range(cfg.eval_episodes)}
+    return used | set(range(FINAL_EVAL_SEED, FINAL_EVAL_SEED + cfg.final_episodes))
+
+def check_fresh_seeds(cfg: TrainConfig, seed: int, episodes: int):
+    "Refuse env seeds seed … seed + episodes - 1 when the run's own evaluations used one of them: a diagnosis draws fresh episodes."
+    if clash := set(range(seed, seed + episodes)) & eval_seeds(cfg):
+        raise ValueError(f"env seeds {seed}..{seed + episodes - 1} include {min(clash)}, which the run's own evaluations used: pass another seed")
+
+
 
 # %% [markdown]
 # ## Checks: a tiny run, exact resume, bad input
@@ -488,6 +500,15 @@ test_eq([int(r['step']) for r in csv.DictReader(open(tmp / 'resumed' / 'log.csv'
 ag, nm, c2, _ = load_agent(tmp / 'full', n_test=3)
 assert all(torch.equal(v, a['agent'][k]) for k, v in ag.state_dict().items())
 test_eq((ag.cfg.n_test, c2, load_agent(tmp / 'full' / 'checkpoint.pt')[0].cfg.n_test), (3, cfg, cfg.agent.n_test))
+
+# %%
+# A diagnosis (chapters 10a, 14) plays its own episodes: env seeds that the run's evaluations used are refused, the final
+# evaluation's (from FINAL_EVAL_SEED) and the training ones (seed + step + i, here every 1000 steps and at the last step, 2500)
+c = dataclasses.replace(cfg, seed=3, eval_every=1000, steps=2500, eval_episodes=3, final_episodes=4)
+test_eq(eval_seeds(c), {1003, 1004, 1005, 2003, 2004, 2005, 2503, 2504, 2505} | set(range(FINAL_EVAL_SEED, FINAL_EVAL_SEED + 4)))
+test_fail(lambda: check_fresh_seeds(c, 1000, 5), contains='include 1003')
+test_fail(lambda: check_fresh_seeds(c, FINAL_EVAL_SEED + 3, 2), contains="the run's own evaluations used")
+check_fresh_seeds(c, 1006, 997); check_fresh_seeds(c, FINAL_EVAL_SEED + 4, 10)   # 1006-2002 and past the final ones: fresh
 
 
 # %% [markdown]

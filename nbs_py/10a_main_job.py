@@ -9,7 +9,6 @@
 #| export
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,12 @@ import torch
 import tyro
 
 from mac.config import config_to_dict, make_config
-from mac.core import EXIT_DIVERGED, EXIT_USAGE, atomic_write, provenance, run_cli, write_json
+from mac.core import EXIT_DIVERGED, EXIT_USAGE, atomic_write, provenance, read_csv, run_cli, write_json
 from mac.batches import ChunkDataset
 from mac.data import load_ogbench
 from mac.evaluate import _make_env, eval_env_name
 from mac.evaluate import evaluate as evaluate_agent
-from mac.train import FINAL_EVAL_SEED, NonFiniteLoss, RunFolderBusy, Trainer, load_agent
+from mac.train import FINAL_EVAL_SEED, NonFiniteLoss, RunFolderBusy, Trainer, check_fresh_seeds, load_agent
 
 # %%
 #| hide
@@ -65,6 +64,7 @@ Trainer(dataclasses.replace(cfg, pretrain_steps=20, terminals=True), tmp / 'pre'
 def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dict:
     "Numbers on what limits a run: behaviour vs rejection success, value vs Monte-Carlo returns and near success, Q spread."
     ag, norm, cfg, ck = load_agent(run_dir, device, n_test=1)                 # the behaviour policy alone
+    check_fresh_seeds(cfg, seed, episodes)                                     # episodes the run's evaluations did not play
     rp = cfg.actions_per_plan                                                  # acting as the run's own evaluations do
     out = dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}', replan_every=rp)
     out['success_N1'] = evaluate_agent(ag, norm, cfg.env, episodes, cfg.eval_workers or None, seed, replan_every=rp)['success']
@@ -141,7 +141,7 @@ def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, dev
     tr = Trainer(cfg, out / 'run', resume=ck.exists(), progress=progress)
     final = tr.run()['final']                      # a finished run only reads its final evaluation back
     if (out / 'run' / 'success.png').exists(): atomic_write(out / 'success.png', lambda p: p.write_bytes((out / 'run' / 'success.png').read_bytes()))
-    curve = [dict(step=int(r['step']), success=float(r['success'])) for r in csv.DictReader(open(out / 'run' / 'eval.csv'))]
+    curve = [dict(step=int(r['step']), success=float(r['success'])) for r in read_csv(out / 'run' / 'eval.csv')]
     summary = dict(env=cfg.env, preset='tiny (smoke)' if smoke else 'cpu', steps=cfg.steps, success=final['success'],
                    successes=final['successes'], protocol=final['protocol'], final_eval_seeds=f'{FINAL_EVAL_SEED}..{FINAL_EVAL_SEED + len(final["successes"]) - 1}',
                    training_evals=curve, dataset={**tr.dataset_info, 'file': Path(tr.dataset_info['file']).name},
@@ -228,7 +228,7 @@ curves = [('paper-faithful (γ 0.999, no terminals)', V / 'paper_faithful_main_j
 fig, ax = plt.subplots(figsize=(7, 3.4), dpi=100)
 for label, f in curves:
     if f.exists():
-        r = list(csv.DictReader(open(f)))
+        r = read_csv(f)
         ax.plot([int(x['step']) for x in r], [100 * float(x['success']) for x in r], 'o-', ms=3, label=label)
 ax.axhline(50, color='grey', ls=':', lw=1); ax.axvline(14_000, color='grey', ls='--', lw=1)
 ax.text(14_300, 88, 'the first main jobs\nstopped here', fontsize=8, color='grey')
@@ -255,7 +255,7 @@ ax.legend(fontsize=8, loc='upper left'); fig.tight_layout(); plt.show()
 #| echo: false
 S = Path('../results/cpu_study')
 if (S / 'table.csv').exists():
-    tab = list(csv.DictReader(open(S / 'table.csv')))
+    tab = read_csv(S / 'table.csv')
     print(f"{'policy':<22} {'steps':>6} {'re-plan':>7} {'seeds':>5}  {'final success per seed (50 ep.)':<34} {'pooled [95% CI]':<18} mean ± std")
     for t in tab:
         who = 'behaviour (N_test=1)' if t['variant'].endswith(':behaviour') else 'MAC (N_test=32)'
@@ -266,7 +266,7 @@ if (S / 'table.csv').exists():
         runs = {}
         for f in sorted(S.glob('preset/s*/evals.csv')):
             if not (f.parent / 'final.csv').exists(): continue          # only the seeds that finished
-            runs[f.parent.name] = {int(r['step']): float(r['success']) for r in csv.DictReader(open(f)) if int(r['replan']) == rp}
+            runs[f.parent.name] = {int(r['step']): float(r['success']) for r in read_csv(f) if int(r['replan']) == rp}
         steps = sorted(set.intersection(*[set(v) for v in runs.values()])) if runs else []
         m = np.array([[v[s] for s in steps] for v in runs.values()])
         axes[0].plot(steps, 100 * m.mean(0), 'o-', color=c, ms=3, label=f're-plan every {rp} ({len(runs)} seeds)')
@@ -280,7 +280,7 @@ if (S / 'table.csv').exists():
             t = [t for t in tab if t['variant'] == variant and int(t['replan']) == rp and int(t['step']) == st]
             if not t: continue
             rows = [float(r['success']) for f in sorted(S.glob(f'preset/s*/final{"_behaviour" if ":" in variant else ""}.csv'))
-                    for r in csv.DictReader(open(f)) if int(r['replan']) == rp and int(r['step']) == st]
+                    for r in read_csv(f) if int(r['replan']) == rp and int(r['step']) == st]
             axes[1].scatter([i + dx] * len(rows), [100 * x for x in rows], color='grey', s=12, zorder=2)
             p, lo, hi = (100 * float(t[0][k]) for k in ('pooled', 'ci_lo', 'ci_hi'))
             axes[1].errorbar(i + dx, p, yerr=[[p - lo], [hi - p]], fmt=mark, color=colour, capsize=4, zorder=3,
@@ -353,8 +353,8 @@ def _gap_prob(p, n, at_least):
 study = Path('../results/cpu_study/preset')
 all_within = 1.0
 for s in range(5):
-    ev = {int(r['step']): float(r['success']) for r in csv.DictReader(open(study / f's{s}' / 'evals.csv')) if r['replan'] == '10'}
-    fin = next(float(r['success']) for r in csv.DictReader(open(study / f's{s}' / 'final.csv')) if r['replan'] == '10' and r['step'] == '28000')
+    ev = {int(r['step']): float(r['success']) for r in read_csv(study / f's{s}' / 'evals.csv') if r['replan'] == '10'}
+    fin = next(float(r['success']) for r in read_csv(study / f's{s}' / 'final.csv') if r['replan'] == '10' and r['step'] == '28000')
     a, b = round(15 * ev[26000]), round(15 * ev[28000])
     over15 = _gap_prob(fin, 15, 3)                                   # > 15 points on 15 episodes: a difference of 3 or more episodes
     all_within *= 1 - over15
@@ -411,7 +411,7 @@ display(Markdown((Path('../results/cpu_study/starts/summary.md')).read_text().sp
 # %%
 #| echo: false
 B = Path('../results/cpu_study/budget')
-rows = [dict(r, seed=s) for s in range(5) for r in csv.DictReader(open(B / f's{s}' / 'final.csv'))]
+rows = [dict(r, seed=s) for s in range(5) for r in read_csv(B / f's{s}' / 'final.csv')]
 for name, seed0 in (('selection', '100000'), ('confirmation', '300000')):
     for step in sorted({int(r['step']) for r in rows if r['seed0'] == seed0}):
         per = [int(r['successes']) / int(r['episodes']) for r in rows if r['seed0'] == seed0 and int(r['step']) == step]
@@ -454,7 +454,7 @@ for name, seed0 in (('selection', '100000'), ('confirmation', '300000')):
 
 # %%
 #| echo: false
-T = {(r['variant'], int(r['step']), int(r['replan'])): r for r in csv.DictReader(open(S / 'table.csv'))}
+T = {(r['variant'], int(r['step']), int(r['replan'])): r for r in read_csv(S / 'table.csv')}
 for v in ('budget', 'data1000'):
     r = T.get((v, 20_000, 10))
     if r: print(f"{v:>9}, 20k steps, whole chunks: {r['per_seed']:<20} pooled {float(r['pooled']):.0%} "

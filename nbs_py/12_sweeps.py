@@ -9,7 +9,6 @@
 #| export
 from __future__ import annotations
 
-import csv
 import dataclasses
 import fcntl
 import json
@@ -27,7 +26,7 @@ from typing import Annotated, Literal
 import numpy as np
 import tyro
 
-from mac.core import EXIT_USAGE, provenance, run_cli, write_csv, write_json
+from mac.core import EXIT_USAGE, provenance, read_csv, run_cli, write_csv, write_json
 from mac.data import (DEFAULT_DATASET_DIR, ENVS, NOISY_GEN_KW, DatasetError, GenConfig, merge_episodes, save_npz, collect_episode, ensure_dataset,
                       parse_name, validate_dataset)
 from mac.config import PRESETS, ConfigFlags, PresetName, config_to_dict, flag_overrides, make_config
@@ -435,7 +434,7 @@ def collect(out, trials: list[Trial], metric: str = 'eval') -> list[dict]:
     for t in trials:
         d = trial_dir(out, t); rec = _read_json(d / 'trial.json') or {}
         status = rec.get('status', 'pending') if rec.get('spec') == t.spec() else ('resume' if (d / 'checkpoint.pt').exists() else 'pending')
-        curve = {int(r['step']): float(r['success']) for r in csv.DictReader(open(d / 'eval.csv'))} if (d / 'eval.csv').exists() else {}
+        curve = {int(r['step']): float(r['success']) for r in read_csv(d / 'eval.csv')}
         fin, prov = _read_json(d / 'final_eval.json'), _read_json(d / 'provenance.json') or {}
         src = (fin['success'], fin['step']) if metric == 'final' and fin else (curve[max(curve)], max(curve)) if metric == 'eval' and curve else (None, None)
         rows.append(dict(trial=t.name, variant=t.variant, env=t.env, task=t.task, seed=t.seed, status=status,
@@ -575,7 +574,7 @@ res = write_results(agg, trials)
 print(res['table'])
 assert (agg / 'curves.png').exists() and 'cube-single | overall | 50 ± 10' in res['table'], res['table']
 test_eq(json.loads((agg / 'table.json').read_text())['cells'][0]['runs'][0]['commit'], 'abc123')
-test_eq([r['status'] for r in csv.DictReader(open(agg / 'results.csv'))].count('failed'), 1)
+test_eq([r['status'] for r in read_csv(agg / 'results.csv')].count('failed'), 1)
 
 # %%
 from IPython.display import Image; Image(agg / 'curves.png')

@@ -9,7 +9,6 @@
 #| export
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shlex
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-from mac.core import provenance, run_cli, write_csv, write_json
+from mac.core import provenance, read_csv, run_cli, write_csv, write_json
 from mac.evaluate import wilson
 from mac.sweep import collect, sweep_trials
 
@@ -117,13 +116,12 @@ ARMS = (Arm('MAC', 'mac', 'components', paper=(100, 0)), Arm('MAC (Gau)', 'mac-g
 
 # %%
 #| export
-def _csv(p): return list(csv.DictReader(open(p))) if Path(p).exists() else []
 
 def _study_run(study: Path, seed: int) -> dict:
     "A MAC-arm run of the CPU study: its 50-episode final evaluation at STEPS with whole chunks, and its training curve."
     d = study / f's{seed}'
-    fin = [r for r in _csv(d / 'final.csv') if int(r['step']) == STEPS and int(r['replan']) == WHOLE_CHUNKS]
-    curve = {int(r['step']): float(r['success']) for r in _csv(d / 'evals.csv') if int(r['replan']) == WHOLE_CHUNKS}
+    fin = [r for r in read_csv(d / 'final.csv') if int(r['step']) == STEPS and int(r['replan']) == WHOLE_CHUNKS]
+    curve = {int(r['step']): float(r['success']) for r in read_csv(d / 'evals.csv') if int(r['replan']) == WHOLE_CHUNKS}
     k, n = (int(float(fin[0]['successes'])), int(fin[0]['episodes'])) if fin else (None, None)
     return dict(dir=d, status='done' if fin else 'resume' if curve else 'pending', successes=k, episodes=n, curve=curve, error=None)
 
@@ -287,7 +285,7 @@ def write_ablations(root='results/ablations', study='results/cpu_study/preset') 
 summary = write_ablations(root, study)
 print(format_summary(summary))
 test_eq(sorted(p.name for p in root.iterdir() if p.is_file()), ['ablations.png', 'provenance.json', 'runs.csv', 'summary.md', 'table.csv'])
-test_eq(len(list(csv.DictReader(open(root / 'runs.csv')))), len(ARMS) * len(SEEDS))
+test_eq(len(read_csv(root / 'runs.csv')), len(ARMS) * len(SEEDS))
 
 
 # %% [markdown]
@@ -307,7 +305,7 @@ def diagnose_runs(root='results/ablations', study='results/cpu_study/preset', fn
     `skip_missing`: pass over runs whose checkpoint is not on this machine (checkpoints are not committed) instead of failing."""
     from mac.main_job import diagnose
     fn, root, path = fn or diagnose, Path(root), Path(root) / csv_name
-    rows, runs = _csv(path), ablation_runs(root, study); have = {r['run'] for r in rows}
+    rows, runs = read_csv(path), ablation_runs(root, study); have = {r['run'] for r in rows}
     for r in runs:
         if r['status'] != 'done' or r['run'] in have: continue
         d = root / r['run']; d = d / 'run' if (d / 'run').is_dir() else d      # the CPU study keeps its run one folder down
@@ -327,7 +325,7 @@ test_eq(sorted(map(str, calls)), sorted([f'cpu_study/preset/s{s}' for s in SEEDS
                                         + ['ablations/sweep/runs/mac-fql/cube-single-task2/seed0']))   # finished runs only, each once
 test_eq(next(r for r in rows if r['run'] == '../cpu_study/preset/s0')['arms'], 'MAC / n = 10')
 test_eq([r['run'] for r in diagnose_runs(root, study, lambda d, episodes: 1 / 0)], [r['run'] for r in rows])   # nothing left: no call
-test_eq(len(list(csv.DictReader(open(root / 'diagnose.csv')))), 7)
+test_eq(len(read_csv(root / 'diagnose.csv')), 7)
 gau1 = root / 'sweep' / 'runs' / 'mac-gau' / 'cube-single-task2' / 'seed1'; (gau1 / 'checkpoint.pt').write_bytes(b'')   # the one checkpoint kept here
 calls.clear(); test_eq([r['run'] for r in diagnose_runs(root, study, fake_diagnose, csv_name='other.csv', skip_missing=True)], [str(gau1.relative_to(root))])
 test_eq(calls, [gau1.relative_to(root.parent)]); (gau1 / 'checkpoint.pt').unlink()
@@ -439,7 +437,7 @@ def show_csv(path, cols):
     def fmt(v):
         try: return v if '.' not in v and float(v) == int(float(v)) else f'{float(v):.3g}'
         except (ValueError, OverflowError): return v or '–'
-    rows = [[fmt(r.get(c) or '') for c in cols] for r in csv.DictReader(open(path))]
+    rows = [[fmt(r.get(c) or '') for c in cols] for r in read_csv(path)]
     display(Markdown('| ' + ' | '.join(cols) + ' |\n|' + '---|' * len(cols) + '\n' + '\n'.join('| ' + ' | '.join(r) + ' |' for r in rows)))
 if (R / 'summary.md').exists(): display(Markdown((R / 'summary.md').read_text())); display(Image(R / 'ablations.png'))
 if (R / 'diagnose.csv').exists():     # readings, not the metric: 15 episodes on env seeds 1000-1014

@@ -9,7 +9,6 @@
 #| export
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -24,12 +23,12 @@ import tyro
 
 from mac.batches import ObsNormalizer
 from mac.cache import build_cache, open_cache
-from mac.core import provenance, run_cli, write_csv, write_json
+from mac.core import provenance, read_csv, run_cli, write_csv, write_json
 from mac.data import dataset_paths, parse_name
 from mac.evaluate import _make_env, wilson
 from mac.goals import GC_TASKS, GoalChunkBatches, dataset_files, evaluate_goals, oracle_keys
 from mac.sweep import plot_curves
-from mac.train import FINAL_EVAL_SEED, load_agent
+from mac.train import check_fresh_seeds, load_agent
 
 # %%
 #| hide
@@ -37,7 +36,7 @@ import dataclasses, shutil
 import warnings; warnings.filterwarnings('ignore', category=UserWarning, module='gymnasium')
 from fastcore.test import test_eq, test_close, test_fail
 from mac.config import make_config
-from mac.train import Trainer, load_checkpoint
+from mac.train import FINAL_EVAL_SEED, Trainer, load_checkpoint
 
 
 # %% [markdown]
@@ -190,18 +189,11 @@ def _starts(cfg, episodes: int, seed: int, env_kwargs: dict):
         return np.stack(s0), np.stack(g0), env.spec.max_episode_steps
     finally: env.close()
 
-def _check_seeds(cfg, seed: int, episodes: int):
-    "Refuse env seeds that the run's own evaluations used: training seed + step + i, final FINAL_EVAL_SEED + i."
-    ours = set(range(seed, seed + episodes))
-    used = {cfg.seed + k + i for k in range(cfg.eval_every, cfg.steps + 1, cfg.eval_every or 1) for i in range(cfg.eval_episodes)} if cfg.eval_every else set()
-    used |= set(range(FINAL_EVAL_SEED, FINAL_EVAL_SEED + cfg.final_episodes))
-    if ours & used: raise ValueError(f'env seeds {seed}..{seed + episodes - 1} include {min(ours & used)}, which the run\'s own evaluations used: pass another seed')
-
 def diagnose_goals(run_dir, episodes: int = 5, seed: int = 1000, device='cpu', chunks: int = 4096, **env_kwargs) -> dict:
     "What limits a goal-conditioned run: per goal, behaviour vs rejection vs imagined success and the start value; held-out success net and value."
     ag, norm, cfg, ck = load_agent(run_dir, device); device = ag.device
     if not parse_name(cfg.env).oraclerep: raise ValueError(f'{run_dir} is a single-task run ({cfg.env}): diagnose it with mac.main_job.diagnose')
-    _check_seeds(cfg, seed, episodes)
+    check_fresh_seeds(cfg, seed, episodes)
     gnorm, N, n = ObsNormalizer.from_state_dict(ck['goal_normalizer'], device), cfg.agent.n_test, cfg.agent.n
     Gn, rp, w = cfg.agent.gamma ** n, cfg.actions_per_plan, cfg.eval_workers or None
     real = {k: evaluate_goals(a, norm, gnorm, cfg.env, episodes, w, seed, replan_every=rp, **env_kwargs)['per_task']
@@ -241,13 +233,13 @@ reps = np.array([[0], [1], [2], [3], [4], [2], [6], [7]], np.float32); vb_ = typ
 test_eq(_reached_by_rep(vb_, np.array([0, 3, 1]), np.array([5, 5, 6])).tolist(), [True, True, False])   # rows 0-2 show row 5's lights at 2
 test_eq(_first_reach(vb_, np.array([0, 3, 1, 6]), np.array([5, 5, 4, 6])).tolist(), [2, 5, 4, 6])   # 0→5: row 2 shows it first; 3→5: only 5
 test_eq(_same_rep(vb_, np.array([[0, 2], [5, 6]]), np.array([[5], [2]])).tolist(), [[False, True], [True, False]])
-# seeds the run's own evaluations used are refused: its final evaluation's, and (a run that evaluates every 1000 steps) 1000 + i
-test_fail(lambda: _check_seeds(dataclasses.replace(cfg, final_episodes=3), FINAL_EVAL_SEED + 2, 2), contains="the run's own evaluations used")
-test_fail(lambda: _check_seeds(dataclasses.replace(cfg, eval_every=1000, steps=2000, eval_episodes=3, seed=0), 1000, 5), contains='include 1000')
-_check_seeds(dataclasses.replace(cfg, eval_every=1000, steps=2000, eval_episodes=3, seed=0), 1003, 5)   # 1003-1007: none used
 # The success net's verdicts are its own: forge copies of the run whose success net says "reached" everywhere (a large
 # positive logit) or nowhere; imagined success and the held-out verdicts must read 1 and 0 for them.
 ck = load_checkpoint(tmp / 'run' / 'checkpoint.pt')
+# (and, first, a copy whose config says it had a final evaluation: its env seeds are refused, by chapter 10's check)
+c = json.loads(ck['config']); (tmp / 'evaluated').mkdir(exist_ok=True)
+torch.save(ck | dict(config=json.dumps(c | dict(final_episodes=3))), tmp / 'evaluated' / 'checkpoint.pt')
+test_fail(lambda: diagnose_goals(tmp / 'evaluated', episodes=2, seed=FINAL_EVAL_SEED + 2), contains="the run's own evaluations used")
 last_bias = [k for k in ck['agent'] if k.startswith('success.') and k.endswith('.bias')][-1]   # the output layer's
 for logit, expected in ((50.0, 1.0), (-50.0, 0.0)):
     ck['agent'][last_bias] = torch.full_like(ck['agent'][last_bias], logit); (tmp / f'forged{expected}').mkdir(exist_ok=True)
@@ -277,7 +269,7 @@ RUNNING_S = 1800   # a run whose log.csv changed in the last 30 minutes is taken
 
 def _goal_run(d: Path, seed: int) -> dict:
     "One seed's run folder: status, last evaluated step, final successes per goal (finished runs), in-training curve."
-    ev = list(csv.DictReader(open(d / 'eval.csv'))) if (d / 'eval.csv').exists() else []
+    ev = read_csv(d / 'eval.csv')
     fin = json.loads((d / 'final_eval.json').read_text()) if (d / 'final_eval.json').exists() else None
     steps = json.loads((d / 'config.json').read_text())['steps'] if (d / 'config.json').exists() else None
     if fin and fin['step'] != steps: fin = None                        # an earlier, shorter run's final evaluation: not this run's
@@ -356,7 +348,7 @@ print(open(R / 'summary.md').read())
 def diagnose_goal_runs(root, seeds=(0, 1, 2), fn=None, **kw) -> list[dict]:
     "`diagnose_goals` (or `fn`) once per finished seed whose checkpoint is here: rows of `root`/diagnose.csv, one per goal."
     root, fn = Path(root), fn or diagnose_goals; path = root / 'diagnose.csv'
-    rows = list(csv.DictReader(open(path))) if path.exists() else []; have = {r['run'] for r in rows}
+    rows = read_csv(path); have = {r['run'] for r in rows}
     for r in (_goal_run(root / f's{s}', s) for s in seeds):
         if r['status'] != 'done' or r['run'] in have: continue
         if not (root / r['run'] / 'checkpoint.pt').exists(): print(f"{r['run']}: no checkpoint on this machine, skipped"); continue
@@ -415,7 +407,7 @@ def md_table(rows, cols):
 if (R / 'summary.md').exists(): display(Markdown((R / 'summary.md').read_text()))
 if (R / 'curves.png').exists(): display(Image(R / 'curves.png'))
 if (R / 'diagnose.csv').exists():   # readings, not the metric: 5 episodes per goal on env seeds 1000-1004; held-out chunks of the -val files
-    rows = list(csv.DictReader(open(R / 'diagnose.csv')))
+    rows = read_csv(R / 'diagnose.csv')
     display(Markdown(md_table(rows, ('seed', 'task', 'success_N1', 'success_N32', 'imagined_success_N32', 'value_start', 'chunks_implied'))))
     display(Markdown(md_table([r for r in rows if r['task'] == '1'], ('seed', 'step', 'success_said_on_reached', 'success_said_on_missed',
         'success_said_on_reached_rep', 'success_said_on_missed_rep', 'value_traj_corr', 'value_traj_mean', 'data_return_traj_mean',
@@ -459,7 +451,7 @@ if (R / 'diagnose.csv').exists():   # readings, not the metric: 5 episodes per g
 #    `-val` twin of 10 episodes; 1,001 rows each), as OGBench's own 1M puzzle-3x3 play set is; the paper trains on 100M transitions.
 # 3. `diagnose_goals` evaluates on env seeds 1,000-1,004 for each goal; the runs' training evaluations use seed + step
 #    + i (multiples of 2,000 plus 0-4) and their final evaluations seeds from 1,000,000,000, so no episode is shared
-#    (`_check_seeds` refuses seeds that a run's own evaluations used).
+#    (chapter 10's `check_fresh_seeds` refuses seeds that a run's own evaluations used).
 # 4. The held-out checks read the `-val` files through a scratch cache made for the call (the run's own cache holds
 #    the training files only).
 # 5. The data return on trajectory goals counts chunks along the dataset's own path to the first row that shows the

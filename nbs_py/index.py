@@ -117,9 +117,10 @@
 
 # %%
 #| echo: false
-import csv, json
+import json
 from pathlib import Path
 from IPython.display import Markdown
+from mac.core import read_csv
 R = Path('../results')
 rows = ['| experiment | what it shows | measured here | paper | folder |', '|---|---|---|---|---|']
 V = R / 'cpu_variants'
@@ -130,7 +131,7 @@ if (R / 'quickstart' / 'summary.json').exists():
                 f"| 100 ± 0 % (1M steps) | `results/quickstart/` |")
 else: rows.append("| main job (`make main`) with the current `cpu` preset | — | not yet run alone on 2 cores (its training is the CPU study's, below) | 100 ± 0 % (1M steps) | — |")
 S = R / 'cpu_study' / 'table.csv'
-for t in (list(csv.DictReader(open(S))) if S.exists() else []):
+for t in read_csv(S):
     task, paper = {'heldout_cube4': ('held-out cube-single task 4, ', '98 ± 3 %'), 'heldout_scene1': ('held-out scene task 1, ', '100 ± 0 %')}.get(
         t['variant'].split(':')[0], ('', '100 ± 0 %'))                                 # paper: Table 13 (1M steps)
     v = t['variant']
@@ -160,7 +161,7 @@ for name, label in (('gamma099', 'variant: γ = 0.99'), ('terminals', 'variant: 
                     ('pretrain', 'variant: γ = 0.99 + terminals + 5k steps of model/policy pretraining'),
                     ('preset_seed1', 'the `cpu` preset again, seed 1')):
     if (V / name / 'eval.csv').exists():
-        ev = list(csv.DictReader(open(V / name / 'eval.csv')))
+        ev = read_csv(V / name / 'eval.csv')
         last = ', '.join('{:,}: {:.0%}'.format(int(r['step']), float(r['success'])) for r in ev[-4:])
         rows.append(f"| {label} | success at its last four evaluations (15 episodes each) | {last} | — | `results/cpu_variants/{name}/` |")
 if (R / 'quickstart_pilot_sum' / 'summary.json').exists():
@@ -205,21 +206,21 @@ if (H100 / 'run1' / 'cudagraph' / 'bench.json').exists():
                 f"{1e3 * b['paper/cuda-graph']['update_s']:.2f} ms (eager {1e3 * b['paper/cuda-graph']['step_eager_s']:.1f} ms), bf16 {1e3 * b['paper/cuda-graph-bf16']['update_s']:.2f} ms; "
                 f"`cpu` preset {1e3 * b['cpu/cuda-graph']['update_s']:.2f} ms; losses equal to eager's (largest difference {max(ag['loss_rel_diff'])}) | "
                 "≤ 3 ms asked (issue 15): not yet | `results/gpu/h100_2026-11-28/` |")
-    ev = {s: list(csv.DictReader(open(H100 / 'run1' / 'main' / f's{s}' / 'eval.csv'))) for s in range(3)}
+    ev = {s: read_csv(H100 / 'run1' / 'main' / f's{s}' / 'eval.csv') for s in range(3)}
     rows.append("| the main job's preset on one H100 (`--cuda-graph True`), 3 seeds sharing the GPU, cut at 270 s | 15-episode evaluations at 14k steps | "
                 + ', '.join(f"seed {s}: {float(next(r for r in e if r['step'] == '14000')['success']):.0%}" for s, e in ev.items())
                 + " (no run reached 28k: the lease ended them) | — | `results/gpu/h100_2026-11-28/` |")
 if (R / 'model_error' / 'model_error.csv').exists():
-    t = list(csv.DictReader(open(R / 'model_error' / 'model_error.csv')))
+    t = read_csv(R / 'model_error' / 'model_error.csv')
     last = {int(r['n']): float(r['mse']) for r in t}
     rows.append('| Figure 2: model error vs chunk length | open-loop MSE after 100 env steps, held-out cube-double trajectories | ' +
                 ', '.join(f'n={n}: {v:.3g}' for n, v in sorted(last.items())) + ' | one-step error diverges; longer chunks stay low | `results/model_error/` |')
 if (R / 'chunk_policies' / 'metrics.csv').exists():
-    m = {r['policy']: r for r in csv.DictReader(open(R / 'chunk_policies' / 'metrics.csv'))}
+    m = {r['policy']: r for r in read_csv(R / 'chunk_policies' / 'metrics.csv')}
     rows.append(f"| flow vs Gaussian chunk policy | nearest of 32 samples to the held-out chunk (RMS) | flow {m['flow']['nearest_of_32_rms']}, "
                 f"Gaussian {m['Gaussian']['nearest_of_32_rms']} | flow covers modes, Gaussian smears | `results/chunk_policies/` |")
 if (R / 'flow_toy' / 'coverage.csv').exists():
-    c = [r for r in csv.DictReader(open(R / 'flow_toy' / 'coverage.csv')) if r['sampler'] == 'flow, F=10']
+    c = [r for r in read_csv(R / 'flow_toy' / 'coverage.csv') if r['sampler'] == 'flow, F=10']
     rows.append('| chapter 1 toy | conditional flow covers 2/4/8-mode mixtures | on-mode ' + ' / '.join(f"{float(r['on_mode']):.0%}" for r in c) +
                 ' (F = 10) | — | `results/flow_toy/` |')
 Markdown('\n'.join(rows))

@@ -5,7 +5,6 @@
 # %% ../../nbs/13_ablations.ipynb #4a9722bf
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shlex
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-from ..core import provenance, run_cli, write_csv, write_json
+from ..core import provenance, read_csv, run_cli, write_csv, write_json
 from ..evaluate import wilson
 from ..sweep import collect, sweep_trials
 
@@ -45,13 +44,11 @@ ARMS = (Arm('MAC', 'mac', 'components', paper=(100, 0)), Arm('MAC (Gau)', 'mac-g
         Arm('n = 1', 'n1', 'chunk', 1), Arm('n = 5', 'n5', 'chunk', 5), Arm('n = 10', 'mac', 'chunk', 10), Arm('n = 25', 'n25', 'chunk', 25))
 
 # %% ../../nbs/13_ablations.ipynb #44545076
-def _csv(p): return list(csv.DictReader(open(p))) if Path(p).exists() else []
-
 def _study_run(study: Path, seed: int) -> dict:
     "A MAC-arm run of the CPU study: its 50-episode final evaluation at STEPS with whole chunks, and its training curve."
     d = study / f's{seed}'
-    fin = [r for r in _csv(d / 'final.csv') if int(r['step']) == STEPS and int(r['replan']) == WHOLE_CHUNKS]
-    curve = {int(r['step']): float(r['success']) for r in _csv(d / 'evals.csv') if int(r['replan']) == WHOLE_CHUNKS}
+    fin = [r for r in read_csv(d / 'final.csv') if int(r['step']) == STEPS and int(r['replan']) == WHOLE_CHUNKS]
+    curve = {int(r['step']): float(r['success']) for r in read_csv(d / 'evals.csv') if int(r['replan']) == WHOLE_CHUNKS}
     k, n = (int(float(fin[0]['successes'])), int(fin[0]['episodes'])) if fin else (None, None)
     return dict(dir=d, status='done' if fin else 'resume' if curve else 'pending', successes=k, episodes=n, curve=curve, error=None)
 
@@ -162,7 +159,7 @@ def diagnose_runs(root='results/ablations', study='results/cpu_study/preset', fn
     `skip_missing`: pass over runs whose checkpoint is not on this machine (checkpoints are not committed) instead of failing."""
     from mac.main_job import diagnose
     fn, root, path = fn or diagnose, Path(root), Path(root) / csv_name
-    rows, runs = _csv(path), ablation_runs(root, study); have = {r['run'] for r in rows}
+    rows, runs = read_csv(path), ablation_runs(root, study); have = {r['run'] for r in rows}
     for r in runs:
         if r['status'] != 'done' or r['run'] in have: continue
         d = root / r['run']; d = d / 'run' if (d / 'run').is_dir() else d      # the CPU study keeps its run one folder down

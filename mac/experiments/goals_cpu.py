@@ -5,7 +5,6 @@
 # %% ../../nbs/14_goals_cpu.ipynb #9085dda2
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -20,12 +19,12 @@ import tyro
 
 from ..batches import ObsNormalizer
 from ..cache import build_cache, open_cache
-from ..core import provenance, run_cli, write_csv, write_json
+from ..core import provenance, read_csv, run_cli, write_csv, write_json
 from ..data import dataset_paths, parse_name
 from ..evaluate import _make_env, wilson
 from ..goals import GC_TASKS, GoalChunkBatches, dataset_files, evaluate_goals, oracle_keys
 from ..sweep import plot_curves
-from ..train import FINAL_EVAL_SEED, load_agent
+from ..train import check_fresh_seeds, load_agent
 
 # %% auto #0
 __all__ = ['RUNNING_S', 'goal_return', 'chunks_to_goal', 'diagnose_goals', 'goals_results', 'format_goals', 'diagnose_goal_runs',
@@ -96,18 +95,11 @@ def _starts(cfg, episodes: int, seed: int, env_kwargs: dict):
         return np.stack(s0), np.stack(g0), env.spec.max_episode_steps
     finally: env.close()
 
-def _check_seeds(cfg, seed: int, episodes: int):
-    "Refuse env seeds that the run's own evaluations used: training seed + step + i, final FINAL_EVAL_SEED + i."
-    ours = set(range(seed, seed + episodes))
-    used = {cfg.seed + k + i for k in range(cfg.eval_every, cfg.steps + 1, cfg.eval_every or 1) for i in range(cfg.eval_episodes)} if cfg.eval_every else set()
-    used |= set(range(FINAL_EVAL_SEED, FINAL_EVAL_SEED + cfg.final_episodes))
-    if ours & used: raise ValueError(f'env seeds {seed}..{seed + episodes - 1} include {min(ours & used)}, which the run\'s own evaluations used: pass another seed')
-
 def diagnose_goals(run_dir, episodes: int = 5, seed: int = 1000, device='cpu', chunks: int = 4096, **env_kwargs) -> dict:
     "What limits a goal-conditioned run: per goal, behaviour vs rejection vs imagined success and the start value; held-out success net and value."
     ag, norm, cfg, ck = load_agent(run_dir, device); device = ag.device
     if not parse_name(cfg.env).oraclerep: raise ValueError(f'{run_dir} is a single-task run ({cfg.env}): diagnose it with mac.main_job.diagnose')
-    _check_seeds(cfg, seed, episodes)
+    check_fresh_seeds(cfg, seed, episodes)
     gnorm, N, n = ObsNormalizer.from_state_dict(ck['goal_normalizer'], device), cfg.agent.n_test, cfg.agent.n
     Gn, rp, w = cfg.agent.gamma ** n, cfg.actions_per_plan, cfg.eval_workers or None
     real = {k: evaluate_goals(a, norm, gnorm, cfg.env, episodes, w, seed, replan_every=rp, **env_kwargs)['per_task']
@@ -129,7 +121,7 @@ RUNNING_S = 1800   # a run whose log.csv changed in the last 30 minutes is taken
 
 def _goal_run(d: Path, seed: int) -> dict:
     "One seed's run folder: status, last evaluated step, final successes per goal (finished runs), in-training curve."
-    ev = list(csv.DictReader(open(d / 'eval.csv'))) if (d / 'eval.csv').exists() else []
+    ev = read_csv(d / 'eval.csv')
     fin = json.loads((d / 'final_eval.json').read_text()) if (d / 'final_eval.json').exists() else None
     steps = json.loads((d / 'config.json').read_text())['steps'] if (d / 'config.json').exists() else None
     if fin and fin['step'] != steps: fin = None                        # an earlier, shorter run's final evaluation: not this run's
@@ -179,7 +171,7 @@ def format_goals(table: list[dict], runs: list[dict], label: str) -> str:
 def diagnose_goal_runs(root, seeds=(0, 1, 2), fn=None, **kw) -> list[dict]:
     "`diagnose_goals` (or `fn`) once per finished seed whose checkpoint is here: rows of `root`/diagnose.csv, one per goal."
     root, fn = Path(root), fn or diagnose_goals; path = root / 'diagnose.csv'
-    rows = list(csv.DictReader(open(path))) if path.exists() else []; have = {r['run'] for r in rows}
+    rows = read_csv(path); have = {r['run'] for r in rows}
     for r in (_goal_run(root / f's{s}', s) for s in seeds):
         if r['status'] != 'done' or r['run'] in have: continue
         if not (root / r['run'] / 'checkpoint.pt').exists(): print(f"{r['run']}: no checkpoint on this machine, skipped"); continue
