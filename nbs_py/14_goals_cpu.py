@@ -414,7 +414,7 @@ if (R / 'diagnose.csv').exists():   # readings, not the metric: 5 episodes per g
         'value_random_mean', 'value_current_mean'))))
 
 # %% [markdown]
-# **Reading** (seed 0 of the registered 3; seeds 1 and 2 are training, so nothing here is pooled yet). Seed 0 ends at
+# **Reading** (seed 0 of the registered 3; seed 1 is training and seed 2 waits for a core, so nothing here is pooled yet). Seed 0 ends at
 # **4% [2, 10]** on its 100 final episodes (goal 1: 4 of 20; goals 2-5: none), against the paper's 100 ± 0 after 70× the
 # steps on 100× the data. Its diagnosis (final checkpoint; 5 episodes per goal, 4,096 held-out chunks) says where it
 # stops:
@@ -438,8 +438,9 @@ if (R / 'diagnose.csv').exists():   # readings, not the metric: 5 episodes per g
 # configurations, and rejection sampling can only choose among its chunks. The discount that `gc-cpu` inherits from the
 # `cpu` preset (γ = 0.99, where the paper uses 0.999: Γ ≈ 0.99 and a floor of −100) crowds the values of all far
 # states against the floor. That likely leaves the critic little to separate the candidates by, but it is not measured
-# here. Both are levers for a registered follow-up (γ = 0.999 is the paper's own value); this protocol runs the preset
-# unchanged.
+# here. The discount is the lever of a follow-up, registered before it runs (`PROTOCOL.md`, 2026-11-29: the same
+# preset with the paper's γ = 0.999, three seeds, compared with these runs only when both have three); it has not
+# started. This protocol runs the preset unchanged.
 
 # %% [markdown]
 # ## Implementation details

@@ -68,8 +68,8 @@
 # found as above, cached once beside the file, and evaluated on the environment's five goals; `--preset gc` holds
 # Tables 6 and 8 (`gc-puzzle-4x5` their exceptions), `--preset gc-cpu` the `cpu` preset's networks and schedule for it, and
 # `--dataset-path FOLDER` trains on a folder of file pairs (OGBench's 100M sets; `--cache-floats float16` halves the
-# cache, so that 100M puzzle-3x3 rows fit in 24 GB of RAM: chapter 2b). No goal-conditioned result exists yet (see below;
-# chapter 14 reads the registered CPU-scale runs as they finish, `mac_goals_report`):
+# cache, so that 100M puzzle-3x3 rows fit in 24 GB of RAM: chapter 2b). One CPU-scale goal-conditioned seed of three has finished (see below;
+# chapter 14 reads the registered runs as they finish, `mac_goals_report`):
 #
 # ```bash
 # .venv/bin/mac_train --env puzzle-3x3-play-oraclerep-v0 --preset gc --seed 0 --out runs/puzzle-3x3-gc
@@ -104,7 +104,7 @@
 #   cache of many files and the five-goal evaluation, chapters 2b and 9b; `mac_train` on `*-oraclerep-v0`), and on a
 #   toy with four goals the agent reaches all of them (chapter 9b). At CPU scale (puzzle-3x3, 1M generated transitions,
 #   28k steps) the first of three registered seeds ends at 4% [2, 10] (paper: 100 ± 0 with 100M and 2M steps); chapter 14
-#   diagnoses it (the policy and the value over long horizons, not the model, are short); nothing at 100M transitions; Figure 3's ablation at CPU scale (started; Tables 3 and 15 are done: chapter 13);
+#   diagnoses it (the policy and the value over long horizons, not the model, are short; a follow-up with the paper's γ = 0.999 is registered); nothing at 100M transitions; Figure 3's ablation at CPU scale (started; Tables 3 and 15 are done: chapter 13);
 #   GPU-scale runs of Table 2; an update within 3 ms on a GPU (one CUDA graph brings it to 8.7 ms at the paper's
 #   size) and many agents per process. Each is an open issue.
 #
