@@ -402,7 +402,6 @@ def check_fresh_seeds(cfg: TrainConfig, seed: int, episodes: int):
     if clash := set(range(seed, seed + episodes)) & eval_seeds(cfg):
         raise ValueError(f"env seeds {seed}..{seed + episodes - 1} include {min(clash)}, which the run's own evaluations used: pass another seed")
 
-
 # %% ../nbs/10_training.ipynb #7d095551
 def train_many(cfgs: list, run_dirs: list, resume: bool = False, progress: bool = False, graph: bool | None = None) -> list[dict]:
     """Train K runs (configs differing in seed, task, ...) in one process, stepped together; each keeps its own folder and

@@ -470,7 +470,6 @@ def check_fresh_seeds(cfg: TrainConfig, seed: int, episodes: int):
         raise ValueError(f"env seeds {seed}..{seed + episodes - 1} include {min(clash)}, which the run's own evaluations used: pass another seed")
 
 
-
 # %% [markdown]
 # ## Checks: a tiny run, exact resume, bad input
 #

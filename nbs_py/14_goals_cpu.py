@@ -233,13 +233,13 @@ reps = np.array([[0], [1], [2], [3], [4], [2], [6], [7]], np.float32); vb_ = typ
 test_eq(_reached_by_rep(vb_, np.array([0, 3, 1]), np.array([5, 5, 6])).tolist(), [True, True, False])   # rows 0-2 show row 5's lights at 2
 test_eq(_first_reach(vb_, np.array([0, 3, 1, 6]), np.array([5, 5, 4, 6])).tolist(), [2, 5, 4, 6])   # 0→5: row 2 shows it first; 3→5: only 5
 test_eq(_same_rep(vb_, np.array([[0, 2], [5, 6]]), np.array([[5], [2]])).tolist(), [[False, True], [True, False]])
-# The success net's verdicts are its own: forge copies of the run whose success net says "reached" everywhere (a large
-# positive logit) or nowhere; imagined success and the held-out verdicts must read 1 and 0 for them.
+# A copy of the run whose config says it had a final evaluation: its env seeds are refused (chapter 10's check)
 ck = load_checkpoint(tmp / 'run' / 'checkpoint.pt')
-# (and, first, a copy whose config says it had a final evaluation: its env seeds are refused, by chapter 10's check)
 c = json.loads(ck['config']); (tmp / 'evaluated').mkdir(exist_ok=True)
 torch.save(ck | dict(config=json.dumps(c | dict(final_episodes=3))), tmp / 'evaluated' / 'checkpoint.pt')
 test_fail(lambda: diagnose_goals(tmp / 'evaluated', episodes=2, seed=FINAL_EVAL_SEED + 2), contains="the run's own evaluations used")
+# The success net's verdicts are its own: forge copies of the run whose success net says "reached" everywhere (a large
+# positive logit) or nowhere; imagined success and the held-out verdicts must read 1 and 0 for them.
 last_bias = [k for k in ck['agent'] if k.startswith('success.') and k.endswith('.bias')][-1]   # the output layer's
 for logit, expected in ((50.0, 1.0), (-50.0, 0.0)):
     ck['agent'][last_bias] = torch.full_like(ck['agent'][last_bias], logit); (tmp / f'forged{expected}').mkdir(exist_ok=True)
