@@ -74,9 +74,10 @@ def _set_rng_state(gen: torch.Generator, s: dict):
     if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
 def save_checkpoint(path, step: int, cfg: TrainConfig, agent: MACAgent, norm: ObsNormalizer, gen: torch.Generator,
-                    goal_norm: ObsNormalizer | None = None):
-    "Atomically write everything needed to resume exactly (loadable with weights_only=True)."
-    obj = dict(format=1, step=step, config=json.dumps(config_to_dict(cfg)), env=cfg.env, obs_dim=agent.obs_dim,
+                    goal_norm: ObsNormalizer | None = None, elapsed: tuple[float, int] = (0.0, 0)):
+    """Atomically write everything needed to resume exactly (loadable with weights_only=True); `elapsed` is the run's
+    wall time so far and the step it is counted from, so that a resumed run's clock goes on where it stopped."""
+    obj = dict(format=1, step=step, elapsed_s=float(elapsed[0]), elapsed_from=int(elapsed[1]), config=json.dumps(config_to_dict(cfg)), env=cfg.env, obs_dim=agent.obs_dim,
                action_dim=agent.action_dim, goal_dim=agent.goal_dim, agent=agent.state_dict(), opt=agent.opt.state_dict(),
                normalizer=norm.state_dict(), rng=_rng_state(gen), **({'goal_normalizer': goal_norm.state_dict()} if goal_norm else {}))
     atomic_write(path, lambda p: torch.save(obj, p))
@@ -287,6 +288,10 @@ class Trainer:
         if ck:
             self.agent.load_state_dict(ck['agent']); self.agent.opt.load_state_dict(ck['opt'])
             _set_rng_state(self.gen, ck['rng']); self.step = self._ckpt_step = ck['step']
+        # the run's clock: wall time of training and evaluation summed over its processes up to the checkpoint; a checkpoint
+        # older than this record has no time, and the clock counts from its step
+        self.resumed_from = ck['step'] if ck else None
+        self._elapsed0, self._elapsed_from = (float(ck['elapsed_s']), int(ck['elapsed_from'])) if ck and 'elapsed_s' in ck else (0.0, ck['step'] if ck else 0)
         self.dir.mkdir(parents=True, exist_ok=True)
         write_json(self.dir / 'config.json', config_to_dict(cfg))
 
@@ -365,7 +370,7 @@ def _start(self: Trainer):
     fin = self.dir / 'final_eval.json'      # and a final evaluation past it (an earlier run's in this folder, made by other weights)
     if fin.exists() and json.loads(fin.read_text()).get('step', 0) > self.step: fin.unlink()
     self._tb, self._bad, self._last, self._last_eval = _tensorboard(self.dir), {}, {}, None
-    self._t0, self._s0 = time.time(), self.step
+    self._t0, self._s0 = time.time(), self.step            # this process's clock; `elapsed` adds the run's earlier time
     self._bar = tqdm(total=self.cfg.steps, initial=self.step, desc='MAC', disable=not self.progress, mininterval=2, dynamic_ncols=True)
     if self.cfg.compile and self.progress: tqdm.write('compiling the losses with torch.compile (once per process; about a minute on a CPU)')
 
@@ -391,7 +396,7 @@ def _record(self: Trainer, out: dict):
                                 f'learning rate, e.g. --agent.lr {cfg.agent.lr / 3:.1e}')
         last = self._last = {k: v.item() for k, v in out.items()}
         sps = (self.step - self._s0) / max(time.time() - self._t0, 1e-9)
-        append_csv(self.dir / 'log.csv', dict(step=self.step, time_s=round(time.time() - self._t0, 1), steps_per_s=round(sps, 2),
+        append_csv(self.dir / 'log.csv', dict(step=self.step, time_s=round(self.elapsed(), 1), steps_per_s=round(sps, 2),
                                                **{k: round(v, 6) for k, v in last.items()}))
         if self._tb:
             for k, v in last.items(): self._tb.add_scalar(f'loss/{k}', v, self.step)
@@ -409,7 +414,13 @@ def _evaluate_due(self: Trainer):
 def _save_due(self: Trainer):
     cfg = self.cfg
     if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
-        save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen, self.goal_norm); self._ckpt_step = self.step
+        save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen, self.goal_norm, (self.elapsed(), self._elapsed_from))
+        self._ckpt_step = self.step
+
+@patch
+def elapsed(self: Trainer) -> float:
+    "The run's wall time in seconds since step `_elapsed_from` (0 unless it resumed from an older checkpoint), over all its processes."
+    return self._elapsed0 + (time.time() - self._t0 if hasattr(self, '_t0') else 0.0)
 
 @patch
 def _finish(self: Trainer) -> dict:
@@ -418,7 +429,8 @@ def _finish(self: Trainer) -> dict:
     final = self.final_evaluate() if self.cfg.final_episodes and self.step == self.cfg.steps else None
     self._close_envs()                                      # the evaluation env processes are done with
     if self._tb: self._tb.close()
-    return dict(losses=self._last, eval=self._last_eval, final=final)
+    return dict(losses=self._last, eval=self._last_eval, final=final, time=dict(wall_time_s=round(self.elapsed(), 1),
+                wall_time_from_step=self._elapsed_from, resumed_from_step=self.resumed_from))
 
 @patch
 def _evaluate_agent(self: Trainer, episodes: int, seed: int) -> dict:
@@ -494,7 +506,16 @@ a = torch.load(tmp / 'full' / 'checkpoint.pt', weights_only=True)
 b = torch.load(tmp / 'resumed' / 'checkpoint.pt', weights_only=True)
 assert all(torch.equal(a['agent'][k], b['agent'][k]) for k in a['agent']), 'resumed weights differ'
 assert torch.equal(a['rng']['gen'], b['rng']['gen'])
-test_eq([int(r['step']) for r in csv.DictReader(open(tmp / 'resumed' / 'log.csv'))], [10, 20, 30, 40])
+rows = list(csv.DictReader(open(tmp / 'resumed' / 'log.csv')))
+test_eq([int(r['step']) for r in rows], [10, 20, 30, 40])
+# the run's clock goes on across a resume: a checkpoint that says 1000 s went before it
+ck = torch.load(tmp / 'full' / 'checkpoint.pt', weights_only=True); test_eq(ck['elapsed_from'], 0)
+for name, clock in (('clocked', dict(elapsed_s=1000.0, elapsed_from=0)), ('old', {})):   # old: written before the clock existed
+    (tmp / name).mkdir(); torch.save({k: v for k, v in ck.items() if k not in ('elapsed_s', 'elapsed_from')} | clock, tmp / name / 'checkpoint.pt')
+    r = Trainer(dataclasses.replace(cfg, steps=50), tmp / name, resume=True, progress=False).run()['time']
+    t = [float(row['time_s']) for row in csv.DictReader(open(tmp / name / 'log.csv'))]
+    if clock: test_eq((r['wall_time_from_step'], r['wall_time_s'] >= 1000, min(t) >= 1000), (0, True, True))
+    else: test_eq((r['wall_time_from_step'], r['wall_time_s'] < 1000, r['resumed_from_step']), (40, True, 40))   # counted from its step
 # `load_agent`: the trained agent from a run folder or its checkpoint file, with a test-time override
 ag, nm, c2, _ = load_agent(tmp / 'full', n_test=3)
 assert all(torch.equal(v, a['agent'][k]) for k, v in ag.state_dict().items())
@@ -707,9 +728,9 @@ def _train_seeds(a, cfg) -> int:
     out = Path(a.out or f'runs/{cfg.env}-{a.preset}-seeds{"-".join(map(str, a.seeds))}')
     cfgs, dirs = [dataclasses.replace(cfg, seed=s) for s in a.seeds], [out / f's{s}' for s in a.seeds]
     print(f'mac_train: {cfg.env}, preset {a.preset}, {cfg.steps} steps, seeds {", ".join(map(str, a.seeds))} in one process → {out}/s<seed>/')
-    t0 = time.time(); res = train_many(cfgs, dirs, a.resume, progress=True)
+    res = train_many(cfgs, dirs, a.resume, progress=True)
     for c, d, r in zip(cfgs, dirs, res):
-        write_json(d / 'provenance.json', provenance(seed=c.seed, wall_time_s=time.time() - t0, device=get_device(c.device), preset=a.preset,
+        write_json(d / 'provenance.json', provenance(seed=c.seed, **r['time'], device=get_device(c.device), preset=a.preset,
                    config=config_to_dict(c), final=r, trained_with=f'seeds {", ".join(map(str, a.seeds))} in one process (train_many)'))
         if r['final']: print(f"seed {c.seed}: final evaluation {r['final']['success']:.0%} ({r['final']['protocol']})")
     return 0
@@ -723,8 +744,8 @@ def train_cli(argv=None):
         if a.seeds: return _train_seeds(a, cfg)
         out = Path(a.out or f'runs/{cfg.env}-{a.preset}-s{cfg.seed}')
         print(f'mac_train: {cfg.env}, preset {a.preset}, {cfg.steps} steps, seed {cfg.seed} → {out}/')
-        t0 = time.time(); tr = Trainer(cfg, out, resume=a.resume); res = tr.run()
-        write_json(out / 'provenance.json', provenance(seed=cfg.seed, wall_time_s=time.time() - t0, device=get_device(cfg.device),
+        tr = Trainer(cfg, out, resume=a.resume); res = tr.run()
+        write_json(out / 'provenance.json', provenance(seed=cfg.seed, **res['time'], device=get_device(cfg.device),
                    preset=a.preset, config=config_to_dict(cfg), final=res))
         tr.close()
         if res['eval']: print(f"last training evaluation: {res['eval']['success']:.0%} ({res['eval']['protocol']})")

@@ -257,7 +257,7 @@ def run_trial(spec: dict, out: str, cpus: float = 1, command: str | None = None,
         tr = Trainer(cfg, d, resume=rec['resumed_from'] is not None, progress=progress)
         try:
             res = tr.run()
-            write_json(d / 'provenance.json', provenance(seed=cfg.seed, wall_time_s=time.time() - t0, device=tr.device, command=command,
+            write_json(d / 'provenance.json', provenance(seed=cfg.seed, **res['time'], device=tr.device, command=command,
                                                        preset=trial.preset, trial=spec, config=config_to_dict(cfg), final=res))
         finally: tr.close()
         rec |= dict(status='done', step=tr.step, eval=res['eval'], final=res['final'], losses=res['losses'])
