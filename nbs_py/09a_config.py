@@ -96,7 +96,7 @@ PRESETS = {
              'eval_every': 0, 'eval_episodes': 0, 'final_episodes': 0, 'log_every': 10, 'ckpt_every': 20, 'dataset_episodes': 2},
 }
 # goal-conditioned at CPU scale: the cpu preset's networks and schedule (its chunk-reward keys do not apply), 5 episodes
-# per goal while training, 20 at the end, on a 1M-transition dataset; not yet measured (results/gc_pilot/ runs its cube-single analogue)
+# per goal while training, 20 at the end, on a 1M-transition dataset; its runs on puzzle-3x3 are chapter 14's (results/gc_puzzle3x3/)
 PRESETS['gc-cpu'] = {k: v for k, v in PRESETS['cpu'].items() if k not in ('reward_agg', 'terminals', 'dataset_episodes')} | {
     'env': 'puzzle-3x3-play-oraclerep-v0', 'eval_episodes': 5, 'final_episodes': 20, 'dataset_episodes': 1000}
 

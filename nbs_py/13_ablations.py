@@ -67,13 +67,14 @@ import json, os, tempfile
 #
 # ## The protocol
 #
-# Fixed before any ablation run started (`results/ablations/PROTOCOL.md`, with its dated log of amendments, all
-# made before any arm finished):
+# Fixed before any ablation run started (`results/ablations/PROTOCOL.md`, with its dated log of amendments: those
+# made after the first runs finished, from 2026-11-28 04:12 on, add diagnostic readings and never touch the metric or
+# the comparison rule):
 #
 # | | |
 # |---|---|
 # | task | cube-single task 2 (`cube-single-play-singletask-task2-v0`), the 100-episode dataset of the CPU study |
-# | budget | the `cpu` preset's: 28,000 gradient steps (the first 5,000 model-only) |
+# | budget | the `cpu` preset's: 28,000 gradient steps (the first 5,000 without rollouts: models and policies only) |
 # | seeds | 0, 1, 2 for every arm; a failed run is resumed, never replaced |
 # | metric | the final evaluation: 50 episodes on environment seeds no training evaluation uses, whole chunks executed |
 # | report | per seed; pooled over the 150 episodes with a 95% Wilson interval; mean ± std over seeds (the paper's format) |
@@ -425,8 +426,9 @@ test_eq(ablations_cli(['--root', str(root / 'nowhere')]), EXIT_USAGE)
 # %% [markdown]
 # ## The results
 #
-# The committed state of the runs (`mac_ablations` reruns this on whatever has finished; runs train for about an
-# hour each as one 1-thread process, two at a time, so the grids take several sessions):
+# The committed state of the runs (`mac_ablations` reruns this on whatever has finished; a run takes one to
+# two and a half hours as one 1-thread process sharing the two cores with one or two others (n = 1's took 142
+# minutes), so the grids take several sessions):
 
 # %%
 #| echo: false
@@ -454,10 +456,12 @@ if (R / 'model_check.csv').exists():  # the model on the agent's own chunks: 5 e
 # (Gau) ends lower, 47% [40, 55] pooled (52, 40, 50% per seed) against MAC's 75% [68, 82] (80, 74, 72%), the intervals
 # apart. Its size does not: the paper's MAC (Gau) fails (2 ± 3 against 100 ± 0 at 1M steps), here it solves the task
 # about half the time. The `diagnose` rows (15 episodes per run, env seeds 1000-1014) say where both arms' success comes
-# from. Neither behaviour policy does much alone (one sampled chunk, N = 1: the flow's 7-20%, the Gaussian's 0-7%); with
-# rejection sampling over 32 candidates the flow's agents reach 73-87% and the Gaussian's 33-53%. Inside their own
+# from. Neither behaviour policy does much alone (one sampled chunk, N = 1: MAC's one-step policy, distilled from the flow,
+# 7-20%; the Gaussian 0-7%); with rejection sampling over 32 candidates MAC's agents reach 73-87% and the Gaussian's
+# 33-53%. Inside their own
 # models both succeed in nearly every episode (imagined success 87-100%). So at 28k steps the learned critic does most
-# of the work in both arms, and the flow's advantage is that its 32 candidates contain a good chunk more often; a
+# of the work in both arms, and the flow's advantage is that the 32 candidates drawn from it (through its distilled one-step policy)
+# contain a good chunk more often; a
 # Gaussian fitted to multimodal play data puts its mass between the modes, so fewer of its samples are chunks the
 # dataset would have taken (a likely reason, not measured here). Whether that gap widens to the paper's collapse with 35× more training, this budget cannot
 # say.
@@ -468,11 +472,13 @@ if (R / 'model_check.csv').exists():  # the model on the agent's own chunks: 5 e
 # 100 ± 0 at 1M steps). The paper's reason for rejection sampling is the one these runs show at its most extreme:
 #
 # > we employ rejection sampling from an expressive behavioral action-chunk policy, which prevents model exploitation from out-of-distribution actions.
+# > (Abstract)
 #
 # The model check (above; seeds 1 and 2, whose checkpoints were at hand) measures the exploitation directly. On the
 # chunks its FQL actor picks, the run's own dynamics model errs 10× and 25× more than on the dataset's chunks (mean
 # squared error 0.019 and 0.037 against 0.0018 and 0.0015, normalised states), and its success model declares success
-# on 83% and 94% of those chunks, none of which succeed in MuJoCo; on the dataset's chunks it does so on 0.3%. The
+# on 83% and 94% of those chunks, none of which succeed in MuJoCo; on the dataset's own chunks it predicts success on 0.9% and 0.8% of
+# them, where 0.6% do succeed (false successes: 0.3% and 0.35%). The
 # `diagnose` rows agree: inside its model the agent succeeds in every episode (imagined success 100%, all three
 # seeds), its value on dataset states averages −1.3 to −2.1 where MAC's is −4.6 and the data's returns −8.6, and Q
 # hardly varies across 32 behaviour samples (standard deviation 0.004-0.011 against MAC's 0.29-0.31): the critic has
@@ -532,9 +538,16 @@ if (R / 'model_check.csv').exists():  # the model on the agent's own chunks: 5 e
 #    from training evaluations, and arms are compared by pooled intervals, not paired episodes.
 # 5. The paper reports 4 seeds and the last evaluation; the protocol here has 3 seeds and a separate 50-episode final
 #    evaluation per seed, so intervals are over 150 episodes.
-# 6. The code is pinned: every arm's trials run the protocol's commit (5a796d6) from a worktree of their own
+# 6. The code is pinned: the sweeps' trials run the protocol's commit (5a796d6) from a worktree of their own
 #    (`tools/ablate_pinned.sh`), so changes to `mac` made while they train (the faster CPU GELU of chapter 0 came after
-#    the protocol) do not reach them; each run's record names its commit and the hash of the source it imported.
+#    the protocol) do not reach them; each run's record names its commit and the hash of the source it imported. Two
+#    exceptions, both recorded: MAC (Gau) seeds 0 and 1 finished before the pinning, at ba56ea2, which differs from
+#    5a796d6 only in reporting code (`mac/experiments/ablations.py`, `mac/main_job.py`); and the MAC arm is the CPU
+#    study's runs, made at e00ebe5 (seeds 0, 1) and 5ec4b9a (seed 2), before the goal-conditioned chapters reshaped
+#    `mac/agent.py` and `mac/train.py`. A check (`PROTOCOL.md`, 2026-11-29 06:50) trained the `cpu` preset for 30 steps
+#    (10 without rollouts, 20 with) at all three commits: the logged losses and every weight after the last step are
+#    bit-for-bit equal. Each record also says `dirty: true`: the working tree held uncommitted files (results being
+#    written) when it was made; `mac_source_sha256` is the hash of the code the run imported.
 # 7. MAC (FQL) meets the `cpu` preset's pretraining differently from MAC. The first 5,000 steps train the models and
 #    the policies without rollouts (the preset's departure, chapter 10). MAC's one-step policy is distilled from the
 #    flow on dataset states during them; MAC (FQL)'s one-step actor has no dataset loss at all (its only loss is FQL's,

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +25,7 @@ from ..sweep import plot_curves
 from ..train import check_fresh_seeds, load_agent
 
 # %% auto #0
-__all__ = ['RUNNING_S', 'goal_return', 'chunks_to_goal', 'diagnose_goals', 'goals_results', 'format_goals', 'diagnose_goal_runs',
-           'goals_cli']
+__all__ = ['goal_return', 'chunks_to_goal', 'diagnose_goals', 'goals_results', 'format_goals', 'diagnose_goal_runs', 'goals_cli']
 
 # %% ../../nbs/14_goals_cpu.ipynb #8b61fe54
 def goal_return(k, gamma_n: float):
@@ -117,8 +114,6 @@ def diagnose_goals(run_dir, episodes: int = 5, seed: int = 1000, device='cpu', c
     return dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}', replan_every=rp, episode_steps=T, per_goal=per_goal, **held)
 
 # %% ../../nbs/14_goals_cpu.ipynb #e6d3a3b2
-RUNNING_S = 1800   # a run whose log.csv changed in the last 30 minutes is taken to be running (it logs every few minutes)
-
 def _goal_run(d: Path, seed: int) -> dict:
     "One seed's run folder: status, last evaluated step, final successes per goal (finished runs), in-training curve."
     ev = read_csv(d / 'eval.csv')
@@ -127,9 +122,7 @@ def _goal_run(d: Path, seed: int) -> dict:
     if fin and fin['step'] != steps: fin = None                        # an earlier, shorter run's final evaluation: not this run's
     final = {int(k): v for k, v in fin['successes'].items()} if fin else None
     if final: final['all'] = sum((final[k] for k in GC_TASKS), [])       # every goal's episodes, pooled once
-    log = d / 'log.csv'
-    status = ('done' if fin else 'not started' if not (ev or log.exists()) else
-              'running' if time.time() - log.stat().st_mtime < RUNNING_S else 'stopped')   # stopped: killed, crashed or paused
+    status = 'done' if fin else 'in progress' if ev or (d / 'log.csv').exists() else 'not started'   # in progress: training, paused or killed
     return dict(seed=seed, run=d.name, status=status, last_step=int(ev[-1]['step']) if ev else 0,
                 final=final, final_step=fin['step'] if fin else None,
                 curve=[{'step': int(r['step']), **{k: float(r[f'task{k}']) for k in GC_TASKS}, 'all': float(r['success'])} for r in ev])
@@ -161,7 +154,7 @@ def format_goals(table: list[dict], runs: list[dict], label: str) -> str:
     "The summary: each seed's state, then final success per goal pooled over the finished seeds."
     note = ('\n\nIntervals count episodes (20 per goal and seed), not the spread between seeds; curves are means over '
             'the seeds that reached each step (`seeds` in curves.csv).')
-    head = f'{label}: ' + ', '.join(f"seed {r['seed']} {r['status']}" + (f" (evaluated to step {r['last_step']:,})" if r['status'] == 'running' else '') for r in runs)
+    head = f'{label}: ' + ', '.join(f"seed {r['seed']} {r['status']}" + (f" (evaluated to step {r['last_step']:,})" if r['status'] == 'in progress' else '') for r in runs)
     rows = [f"| {'all goals' if t['goal'] == 'all' else t['goal']} | {t['per_seed'] or '–'} | "
             + (f"{100 * t['success']:.0f}% [{100 * t['ci_low']:.0f}, {100 * t['ci_high']:.0f}] ({t['successes']}/{t['episodes']})" if t['episodes'] else '–') + ' |'
             for t in table]
