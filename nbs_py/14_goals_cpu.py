@@ -68,6 +68,12 @@ from mac.train import FINAL_EVAL_SEED, Trainer, load_checkpoint
 # run here can show whether the goal-conditioned machinery learns at all on real data (goals reached that the
 # behaviour policy alone does not reach), and which part holds it back. It cannot show the paper's 100%, nor whether
 # MAC scales with data, which is the paper's claim.
+#
+# One earlier run is not part of this protocol and is reported here so that no run goes unmentioned: a pilot on
+# cube-single's oracle goals (`results/gc_pilot/`, registered 2026-11-27, one seed, the 100-episode cube-single data;
+# no paper number exists for it). It was stopped at step 15,000 when the cores went to other registered runs, and its
+# checkpoint is no longer on the machine, so it has no final evaluation; its seven in-training evaluations (25 episodes
+# each, to step 14,000) read 0, 0, 12, 4, 40, 24 and 4%.
 
 # %% [markdown]
 # ## How far is the goal? Reading a goal-conditioned value
