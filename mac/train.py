@@ -31,8 +31,8 @@ from .goals import evaluate_goals, goal_data, goal_eval_venv
 from .evaluate import evaluate as evaluate_agent   # `evaluate` is also the name of a Trainer method
 
 # %% auto #0
-__all__ = ['FINAL_EVAL_SEED', 'save_checkpoint', 'CheckpointError', 'load_checkpoint', 'load_agent', 'RunFolderBusy',
-           'lock_run_dir', 'unlock_run_dir', 'CudaGraphStep', 'NonFiniteLoss', 'Trainer', 'eval_seeds',
+__all__ = ['FINAL_EVAL_SEED', 'WALL_TIME_COVERS', 'save_checkpoint', 'CheckpointError', 'load_checkpoint', 'load_agent',
+           'RunFolderBusy', 'lock_run_dir', 'unlock_run_dir', 'CudaGraphStep', 'NonFiniteLoss', 'Trainer', 'eval_seeds',
            'check_fresh_seeds', 'train_many', 'train_cli']
 
 # %% ../nbs/10_training.ipynb #be2e866c
@@ -50,7 +50,7 @@ def _set_rng_state(gen: torch.Generator, s: dict):
     if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
 def save_checkpoint(path, step: int, cfg: TrainConfig, agent: MACAgent, norm: ObsNormalizer, gen: torch.Generator,
-                    goal_norm: ObsNormalizer | None = None, elapsed: tuple[float, int] = (0.0, 0)):
+                    goal_norm: ObsNormalizer | None = None, *, elapsed: tuple[float, int]):
     """Atomically write everything needed to resume exactly (loadable with weights_only=True); `elapsed` is the run's
     wall time so far and the step it is counted from, so that a resumed run's clock goes on where it stopped."""
     obj = dict(format=1, step=step, elapsed_s=float(elapsed[0]), elapsed_from=int(elapsed[1]), config=json.dumps(config_to_dict(cfg)), env=cfg.env, obs_dim=agent.obs_dim,
@@ -347,8 +347,10 @@ def _evaluate_due(self: Trainer):
 def _save_due(self: Trainer):
     cfg = self.cfg
     if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
-        save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen, self.goal_norm, (self.elapsed(), self._elapsed_from))
+        save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen, self.goal_norm, elapsed=(self.elapsed(), self._elapsed_from))
         self._ckpt_step = self.step
+
+WALL_TIME_COVERS = 'training and evaluation, summed over the processes of the run up to its last checkpoint and this one; not setup (data, cache)'
 
 @patch
 def elapsed(self: Trainer) -> float:
@@ -362,8 +364,10 @@ def _finish(self: Trainer) -> dict:
     final = self.final_evaluate() if self.cfg.final_episodes and self.step == self.cfg.steps else None
     self._close_envs()                                      # the evaluation env processes are done with
     if self._tb: self._tb.close()
-    return dict(losses=self._last, eval=self._last_eval, final=final, time=dict(wall_time_s=round(self.elapsed(), 1),
-                wall_time_from_step=self._elapsed_from, resumed_from_step=self.resumed_from))
+    t = self.elapsed()
+    if final and self.step == self._s0: t = final.get('run_wall_time_s', t)   # nothing trained here: the time its final evaluation recorded
+    return dict(losses=self._last, eval=self._last_eval, final=final, time=dict(wall_time_s=round(t, 1), wall_time_from_step=self._elapsed_from,
+                resumed_from_step=self.resumed_from, wall_time_covers=WALL_TIME_COVERS))
 
 @patch
 def _evaluate_agent(self: Trainer, episodes: int, seed: int) -> dict:
@@ -398,7 +402,7 @@ def final_evaluate(self: Trainer) -> dict:
     old = json.loads(path.read_text()) if path.exists() else {}
     if all(old.get(k) == v for k, v in key.items()): return old
     res = self._evaluate_agent(cfg.final_episodes, FINAL_EVAL_SEED)
-    out = key | {k: res[k] for k in ('success', 'successes', 'protocol', 'wall_s', 'per_task') if k in res}
+    out = key | {k: res[k] for k in ('success', 'successes', 'protocol', 'wall_s', 'per_task') if k in res} | dict(run_wall_time_s=round(self.elapsed(), 1))
     write_json(path, out)
     if self.progress: tqdm.write(f'final evaluation at step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes (seeds {FINAL_EVAL_SEED:,}+)')
     return out

@@ -74,7 +74,7 @@ def _set_rng_state(gen: torch.Generator, s: dict):
     if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
 def save_checkpoint(path, step: int, cfg: TrainConfig, agent: MACAgent, norm: ObsNormalizer, gen: torch.Generator,
-                    goal_norm: ObsNormalizer | None = None, elapsed: tuple[float, int] = (0.0, 0)):
+                    goal_norm: ObsNormalizer | None = None, *, elapsed: tuple[float, int]):
     """Atomically write everything needed to resume exactly (loadable with weights_only=True); `elapsed` is the run's
     wall time so far and the step it is counted from, so that a resumed run's clock goes on where it stopped."""
     obj = dict(format=1, step=step, elapsed_s=float(elapsed[0]), elapsed_from=int(elapsed[1]), config=json.dumps(config_to_dict(cfg)), env=cfg.env, obs_dim=agent.obs_dim,
@@ -414,8 +414,10 @@ def _evaluate_due(self: Trainer):
 def _save_due(self: Trainer):
     cfg = self.cfg
     if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
-        save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen, self.goal_norm, (self.elapsed(), self._elapsed_from))
+        save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen, self.goal_norm, elapsed=(self.elapsed(), self._elapsed_from))
         self._ckpt_step = self.step
+
+WALL_TIME_COVERS = 'training and evaluation, summed over the processes of the run up to its last checkpoint and this one; not setup (data, cache)'
 
 @patch
 def elapsed(self: Trainer) -> float:
@@ -429,8 +431,10 @@ def _finish(self: Trainer) -> dict:
     final = self.final_evaluate() if self.cfg.final_episodes and self.step == self.cfg.steps else None
     self._close_envs()                                      # the evaluation env processes are done with
     if self._tb: self._tb.close()
-    return dict(losses=self._last, eval=self._last_eval, final=final, time=dict(wall_time_s=round(self.elapsed(), 1),
-                wall_time_from_step=self._elapsed_from, resumed_from_step=self.resumed_from))
+    t = self.elapsed()
+    if final and self.step == self._s0: t = final.get('run_wall_time_s', t)   # nothing trained here: the time its final evaluation recorded
+    return dict(losses=self._last, eval=self._last_eval, final=final, time=dict(wall_time_s=round(t, 1), wall_time_from_step=self._elapsed_from,
+                resumed_from_step=self.resumed_from, wall_time_covers=WALL_TIME_COVERS))
 
 @patch
 def _evaluate_agent(self: Trainer, episodes: int, seed: int) -> dict:
@@ -465,7 +469,7 @@ def final_evaluate(self: Trainer) -> dict:
     old = json.loads(path.read_text()) if path.exists() else {}
     if all(old.get(k) == v for k, v in key.items()): return old
     res = self._evaluate_agent(cfg.final_episodes, FINAL_EVAL_SEED)
-    out = key | {k: res[k] for k in ('success', 'successes', 'protocol', 'wall_s', 'per_task') if k in res}
+    out = key | {k: res[k] for k in ('success', 'successes', 'protocol', 'wall_s', 'per_task') if k in res} | dict(run_wall_time_s=round(self.elapsed(), 1))
     write_json(path, out)
     if self.progress: tqdm.write(f'final evaluation at step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes (seeds {FINAL_EVAL_SEED:,}+)')
     return out
@@ -508,13 +512,16 @@ assert all(torch.equal(a['agent'][k], b['agent'][k]) for k in a['agent']), 'resu
 assert torch.equal(a['rng']['gen'], b['rng']['gen'])
 rows = list(csv.DictReader(open(tmp / 'resumed' / 'log.csv')))
 test_eq([int(r['step']) for r in rows], [10, 20, 30, 40])
-# the run's clock goes on across a resume: a checkpoint that says 1000 s went before it
-ck = torch.load(tmp / 'full' / 'checkpoint.pt', weights_only=True); test_eq(ck['elapsed_from'], 0)
+# the run's clock goes on across a resume: log times never fall back, the checkpoint holds it, a checkpoint that says 1000 s went first counts
+t = [float(r['time_s']) for r in rows]; assert t == sorted(t), t
+test_eq((b['elapsed_from'], b['elapsed_s'] >= t[-1] > 0), (0, True))
+ck = torch.load(tmp / 'full' / 'checkpoint.pt', weights_only=True)
 for name, clock in (('clocked', dict(elapsed_s=1000.0, elapsed_from=0)), ('old', {})):   # old: written before the clock existed
     (tmp / name).mkdir(); torch.save({k: v for k, v in ck.items() if k not in ('elapsed_s', 'elapsed_from')} | clock, tmp / name / 'checkpoint.pt')
     r = Trainer(dataclasses.replace(cfg, steps=50), tmp / name, resume=True, progress=False).run()['time']
     t = [float(row['time_s']) for row in csv.DictReader(open(tmp / name / 'log.csv'))]
-    if clock: test_eq((r['wall_time_from_step'], r['wall_time_s'] >= 1000, min(t) >= 1000), (0, True, True))
+    if clock: test_eq((r['wall_time_from_step'], r['wall_time_s'] >= 1000, min(t) >= 1000,
+                       torch.load(tmp / name / 'checkpoint.pt', weights_only=True)['elapsed_s'] >= 1000), (0, True, True, True))
     else: test_eq((r['wall_time_from_step'], r['wall_time_s'] < 1000, r['resumed_from_step']), (40, True, 40))   # counted from its step
 # `load_agent`: the trained agent from a run folder or its checkpoint file, with a test-time override
 ag, nm, c2, _ = load_agent(tmp / 'full', n_test=3)
@@ -598,6 +605,7 @@ for alone, many in (('full', 'many0'), ('alone1', 'many1')):
     assert all(torch.equal(a[k], b[k]) for k in a), (alone, many)
     la, lm = ([{k: v for k, v in r.items() if k not in ('time_s', 'steps_per_s')} for r in csv.DictReader(open(tmp / d / 'log.csv'))] for d in (alone, many))
     test_eq(lm, la)                                                                        # the same losses, logged at the same steps
+test_eq([r['time']['resumed_from_step'] for r in res], [20, 20])                            # each run's clock knows it resumed
 test_fail(lambda: train_many(two, [tmp / 'x0', tmp / 'x1'], graph=True), contains='needs a CUDA device')
 test_fail(lambda: train_many([cfg, dataclasses.replace(cfg, steps=30)], [tmp / 'y0', tmp / 'y1']), contains='same steps')
 
@@ -806,3 +814,9 @@ def train_cli(argv=None):
 #    preset executes each chosen chunk whole (10), which the CPU study (chapter 10a) measured against re-planning every step
 #    on the same trained agents (`results/cpu_study/`). `replan_every = 0` means "the whole chunk, whatever n is", so
 #    a sweep over chunk lengths (chapter 12's `fig3` grid) keeps that rule for every n.
+# 9. The run's clock: `log.csv`'s `time_s` and the provenance record's `wall_time_s` are the run's wall time of
+#    training and evaluation summed over its processes: each checkpoint carries the time so far (`elapsed_s`), and a
+#    resumed process goes on from it. Not counted: setup (loading or generating the data, building a cache) and the
+#    work a killed process did after its last checkpoint, which the resumed one repeats; counted: time a process was
+#    paused (SIGSTOP) while it held the run. A checkpoint written before the clock existed has no time: the clock then
+#    counts from its step (`wall_time_from_step` in the record; `time_s` restarts in the log at that step).

@@ -139,7 +139,7 @@ def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, dev
         raise ValueError(f'{out}/run holds a run trained to {done:,} steps, past this job\'s {cfg.steps:,}: '
                          f'pass --steps {done} to finish and read it back, or another --out for a new run')
     tr = Trainer(cfg, out / 'run', resume=ck.exists(), progress=progress)
-    final = tr.run()['final']                      # a finished run only reads its final evaluation back
+    run = tr.run(); final = run['final']           # a finished run only reads its final evaluation back
     if (out / 'run' / 'success.png').exists(): atomic_write(out / 'success.png', lambda p: p.write_bytes((out / 'run' / 'success.png').read_bytes()))
     curve = [dict(step=int(r['step']), success=float(r['success'])) for r in read_csv(out / 'run' / 'eval.csv')]
     summary = dict(env=cfg.env, preset='tiny (smoke)' if smoke else 'cpu', steps=cfg.steps, success=final['success'],
@@ -148,7 +148,7 @@ def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, dev
                    train_and_eval_min=round((time.time() - t0) / 60, 1))
     if not smoke and summary['success'] < 0.5: summary['diagnosis'] = diagnose(out / 'run', device=tr.device)  # say what limits it
     summary['wall_time_min'] = round((time.time() - t0) / 60, 1)
-    prov = provenance(seed=seed, wall_time_s=time.time() - t0, device=tr.device, config=config_to_dict(cfg))
+    prov = provenance(seed=seed, wall_time_s=time.time() - t0, device=tr.device, config=config_to_dict(cfg), run_clock=run['time'])   # the job's time; the run's, summed over resumes
     write_json(out / 'provenance.json', prov)
     write_json(out / 'summary.json', summary | {'provenance': prov})
     tr.close()
