@@ -20,17 +20,19 @@
 # %% [markdown]
 # ## Quick start
 #
-# On a fresh clone, with Python ≥ 3.10 and nothing else installed, two commands. Each creates `.venv` and installs
-# what it needs on first use (PyTorch's CPU wheel 2.13.0, the package and its dev tools; about 1-2 minutes), then
-# does its job:
+# On a fresh clone, with Python ≥ 3.10, `make` and the EGL library for headless MuJoCo (on Debian:
+# `apt-get install make python3-venv libegl1`), two commands. Each creates `.venv` and installs what it needs on first
+# use (PyTorch 2.13.0, the package and its dev tools; about 1-2 minutes where torch's CPU wheel is at hand), then does
+# its job. Where pip's index serves torch's CUDA build (PyPI does on Linux: several GB), ask for the CPU one first:
+# `PIP_INDEX_URL=https://download.pytorch.org/whl/cpu PIP_EXTRA_INDEX_URL=https://pypi.org/simple make setup`.
 #
 # ```bash
 # make main   # the main job
-# make test   # every test: each notebook through nbdev_test, then tests/ with pytest
+# make test   # every test: each notebook through nbdev_test, then tests/ with pytest (about 15 min on 2 cores)
 # ```
 #
 # **The main job** (`mac_quickstart`) generates a cube-single play dataset with OGBench's own oracles if it is not
-# in `~/.ogbench/data`, trains MAC with the `cpu` preset on cube-single task 2 (the paper's default task),
+# in `~/.ogbench/data`, trains MAC with the `cpu` preset (cut to 20,000 steps, below) on cube-single task 2 (the paper's default task),
 # evaluates it every 2k steps as the paper does (15 episodes, success at the final step), evaluates the final agent
 # on 50 episodes whose seeds no training evaluation uses, and writes `results/quickstart/` (training log, evaluations,
 # success plot, `summary.json` with provenance). It trains 20,000 steps, 2% of the paper's 1M updates, in
@@ -40,8 +42,9 @@
 # episodes (`results/main_20k_fresh_clone/`). 20,000 steps is
 # the smallest budget at which 4 of 5 training seeds reach ≥ 50% on 50 fresh episodes (the CPU study's budget study:
 # 5 of 5 on the selection episodes, 4 of 5 on fresh confirmation episodes).
-# At 28,000 steps (47 minutes, `results/quickstart_28k/`) all five seeds reach ≥ 50% (pooled 71%), against 6% for the
-# same agents' behaviour policy alone. The `cpu` preset departs from the paper in five measured ways (γ = 0.99, episodes end at
+# At the `cpu` preset's own 28,000 steps all five seeds of the CPU study reach ≥ 50% (pooled 71% [95% Wilson
+# interval 65, 76] over 250 episodes, `results/cpu_study/`), against 6% for the same agents' behaviour policy alone; the
+# main job at that budget took 47 minutes for seed 0 (`results/quickstart_28k/`). The `cpu` preset departs from the paper in five measured ways (γ = 0.99, episodes end at
 # the goal as OGBench's evaluation does, 5k cheap model-only steps first, each chosen chunk executed whole instead of
 # re-planning every step, and 28k steps; chapter 10a shows the runs behind each); `--preset paper` is the paper's
 # setting.
@@ -68,8 +71,9 @@
 # found as above, cached once beside the file, and evaluated on the environment's five goals; `--preset gc` holds
 # Tables 6 and 8 (`gc-puzzle-4x5` their exceptions), `--preset gc-cpu` the `cpu` preset's networks and schedule for it, and
 # `--dataset-path FOLDER` trains on a folder of file pairs (OGBench's 100M sets; `--cache-floats float16` halves the
-# cache, so that 100M puzzle-3x3 rows fit in 24 GB of RAM: chapter 2b). One CPU-scale goal-conditioned seed of three has finished (see below;
-# chapter 14 reads the registered runs as they finish, `mac_goals_report`):
+# cache, so that 100M puzzle-3x3 rows fit in 24 GB of RAM: chapter 2b). One CPU-scale goal-conditioned seed of three has finished (a row of the results
+# below; chapter 14 reads the registered runs as they finish, `mac_goals_report`; they use `--preset gc-cpu`
+# with `--dataset-path` on a 1M-transition folder). `--preset gc` is the paper's size, for a GPU:
 #
 # ```bash
 # .venv/bin/mac_train --env puzzle-3x3-play-oraclerep-v0 --preset gc --seed 0 --out runs/puzzle-3x3-gc
@@ -167,6 +171,22 @@ for name, label in (('gamma099', 'variant: γ = 0.99'), ('terminals', 'variant: 
 if (R / 'quickstart_pilot_sum' / 'summary.json').exists():
     s = json.loads((R / 'quickstart_pilot_sum' / 'summary.json').read_text())
     rows.append(f"| pilot: the paper's chunk-reward sum | same, 8k steps | success {s['success']:.0%} after {s['steps']:,} steps, {s['wall_time_min']} min | — | `results/quickstart_pilot_sum/` |")
+A = R / 'ablations' / 'table.csv'
+if A.exists():
+    ab = {r['arm']: r for r in read_csv(A)}
+    def arm(r): return (f"{100 * float(r['pooled']):.0f}% [{100 * float(r['ci_lo']):.0f}, {100 * float(r['ci_hi']):.0f}] ({r['successes']}/{r['episodes']}; "
+                        f"{r['seeds_done']}/3 seeds{'' if r['seeds_done'] == '3' else ', not compared yet'})" if r['pooled'] else 'not started')
+    rows.append("| ablations (chapter 13): Table 3, Table 15, Figure 3 at CPU scale, cube-single task 2, 28k steps | final success, 50 episodes per seed, pooled "
+                "with 95% Wilson intervals | " + '; '.join(f"{a}: {arm(r)}" for a, r in ab.items() if a != 'n = 10') + " | cube-single: MAC 100 ± 0, Gau 2 ± 3, "
+                "FQL 77 ± 21, w/o π_θ 2 ± 3; Figure 3 is on goal-conditioned cube tasks | `results/ablations/` |")
+GC = R / 'gc_puzzle3x3'
+if (GC / 'runs.csv').exists():
+    gr, gt = read_csv(GC / 'runs.csv'), {r['goal']: r for r in read_csv(GC / 'table.csv')}
+    done = [r for r in gr if r['status'] == 'done']; al = gt['all']
+    rows.append("| goal-conditioned MAC (chapter 14): puzzle-3x3-play-oraclerep-v0, 1M generated transitions, `--preset gc-cpu` (28k steps) | final success "
+                "over the five evaluation goals, 20 episodes per goal and seed, 95% Wilson | " + (f"{len(done)} of 3 seeds done: {100 * float(al['success']):.0f}% "
+                f"[{100 * float(al['ci_low']):.0f}, {100 * float(al['ci_high']):.0f}] ({al['successes']}/{al['episodes']})" if done else 'no seed done')
+                + '; ' + ', '.join(f"seed {r['seed']} {r['status']}" for r in gr if r['status'] != 'done') + " | 100 ± 0 (100M transitions, 2M steps) | `results/gc_puzzle3x3/` |")
 if (R / 'bench' / 'bench.json').exists():
     b = json.loads((R / 'bench' / 'bench.json').read_text())
     p_, c_ = b.get('paper/eager', {}), b.get('cpu/eager', {})
