@@ -264,8 +264,8 @@ Markdown('\n'.join(rows))
 # | `07_rejection_sampling` | `mac.rejection` | argmax-Q over N behaviour samples, and why it stays on the data |
 # | `08_agent` | `mac.agent` | Algorithm 1: one update of every network; acting; the paper's ablations as flags; goals as an input |
 # | `09_evaluation` | `mac.evaluate` | OGBench single-task evaluation in parallel environments; videos and plots |
-# | `09b_goals` | `mac.goals` | goal-conditioned data and evaluation: oracle goals, Table 6's goal mixes, batches from the cache, the five evaluation goals |
 # | `09a_config` | `mac.config` | a run's configuration: the paper's defaults, the `cpu` and `tiny` presets, checked overrides |
+# | `09b_goals` | `mac.goals` | goal-conditioned data and evaluation: oracle goals, Table 6's goal mixes, batches from the cache, the five evaluation goals |
 # | `10_training` | `mac.train` | the training loop (single-task and goal-conditioned), checkpoints and exact resume, logs, `mac_train` |
 # | `10a_main_job` | `mac.main_job` | the main job (`make main`), `diagnose`, and the CPU study behind the `cpu` preset |
 # | `11_benchmark` | `mac.bench` | update and action timings, eager and compiled (`mac_bench`) |
