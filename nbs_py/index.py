@@ -108,7 +108,7 @@
 #   cache of many files and the five-goal evaluation, chapters 2b and 9b; `mac_train` on `*-oraclerep-v0`), and on a
 #   toy with four goals the agent reaches all of them (chapter 9b). At CPU scale (puzzle-3x3, 1M generated transitions,
 #   28k steps) the first of three registered seeds ends at 4% [2, 10] (paper: 100 ± 0 with 100M and 2M steps); chapter 14
-#   diagnoses it (on this seed the policy and the value over long horizons look short rather than the model; a follow-up with the paper's γ = 0.999 is registered); nothing at 100M transitions; Figure 3's ablation at CPU scale (n = 1 has its three seeds, 11% [7, 17] against n = 10's 75% [68, 82]; n = 5 and n = 25 are training; Tables 3 and 15 are done: chapter 13);
+#   diagnoses it (on this seed the policy and the value over long horizons look short rather than the model; a follow-up with the paper's γ = 0.999 is registered); nothing at 100M transitions; the long-chunk end of Figure 3 at CPU scale (n = 25 not yet run; n = 1, 5 and 10 are done: 11% [7, 17], 45% [38, 53] and 75% [68, 82] over 150 episodes each, as are Tables 3 and 15: chapter 13 and the results below);
 #   GPU-scale runs of Table 2; an update within 3 ms on a GPU (one CUDA graph brings it to 8.7 ms at the paper's
 #   size) and many agents per process. Each is an open issue.
 #
