@@ -238,9 +238,9 @@ def _curve_stats(runs, arm):
 
 def _claim(ss: list[dict]) -> str:
     "What the pooled intervals say so far, as a panel title: the arms below MAC, level with it, above it, and still incomplete."
-    groups = {v: [s['arm'] for s in ss if s['vs_mac'] == v] for v in ('lower', 'not distinguishable', 'higher', 'incomplete')}
     words = {'lower': 'below MAC', 'not distinguishable': 'not distinguishable from MAC', 'higher': 'above MAC', 'incomplete': 'not yet compared'}
-    return '\n'.join(f"{', '.join(arms)}: {words[v]}" for v, arms in groups.items() if arms)
+    groups = {w: [s['arm'] for s in ss if s['vs_mac'] == v] for v, w in words.items()}   # in this order; the MAC arm itself in none
+    return '\n'.join(f"{', '.join(arms)}: {w}" for w, arms in groups.items() if arms)
 
 def plot_ablations(summary: list[dict], runs: list[dict], path):
     "Final success per arm (pooled 95% CI, seeds as dots, the paper's mean as ×) and training curves (mean ± std over seeds)."
