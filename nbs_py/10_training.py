@@ -207,6 +207,10 @@ class CudaGraphStep:
         self.graph = graph; graph.replay(); return self.out
 
 
+# %% [markdown]
+# The `Trainer` below holds one run. Two names come first: the error a non-finite loss raises, and the keys a resume may
+# change (evaluation and bookkeeping only; anything else would make the resumed run a different run).
+
 # %%
 #| export
 class NonFiniteLoss(RuntimeError):
@@ -216,6 +220,13 @@ _RESUMABLE = {'steps', 'eval_every', 'eval_episodes', 'eval_workers', 'log_every
               'final_episodes', 'replan_every'}   # evaluation and bookkeeping only: a resume may change them
 FINAL_EVAL_SEED = 1_000_000_000   # the final evaluation's env seeds start here; training evaluations use seed + step + i below it
 
+
+# %% [markdown]
+# The `Trainer` takes its folder's lock before it looks at the folder, and gives it back when it is closed, when it
+# fails to set up, or when it is garbage-collected.
+
+# %%
+#| export
 class Trainer:
     "One training run in `run_dir`: data, agent, loop, logs, evaluations and checkpoints."
     def __init__(self, cfg: TrainConfig, run_dir, resume: bool = False, progress: bool = True):
@@ -242,79 +253,136 @@ class Trainer:
         try: self.close()
         except Exception: pass   # at interpreter exit the module may be gone; the kernel drops the lock anyway
 
-    def _setup(self, cfg, resume):
-        spec = parse_name(cfg.env)
-        if not (spec.singletask or spec.oraclerep):
-            raise DatasetError(f'{cfg.env!r}: MAC trains on single-task datasets ({spec.env}-play-singletask-task2-v0) or goal-conditioned '
-                               f'ones with oracle goals ({spec.env}-play-oraclerep-v0)')
-        self.goal_conditioned = spec.oraclerep
-        ck = None
-        if resume:
-            ck = load_checkpoint(self.ckpt_path, self.device)
-            saved = config_from_dict(json.loads(ck['config']))
-            if saved.env != cfg.env: raise ValueError(f'the checkpoint in {self.dir} is from {saved.env}, not {cfg.env}: resume with --env {saved.env}')
-            diff = [k for k, v in config_to_dict(cfg).items() if k not in _RESUMABLE and config_to_dict(saved)[k] != v]
-            if diff: raise ValueError(f'cannot resume with a different {", ".join(diff)} (saved: {", ".join(f"{k}={config_to_dict(saved)[k]}" for k in diff)})')
-        elif self.ckpt_path.exists():
-            raise FileExistsError(f'{self.dir} already holds a run (checkpoint.pt): pass --resume to continue it, or choose another --out')
-        if cfg.eval_episodes and cfg.seed + cfg.steps + cfg.eval_episodes > FINAL_EVAL_SEED:
-            raise ValueError(f'seed + steps must stay below {FINAL_EVAL_SEED:,}: training evaluations (seeds seed + step + i) would reach the final evaluation\'s')
-        self.cfg = cfg
-        if cfg.cuda_graph:
-            why = ('it needs graph_safe=True too (pass --graph-safe True: the training graph draws batches and noise from the global RNG)'
-                   if not cfg.graph_safe else _why_no_graph(self.device, cfg.compile, self.goal_conditioned))
-            if why: raise ValueError(f'cuda_graph: {why}')
-            torch.cuda.set_device(self.device)   # the graph's streams and capture use the current device
-        for k, plain in (('dataset_path', ''), ('cache_floats', 'float32')):
-            if getattr(cfg, k) != plain and not self.goal_conditioned:
-                raise ValueError(f"config key {k!r} is for goal-conditioned runs (*-oraclerep-v0); {cfg.env} reads dataset_dir's file as it is")
-        self.dataset_info = (dict(file=str(Path(cfg.dataset_path).expanduser())) if cfg.dataset_path else
-                             ensure_dataset(spec.dataset, cfg.dataset_episodes, cfg.dataset_dir, workers=os.cpu_count() or 1, progress=self.progress))
-        if self.goal_conditioned: self._goal_data(cfg, spec, ck)
-        else:
-            _, train, val = load_ogbench(cfg.env, cfg.dataset_dir)
-            self.norm = ObsNormalizer.from_state_dict(ck['normalizer'], self.device) if ck else ObsNormalizer.from_data(val['observations'], device=self.device)
-            self.data, self.goal_norm = ChunkDataset.from_ogbench(train, self.norm, ret=cfg.chunk_return, device=self.device), None
-        if ck and ck['obs_dim'] != self.data.obs_dim:
-            raise CheckpointError(f'the checkpoint expects observations of size {ck["obs_dim"]}, the dataset has {self.data.obs_dim}: '
-                                  f'resume on the dataset the run was trained on')
-        seed_everything(cfg.seed)
-        self.agent = MACAgent(self.data.obs_dim, self.data.action_dim, cfg.agent, self.device, getattr(self.data, 'goal_dim', 0))
-        self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
-        self._losses = torch.compile(self.agent.losses, fullgraph=cfg.graph_safe) if cfg.compile else None  # compiled on the first step
-        if cfg.bf16: self._losses = bf16(self._losses or self.agent.losses)
-        if cfg.compile: self._compiled_ok = None   # None: not tried yet; then True (compiled) or False (fell back to eager)
-        self.step, self._ckpt_step, self._graphs, self._venv = 0, None, {}, None
-        if ck:
-            self.agent.load_state_dict(ck['agent']); self.agent.opt.load_state_dict(ck['opt'])
-            _set_rng_state(self.gen, ck['rng']); self.step = self._ckpt_step = ck['step']
-        # the run's clock: wall time of training and evaluation summed over its processes up to the checkpoint; a checkpoint
-        # older than this record has no time, and the clock counts from its step
-        self.resumed_from = ck['step'] if ck else None
-        self._elapsed0, self._elapsed_from = (float(ck['elapsed_s']), int(ck['elapsed_from'])) if ck and 'elapsed_s' in ck else (0.0, ck['step'] if ck else 0)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.dir / 'config.json', config_to_dict(cfg))
 
-    def _goal_data(self, cfg, spec, ck):
-        "Goal-conditioned batches (chapter 9b) over the train file (or `dataset_path`'s files), cached once beside them; normalisers from the first -val twin."
-        src = Path(cfg.dataset_path).expanduser() if cfg.dataset_path else dataset_paths(spec.dataset, cfg.dataset_dir)[0]
-        norms = (ObsNormalizer.from_state_dict(ck['normalizer'], self.device), ObsNormalizer.from_state_dict(ck['goal_normalizer'], self.device)) if ck else None
-        self.data = goal_data(spec.env, src, cfg.agent.n, cfg.agent.gamma, device=self.device,
-                              norms=norms, progress=self.progress, floats=cfg.cache_floats)
-        self.norm, self.goal_norm = self.data.obs_norm, self.data.goal_norm
-        if self.progress and (cfg.terminals or cfg.reward_agg != 'sum' or cfg.pretrain_steps):   # pretrain_steps does apply; say so
-            tqdm.write(f"goal-conditioned: the chunk reward is success − 1 (chapter 9b), so reward_agg={cfg.reward_agg!r} and "
-                       f"terminals={cfg.terminals} are not used{f'; pretrain_steps={cfg.pretrain_steps} is' if cfg.pretrain_steps else ''}")
+# %% [markdown]
+# Setting up is four steps, each a method below: read the checkpoint when resuming, refuse settings that cannot work,
+# load the data, build the agent.
+
+# %%
+#| export
+@patch
+def _setup(self: Trainer, cfg, resume):
+    "Check the run against its folder and config, then load the data and build (or restore) the agent."
+    spec = parse_name(cfg.env)
+    if not (spec.singletask or spec.oraclerep):
+        raise DatasetError(f'{cfg.env!r}: MAC trains on single-task datasets ({spec.env}-play-singletask-task2-v0) or goal-conditioned '
+                           f'ones with oracle goals ({spec.env}-play-oraclerep-v0)')
+    self.goal_conditioned = spec.oraclerep
+    ck = self._saved_run(cfg) if resume else None
+    if not resume and self.ckpt_path.exists():
+        raise FileExistsError(f'{self.dir} already holds a run (checkpoint.pt): pass --resume to continue it, or choose another --out')
+    self._check_config(cfg); self.cfg = cfg
+    self._load_data(cfg, spec, ck)
+    self._build(cfg, ck)
+
+
+# %% [markdown]
+# A resume must be the same run: the same env, and the same config except for `_RESUMABLE`'s keys.
+
+# %%
+#| export
+@patch
+def _saved_run(self: Trainer, cfg) -> dict:
+    "The checkpoint to resume from, refused when it is of another env or its config differs from `cfg` outside `_RESUMABLE`."
+    ck = load_checkpoint(self.ckpt_path, self.device)
+    saved = config_from_dict(json.loads(ck['config']))
+    if saved.env != cfg.env: raise ValueError(f'the checkpoint in {self.dir} is from {saved.env}, not {cfg.env}: resume with --env {saved.env}')
+    diff = [k for k, v in config_to_dict(cfg).items() if k not in _RESUMABLE and config_to_dict(saved)[k] != v]
+    if diff: raise ValueError(f'cannot resume with a different {", ".join(diff)} (saved: {", ".join(f"{k}={config_to_dict(saved)[k]}" for k in diff)})')
+    return ck
+
+
+# %% [markdown]
+# Settings that cannot work fail here, before any data is read or any file is written.
+
+# %%
+#| export
+@patch
+def _check_config(self: Trainer, cfg):
+    "Refuse settings that cannot work: evaluation seeds reaching the final evaluation's, a CUDA graph without its conditions, goal-only keys."
+    if cfg.eval_episodes and cfg.seed + cfg.steps + cfg.eval_episodes > FINAL_EVAL_SEED:
+        raise ValueError(f'seed + steps must stay below {FINAL_EVAL_SEED:,}: training evaluations (seeds seed + step + i) would reach the final evaluation\'s')
+    if cfg.cuda_graph:
+        why = ('it needs graph_safe=True too (pass --graph-safe True: the training graph draws batches and noise from the global RNG)'
+               if not cfg.graph_safe else _why_no_graph(self.device, cfg.compile, self.goal_conditioned))
+        if why: raise ValueError(f'cuda_graph: {why}')
+        torch.cuda.set_device(self.device)   # the graph's streams and capture use the current device
+    for k, plain in (('dataset_path', ''), ('cache_floats', 'float32')):
+        if getattr(cfg, k) != plain and not self.goal_conditioned:
+            raise ValueError(f"config key {k!r} is for goal-conditioned runs (*-oraclerep-v0); {cfg.env} reads dataset_dir's file as it is")
+
+
+# %% [markdown]
+# Single-task data is one OGBench file held in memory (chapters 2 and 2a); goal-conditioned data is the on-disk cache of
+# chapter 2b, read by chapter 9b's sampler. On a resume the normalisers come from the checkpoint, not from the data, so
+# that the resumed agent sees its inputs scaled as before.
+
+# %%
+#| export
+@patch
+def _load_data(self: Trainer, cfg, spec, ck):
+    "The chunk batches and normalisers (restored from `ck` on a resume); a missing dataset is generated first."
+    self.dataset_info = (dict(file=str(Path(cfg.dataset_path).expanduser())) if cfg.dataset_path else
+                         ensure_dataset(spec.dataset, cfg.dataset_episodes, cfg.dataset_dir, workers=os.cpu_count() or 1, progress=self.progress))
+    if self.goal_conditioned: self._goal_data(cfg, spec, ck)
+    else:
+        _, train, val = load_ogbench(cfg.env, cfg.dataset_dir)
+        self.norm = ObsNormalizer.from_state_dict(ck['normalizer'], self.device) if ck else ObsNormalizer.from_data(val['observations'], device=self.device)
+        self.data, self.goal_norm = ChunkDataset.from_ogbench(train, self.norm, ret=cfg.chunk_return, device=self.device), None
+    if ck and ck['obs_dim'] != self.data.obs_dim:
+        raise CheckpointError(f'the checkpoint expects observations of size {ck["obs_dim"]}, the dataset has {self.data.obs_dim}: '
+                              f'resume on the dataset the run was trained on')
 
 
 # %%
 #| export
-def _tensorboard(run_dir):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-        return SummaryWriter(str(run_dir / 'tb'))
-    except Exception: return None  # tensorboard not installed: CSV only
+@patch
+def _goal_data(self: Trainer, cfg, spec, ck):
+    "Goal-conditioned batches (chapter 9b) over the train file (or `dataset_path`'s files), cached once beside them; normalisers from the first -val twin."
+    src = Path(cfg.dataset_path).expanduser() if cfg.dataset_path else dataset_paths(spec.dataset, cfg.dataset_dir)[0]
+    norms = (ObsNormalizer.from_state_dict(ck['normalizer'], self.device), ObsNormalizer.from_state_dict(ck['goal_normalizer'], self.device)) if ck else None
+    self.data = goal_data(spec.env, src, cfg.agent.n, cfg.agent.gamma, device=self.device,
+                          norms=norms, progress=self.progress, floats=cfg.cache_floats)
+    self.norm, self.goal_norm = self.data.obs_norm, self.data.goal_norm
+    if self.progress and (cfg.terminals or cfg.reward_agg != 'sum' or cfg.pretrain_steps):   # pretrain_steps does apply; say so
+        tqdm.write(f"goal-conditioned: the chunk reward is success − 1 (chapter 9b), so reward_agg={cfg.reward_agg!r} and "
+                   f"terminals={cfg.terminals} are not used{f'; pretrain_steps={cfg.pretrain_steps} is' if cfg.pretrain_steps else ''}")
 
+
+# %% [markdown]
+# The agent is built from the seeded RNG, then, on a resume, overwritten by the checkpoint, generator state included:
+# that is what makes a resume exact.
+
+# %%
+#| export
+@patch
+def _build(self: Trainer, cfg, ck):
+    "The agent and its generator; on a resume, the checkpoint's weights, optimiser, RNG, step and clock."
+    seed_everything(cfg.seed)
+    self.agent = MACAgent(self.data.obs_dim, self.data.action_dim, cfg.agent, self.device, getattr(self.data, 'goal_dim', 0))
+    self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
+    self._losses = torch.compile(self.agent.losses, fullgraph=cfg.graph_safe) if cfg.compile else None  # compiled on the first step
+    if cfg.bf16: self._losses = bf16(self._losses or self.agent.losses)
+    if cfg.compile: self._compiled_ok = None   # None: not tried yet; then True (compiled) or False (fell back to eager)
+    self.step, self._ckpt_step, self._graphs, self._venv = 0, None, {}, None
+    if ck:
+        self.agent.load_state_dict(ck['agent']); self.agent.opt.load_state_dict(ck['opt'])
+        _set_rng_state(self.gen, ck['rng']); self.step = self._ckpt_step = ck['step']
+    # the run's clock: wall time of training and evaluation summed over its processes up to the checkpoint; a checkpoint
+    # older than this record has no time, and the clock counts from its step
+    self.resumed_from = ck['step'] if ck else None
+    self._elapsed0, self._elapsed_from = (float(ck['elapsed_s']), int(ck['elapsed_from'])) if ck and 'elapsed_s' in ck else (0.0, ck['step'] if ck else 0)
+    self.dir.mkdir(parents=True, exist_ok=True)
+    write_json(self.dir / 'config.json', config_to_dict(cfg))
+
+
+# %% [markdown]
+# One update: the batch goes to `agent.update` (chapter 8); for the first `pretrain_steps` steps the value and critic
+# get no gradient. With `compile`, the losses are compiled on the first update; if that fails (no C compiler, say), the
+# run says why and carries on eagerly.
+
+# %%
+#| export
 def _update(self: Trainer, batch) -> dict:
     "One agent update, with the compiled losses when `compile` is on; if compiling fails (no C compiler, say), warn and go on eagerly."
     values = self.step >= self.cfg.pretrain_steps          # the first pretrain_steps train models and policies only
@@ -326,6 +394,13 @@ def _update(self: Trainer, batch) -> dict:
         self._losses, self._compiled_ok = (bf16(self.agent.losses) if self.cfg.bf16 else None), False   # decided once: later errors are errors
         return self.agent.update(batch, gen, self._losses, values)
 
+
+# %% [markdown]
+# A step draws a batch and updates. With `cuda_graph` both are inside the graph, one graph per phase (pretraining, then
+# full updates), made on first use.
+
+# %%
+#| export
 def _why_no_graph(device, compiled: bool, goal_conditioned: bool) -> str | None:
     "Why a training step cannot be one CUDA graph here, or None."
     return ('it replaces compile: pass one of them' if compiled else
@@ -346,6 +421,20 @@ def _step(self: Trainer) -> dict:
     if not cfg.cuda_graph: return _update(self, self.data.sample(cfg.batch, None if cfg.graph_safe else self.gen))
     return _phase_graph(self._graphs, self.step >= cfg.pretrain_steps,
                         lambda v: lambda: self.agent.update(self.data.sample(cfg.batch), None, self._losses, v), [self.agent])
+
+
+# %% [markdown]
+# The loop itself is three lines: start, step until `cfg.steps`, finish. A run stopped by an error or Ctrl-C closes what
+# it opened and leaves the last checkpoint as it was. At the start, `log.csv` and `eval.csv` lose any rows past the
+# checkpoint (an earlier process may have logged steps that the resumed run will now take again).
+
+# %%
+#| export
+def _tensorboard(run_dir):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+        return SummaryWriter(str(run_dir / 'tb'))
+    except Exception: return None  # tensorboard not installed: CSV only
 
 @patch
 def run(self: Trainer) -> dict:
@@ -374,6 +463,13 @@ def _start(self: Trainer):
     self._bar = tqdm(total=self.cfg.steps, initial=self.step, desc='MAC', disable=not self.progress, mininterval=2, dynamic_ncols=True)
     if self.cfg.compile and self.progress: tqdm.write('compiling the losses with torch.compile (once per process; about a minute on a CPU)')
 
+
+# %% [markdown]
+# After each step: the NaN check and the log row. The check keeps a running flag per loss on the device and reads it
+# once per log interval, so the loop has one host synchronisation per `log_every` steps, not one per step.
+
+# %%
+#| export
 @patch
 def _after_step(self: Trainer, out: dict):
     "After one update with outputs `out`: NaN bookkeeping and the log row, then the evaluation and checkpoint when they are due."
@@ -403,6 +499,12 @@ def _record(self: Trainer, out: dict):
         v = last.get('v_mean', float('nan'))           # no value yet during the model/policy-only pretraining steps
         self._bar.set_postfix_str(f"{sps:.1f} it/s flow {last.get('flow', last.get('bc', 0)):.3f} dyn {last['dynamics']:.2e} V {'-' if v != v else f'{v:.1f}'}")
 
+
+# %% [markdown]
+# Evaluations fall due every `eval_every` steps and checkpoints every `ckpt_every`, both also at the last step.
+
+# %%
+#| export
 @patch
 def _evaluate_due(self: Trainer):
     cfg, end = self.cfg, self.step == self.cfg.steps
@@ -417,6 +519,13 @@ def _save_due(self: Trainer):
         save_checkpoint(self.ckpt_path, self.step, cfg, self.agent, self.norm, self.gen, self.goal_norm, elapsed=(self.elapsed(), self._elapsed_from))
         self._ckpt_step = self.step
 
+
+# %% [markdown]
+# The run's clock: training and evaluation time summed over the processes of a run (item 9 below), and the run's end,
+# where a complete run gets its final evaluation.
+
+# %%
+#| export
 WALL_TIME_COVERS = 'training and evaluation, summed over the processes of the run up to its last checkpoint and this one; not setup (data, cache)'
 
 @patch
@@ -436,6 +545,13 @@ def _finish(self: Trainer) -> dict:
     return dict(losses=self._last, eval=self._last_eval, final=final, time=dict(wall_time_s=round(t, 1), wall_time_from_step=self._elapsed_from,
                 resumed_from_step=self.resumed_from, wall_time_covers=WALL_TIME_COVERS))
 
+
+# %% [markdown]
+# An evaluation plays the current agent in parallel envs (chapter 9, or chapter 9b's five goals), reusing the env
+# processes from one evaluation to the next.
+
+# %%
+#| export
 @patch
 def _evaluate_agent(self: Trainer, episodes: int, seed: int) -> dict:
     """The current agent in its environment: single-task (chapter 9), or `episodes` on each of the five goals (chapter 9b).
@@ -449,6 +565,13 @@ def _evaluate_agent(self: Trainer, episodes: int, seed: int) -> dict:
         return evaluate_goals(self.agent, self.norm, self.goal_norm, cfg.env, episodes, workers, seed, cfg.actions_per_plan, venv=self._venv)
     return evaluate_agent(self.agent, self.norm, cfg.env, episodes, workers, seed=seed, replan_every=cfg.actions_per_plan, venv=self._venv)
 
+
+# %% [markdown]
+# `evaluate` logs each in-training evaluation to `eval.csv` and redraws `success.png`; `final_evaluate` scores the final
+# checkpoint on its own env seeds, from `FINAL_EVAL_SEED` on, and keeps the result, so a second call reads it back.
+
+# %%
+#| export
 @patch
 def evaluate(self: Trainer) -> dict:
     "Evaluate the current agent (cfg.eval_episodes episodes) and log it to eval.csv / success.png."
@@ -474,6 +597,12 @@ def final_evaluate(self: Trainer) -> dict:
     if self.progress: tqdm.write(f'final evaluation at step {self.step}: success {res["success"]:.0%} over {res["episodes"]} episodes (seeds {FINAL_EVAL_SEED:,}+)')
     return out
 
+
+# %% [markdown]
+# Which env seeds a run's evaluations used, so that a later diagnosis can be made to draw fresh ones.
+
+# %%
+#| export
 def eval_seeds(cfg: TrainConfig) -> set[int]:
     "Every env seed a run's own evaluations use: seed + step + i at each evaluation while training (every eval_every steps, and the last step), FINAL_EVAL_SEED + i at the end."
     steps = {*range(cfg.eval_every, cfg.steps + 1, cfg.eval_every), cfg.steps} if cfg.eval_every else {cfg.steps}
