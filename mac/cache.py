@@ -43,6 +43,7 @@ def _npz_shapes(path) -> dict:
 def _sources(files) -> list[dict]:
     return [dict(name=Path(f).name, size=os.path.getsize(f), mtime_ns=os.stat(f).st_mtime_ns) for f in files]
 
+# %% ../nbs/02b_dataset_cache.ipynb #4e60cd71
 FLOATS = ('float32', 'float16')
 
 def build_cache(files, cache_dir, progress: bool = True, keys=None, floats: str = 'float32') -> Path:
@@ -58,6 +59,7 @@ def build_cache(files, cache_dir, progress: bool = True, keys=None, floats: str 
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _build_cache(files, cache_dir, progress, keys, floats)
 
+# %% ../nbs/02b_dataset_cache.ipynb #bce11129
 def _compact_int(files, key):
     "The smallest integer dtype that holds every value of `key` in `files` (one pass over that array alone)."
     lo, hi = 0, 0
@@ -65,20 +67,39 @@ def _compact_int(files, key):
         with np.load(f) as z: a = z[key]; lo, hi = min(lo, int(a.min(initial=0))), max(hi, int(a.max(initial=0)))
     return next(t for t in (np.int8, np.int16, np.int32, np.int64) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
 
+# %% ../nbs/02b_dataset_cache.ipynb #4225e1fe
+def _reuse(files, cache_dir: Path, want, floats: str) -> bool:
+    "Whether `cache_dir` already holds this cache; a cache of other files, keys or float type is refused, untouched."
+    if not (cache_dir / 'manifest.json').exists(): return False
+    man = json.loads((cache_dir / 'manifest.json').read_text())
+    if man['sources'] != _sources(files):
+        raise DatasetError(f'{cache_dir} holds a cache of other files (or of older versions of them): nothing was changed. '
+                           f'Delete that folder to rebuild it, or choose another cache_dir')
+    if want and not set(want) <= set(man['keys']):
+        raise DatasetError(f'{cache_dir} caches {", ".join(man["keys"])}, not {", ".join(sorted(set(want) - set(man["keys"])))}: '
+                           f'delete that folder to rebuild it with them')
+    if man.get('floats', 'float32') != floats:
+        raise DatasetError(f'{cache_dir} stores its float arrays as {man.get("floats", "float32")}, not {floats}: nothing was changed. '
+                           f'Delete that folder to rebuild it, or choose another cache_dir')
+    return True
+
+# %% ../nbs/02b_dataset_cache.ipynb #cac99473
+def _half(f, k, a, err, lo, hi) -> np.ndarray:
+    "`a` (key `k` of file `f`) as float16, refused if not finite or beyond float16's range; tracks each column's largest error and range."
+    if not np.isfinite(a).all():
+        raise DatasetError(f'{f}: {k!r} holds {int((~np.isfinite(a)).sum())} non-finite values (NaN or infinity): the file is broken; make it again')
+    if np.abs(a).max() > np.finfo(np.float16).max:
+        raise DatasetError(f'{f}: {k!r} holds values beyond float16\'s range (|x| ≤ 65504; here {np.abs(a).max():.4g}): '
+                           f"build this cache with floats='float32'")
+    h = a.astype(np.float16); err[k] = np.maximum(err[k], np.abs(h.astype(np.float32) - a).max(0))
+    lo[k], hi[k] = np.minimum(lo[k], a.min(0)), np.maximum(hi[k], a.max(0))
+    return h
+
+# %% ../nbs/02b_dataset_cache.ipynb #0be612d9
 def _build_cache(files, cache_dir: Path, progress: bool, want=None, floats: str = 'float32') -> Path:
+    "Build the cache under `<cache_dir>.partial`, then rename it into place (unless an identical one is there)."
     want = None if want is None else sorted(set(want) | {'observations', 'terminals'})
-    if (cache_dir / 'manifest.json').exists():
-        man = json.loads((cache_dir / 'manifest.json').read_text())
-        if man['sources'] != _sources(files):
-            raise DatasetError(f'{cache_dir} holds a cache of other files (or of older versions of them): nothing was changed. '
-                               f'Delete that folder to rebuild it, or choose another cache_dir')
-        if want and not set(want) <= set(man['keys']):
-            raise DatasetError(f'{cache_dir} caches {", ".join(man["keys"])}, not {", ".join(sorted(set(want) - set(man["keys"])))}: '
-                               f'delete that folder to rebuild it with them')
-        if man.get('floats', 'float32') != floats:
-            raise DatasetError(f'{cache_dir} stores its float arrays as {man.get("floats", "float32")}, not {floats}: nothing was changed. '
-                               f'Delete that folder to rebuild it, or choose another cache_dir')
-        return cache_dir   # already built
+    if _reuse(files, cache_dir, want, floats): return cache_dir   # already built
     shapes = [_npz_shapes(f) for f in files]
     have = set.intersection(*(set(s) for s in shapes))
     if 'terminals' not in have or 'observations' not in have:
@@ -106,14 +127,7 @@ def _build_cache(files, cache_dir: Path, progress: bool, want=None, floats: str 
                 raise DatasetError(f'{f}: its last row does not end an episode (terminals), so episodes would cross files')
             for k in keys:
                 a = z[k]
-                if k in half and len(a):
-                    if not np.isfinite(a).all():
-                        raise DatasetError(f'{f}: {k!r} holds {int((~np.isfinite(a)).sum())} non-finite values (NaN or infinity): the file is broken; make it again')
-                    if np.abs(a).max() > np.finfo(np.float16).max:
-                        raise DatasetError(f'{f}: {k!r} holds values beyond float16\'s range (|x| ≤ 65504; here {np.abs(a).max():.4g}): '
-                                           f"build this cache with floats='float32'")
-                    h = a.astype(np.float16); err[k] = np.maximum(err[k], np.abs(h.astype(np.float32) - a).max(0))
-                    lo[k], hi[k] = np.minimum(lo[k], a.min(0)), np.maximum(hi[k], a.max(0)); a = h
+                if k in half and len(a): a = _half(f, k, a, err, lo, hi)
                 out[k][at:at + rows[i]] = a
         firsts.append(at + np.r_[0, ends[:-1] + 1]); lasts.append(at + ends); owners.append(np.full(len(ends), i))
         at += rows[i]
@@ -172,6 +186,7 @@ class DatasetCache:
         if kind == 'geom': return np.minimum(rows + rng.geometric(1 - gamma, len(rows)), last)
         raise ValueError(f"goal kind must be 'current', 'traj', 'geom' or 'random', got {kind!r}")
 
+# %% ../nbs/02b_dataset_cache.ipynb #fe1bf000
 @lru_cache(maxsize=None)
 def _pool(k: int) -> ThreadPoolExecutor: return ThreadPoolExecutor(k, thread_name_prefix='mac-cache')
 

@@ -65,6 +65,10 @@ from fastcore.test import test_close, test_eq, test_fail
 # %% [markdown]
 # ## Building the cache
 
+# %% [markdown]
+# Two helpers read what a file holds without loading it: each array's shape and type from the `.npy` headers inside the
+# `.npz`, and the file's name, size and modification time, by which a cache knows its sources.
+
 # %%
 #| export
 def _npz_shapes(path) -> dict:
@@ -83,6 +87,13 @@ def _npz_shapes(path) -> dict:
 def _sources(files) -> list[dict]:
     return [dict(name=Path(f).name, size=os.path.getsize(f), mtime_ns=os.stat(f).st_mtime_ns) for f in files]
 
+
+# %% [markdown]
+# `build_cache` is the entry point. Runs started together on one dataset (the seeds of a sweep) take a file lock beside
+# the cache, so that one builds while the others wait and then reuse it.
+
+# %%
+#| export
 FLOATS = ('float32', 'float16')
 
 def build_cache(files, cache_dir, progress: bool = True, keys=None, floats: str = 'float32') -> Path:
@@ -98,6 +109,13 @@ def build_cache(files, cache_dir, progress: bool = True, keys=None, floats: str 
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _build_cache(files, cache_dir, progress, keys, floats)
 
+
+# %% [markdown]
+# Integer arrays are stored in the smallest integer type that holds all their values (OGBench's int64 button states fit
+# in int8), found by one pass over that array alone.
+
+# %%
+#| export
 def _compact_int(files, key):
     "The smallest integer dtype that holds every value of `key` in `files` (one pass over that array alone)."
     lo, hi = 0, 0
@@ -105,20 +123,59 @@ def _compact_int(files, key):
         with np.load(f) as z: a = z[key]; lo, hi = min(lo, int(a.min(initial=0))), max(hi, int(a.max(initial=0)))
     return next(t for t in (np.int8, np.int16, np.int32, np.int64) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
 
+
+# %% [markdown]
+# Before building, `_reuse` looks for a finished cache in the folder and checks it against the request (the rule is
+# spelled out after the build below).
+
+# %%
+#| export
+def _reuse(files, cache_dir: Path, want, floats: str) -> bool:
+    "Whether `cache_dir` already holds this cache; a cache of other files, keys or float type is refused, untouched."
+    if not (cache_dir / 'manifest.json').exists(): return False
+    man = json.loads((cache_dir / 'manifest.json').read_text())
+    if man['sources'] != _sources(files):
+        raise DatasetError(f'{cache_dir} holds a cache of other files (or of older versions of them): nothing was changed. '
+                           f'Delete that folder to rebuild it, or choose another cache_dir')
+    if want and not set(want) <= set(man['keys']):
+        raise DatasetError(f'{cache_dir} caches {", ".join(man["keys"])}, not {", ".join(sorted(set(want) - set(man["keys"])))}: '
+                           f'delete that folder to rebuild it with them')
+    if man.get('floats', 'float32') != floats:
+        raise DatasetError(f'{cache_dir} stores its float arrays as {man.get("floats", "float32")}, not {floats}: nothing was changed. '
+                           f'Delete that folder to rebuild it, or choose another cache_dir')
+    return True
+
+
+# %% [markdown]
+# float16 storage (**Half-precision floats** below) rounds each float array as it is copied, and records the largest
+# rounding error of each column and the column's range, which the manifest reports.
+
+# %%
+#| export
+def _half(f, k, a, err, lo, hi) -> np.ndarray:
+    "`a` (key `k` of file `f`) as float16, refused if not finite or beyond float16's range; tracks each column's largest error and range."
+    if not np.isfinite(a).all():
+        raise DatasetError(f'{f}: {k!r} holds {int((~np.isfinite(a)).sum())} non-finite values (NaN or infinity): the file is broken; make it again')
+    if np.abs(a).max() > np.finfo(np.float16).max:
+        raise DatasetError(f'{f}: {k!r} holds values beyond float16\'s range (|x| ≤ 65504; here {np.abs(a).max():.4g}): '
+                           f"build this cache with floats='float32'")
+    h = a.astype(np.float16); err[k] = np.maximum(err[k], np.abs(h.astype(np.float32) - a).max(0))
+    lo[k], hi[k] = np.minimum(lo[k], a.min(0)), np.maximum(hi[k], a.max(0))
+    return h
+
+
+# %% [markdown]
+# The build itself: check that the files agree in keys and widths, write each key into one `.npy` memory map under a
+# `.partial` folder, file by file, with an index of episodes (first row, last row, file), and rename the folder into
+# place only when everything is written. A file whose last row does not end an episode is refused, since its last
+# episode would run into the next file.
+
+# %%
+#| export
 def _build_cache(files, cache_dir: Path, progress: bool, want=None, floats: str = 'float32') -> Path:
+    "Build the cache under `<cache_dir>.partial`, then rename it into place (unless an identical one is there)."
     want = None if want is None else sorted(set(want) | {'observations', 'terminals'})
-    if (cache_dir / 'manifest.json').exists():
-        man = json.loads((cache_dir / 'manifest.json').read_text())
-        if man['sources'] != _sources(files):
-            raise DatasetError(f'{cache_dir} holds a cache of other files (or of older versions of them): nothing was changed. '
-                               f'Delete that folder to rebuild it, or choose another cache_dir')
-        if want and not set(want) <= set(man['keys']):
-            raise DatasetError(f'{cache_dir} caches {", ".join(man["keys"])}, not {", ".join(sorted(set(want) - set(man["keys"])))}: '
-                               f'delete that folder to rebuild it with them')
-        if man.get('floats', 'float32') != floats:
-            raise DatasetError(f'{cache_dir} stores its float arrays as {man.get("floats", "float32")}, not {floats}: nothing was changed. '
-                               f'Delete that folder to rebuild it, or choose another cache_dir')
-        return cache_dir   # already built
+    if _reuse(files, cache_dir, want, floats): return cache_dir   # already built
     shapes = [_npz_shapes(f) for f in files]
     have = set.intersection(*(set(s) for s in shapes))
     if 'terminals' not in have or 'observations' not in have:
@@ -146,14 +203,7 @@ def _build_cache(files, cache_dir: Path, progress: bool, want=None, floats: str 
                 raise DatasetError(f'{f}: its last row does not end an episode (terminals), so episodes would cross files')
             for k in keys:
                 a = z[k]
-                if k in half and len(a):
-                    if not np.isfinite(a).all():
-                        raise DatasetError(f'{f}: {k!r} holds {int((~np.isfinite(a)).sum())} non-finite values (NaN or infinity): the file is broken; make it again')
-                    if np.abs(a).max() > np.finfo(np.float16).max:
-                        raise DatasetError(f'{f}: {k!r} holds values beyond float16\'s range (|x| ≤ 65504; here {np.abs(a).max():.4g}): '
-                                           f"build this cache with floats='float32'")
-                    h = a.astype(np.float16); err[k] = np.maximum(err[k], np.abs(h.astype(np.float32) - a).max(0))
-                    lo[k], hi[k] = np.minimum(lo[k], a.min(0)), np.maximum(hi[k], a.max(0)); a = h
+                if k in half and len(a): a = _half(f, k, a, err, lo, hi)
                 out[k][at:at + rows[i]] = a
         firsts.append(at + np.r_[0, ends[:-1] + 1]); lasts.append(at + ends); owners.append(np.full(len(ends), i))
         at += rows[i]
@@ -175,6 +225,10 @@ def _build_cache(files, cache_dir: Path, progress: bool, want=None, floats: str 
 
 # %% [markdown]
 # ## Sampling from it
+
+# %% [markdown]
+# An opened cache samples what chapter 9b needs: chunk starts uniform over every row whose chunk stays inside its
+# episode, goal rows of each kind, and rows gathered from the memory maps.
 
 # %%
 #| export
@@ -222,6 +276,14 @@ class DatasetCache:
         if kind == 'geom': return np.minimum(rows + rng.geometric(1 - gamma, len(rows)), last)
         raise ValueError(f"goal kind must be 'current', 'traj', 'geom' or 'random', got {kind!r}")
 
+
+# %% [markdown]
+# `open_cache` memory-maps the arrays and decides how to read them: a cache that fits in memory is read through once so
+# that batches come from the page cache; a larger one is read in 16 threads without read-ahead (see **Reading rows from
+# disk** below).
+
+# %%
+#| export
 @lru_cache(maxsize=None)
 def _pool(k: int) -> ThreadPoolExecutor: return ThreadPoolExecutor(k, thread_name_prefix='mac-cache')
 
