@@ -55,6 +55,10 @@ docs-check: setup
 	MAC_DOCS_CHECK=1 $(BIN)/python -m pytest tests/test_docs.py -v
 
 readme: setup
+	@echo "==> the contents page re-executed (its results table reads results/), then README.md from it"
+	cd nbs && ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace index.ipynb
+	$(BIN)/nbdev_clean --fname nbs/index.ipynb
+	$(BIN)/python tools/pair.py --write
 	$(BIN)/python tools/make_readme.py
 
 pair: setup

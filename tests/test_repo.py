@@ -17,6 +17,22 @@ def test_readme_generated_from_index():
     assert make_readme.main(['--check']) == 0, 'README.md is stale: run `make readme`'
 
 
+def _outputs(nb) -> list[str]:
+    "The text every code cell shows (stream, or markdown / plain display data)."
+    return [''.join(o.get('text') or o.get('data', {}).get('text/markdown') or o.get('data', {}).get('text/plain', ''))
+            for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', [])]
+
+
+def test_index_shows_current_results():
+    "The contents page's committed outputs (the README's results table) are what its cells compute from today's results/."
+    import nbformat
+    from nbclient import NotebookClient
+    nb = nbformat.read(ROOT / 'nbs' / 'index.ipynb', as_version=4)
+    shown = _outputs(nb)
+    NotebookClient(nb, timeout=300, resources={'metadata': {'path': str(ROOT / 'nbs')}}).execute()
+    assert _outputs(nb) == shown, 'nbs/index.ipynb shows results older than the files in results/: run `make readme`'
+
+
 def test_readme_quick_start_is_two_commands():
     text = (ROOT / 'README.md').read_text()
     block = text.split('## Quick start', 1)[1].split('```bash', 1)[1].split('```', 1)[0]
