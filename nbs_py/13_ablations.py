@@ -242,6 +242,14 @@ def _claim(ss: list[dict]) -> str:
     groups = {w: [s['arm'] for s in ss if s['vs_mac'] == v] for v, w in words.items()}   # in this order; the MAC arm itself in none
     return '\n'.join(f"{', '.join(arms)}: {w}" for w, arms in groups.items() if arms)
 
+
+# %% [markdown]
+# The figure: on top, each arm's final success (pooled 95% interval, one dot per seed, the paper's mean as a cross)
+# under a title that states what the intervals say so far (`_claim`, above); below, the training curves as mean ± std
+# over seeds (runs still training count up to their last evaluation, `_curve_stats`).
+
+# %%
+#| export
 def plot_ablations(summary: list[dict], runs: list[dict], path):
     "Final success per arm (pooled 95% CI, seeds as dots, the paper's mean as ×) and training curves (mean ± std over seeds)."
     from matplotlib.figure import Figure
@@ -268,6 +276,12 @@ def plot_ablations(summary: list[dict], runs: list[dict], path):
     fig.suptitle('Which parts of MAC matter at CPU scale (cube-single task 2, 28k steps, seeds 0-2; pooled 95% intervals against MAC\'s)')
     fig.tight_layout(); fig.savefig(path)
 
+
+# %% [markdown]
+# The table in `summary.md`, one row per arm:
+
+# %%
+#| export
 def format_summary(summary: list[dict]) -> str:
     "Markdown table of the arms: the paper's figure, per-seed and pooled final success, and the comparison with MAC."
     pct = lambda v: '–' if v is None else f'{100 * v:.0f}'
@@ -278,6 +292,12 @@ def format_summary(summary: list[dict]) -> str:
         lines.append(f"| {s['arm']} | {s['paper'] or '–'} | {s['seeds_done']}/{len(SEEDS)} | {s['per_seed'] or '–'} | {pooled} | {ms} | {s['vs_mac']} |")
     return '\n'.join(lines) + '\n'
 
+
+# %% [markdown]
+# And `write_ablations`, which reads every arm's runs and writes all of it:
+
+# %%
+#| export
 def write_ablations(root='results/ablations', study='results/cpu_study/preset') -> list[dict]:
     "Read every arm's runs and write runs.csv, table.csv, summary.md, ablations.png and provenance.json into `root`."
     root = Path(root); runs = ablation_runs(root, study); summary = summarize(runs)
@@ -355,19 +375,16 @@ test_eq(calls, [gau1.relative_to(root.parent)]); (gau1 / 'checkpoint.pt').unlink
 # split gives the scale. A ratio near 1 says the agent stays where the model is accurate; a large one, with predicted
 # successes that do not happen, says it exploits the model.
 
+# %% [markdown]
+# First the real episodes: before each chunk runs, the model predicts its end state and its success; after it, the real
+# ones are recorded beside them.
+
 # %%
 #| export
-def model_on_own_chunks(run_dir, episodes: int = 5, seed: int = 1000, device='cpu', data_chunks: int = 2000, keep_chunks: bool = False) -> dict:
-    """A run's chunk model on the chunks its acting policy picks in the real env, each executed whole (whatever the run's
-    re-planning rule), against the real outcome; and on the validation split's chunks: dynamics error (normalised
-    states), predicted vs real success per chunk (NaN where the run does not learn success). Single-task runs."""
+def _own_chunks(ag, norm, cfg, episodes: int, seed: int, device) -> list[dict]:
+    "Play `episodes` real episodes with whole chunks; per chunk, the model's prediction beside what happened."
     import torch
-    from mac.batches import ChunkDataset
-    from mac.data import load_ogbench, parse_name
     from mac.evaluate import _make_env, eval_env_name
-    from mac.train import load_agent
-    ag, norm, cfg, ck = load_agent(run_dir, device)
-    if parse_name(cfg.env).oraclerep: raise ValueError(f'model_on_own_chunks checks single-task runs; {run_dir} is goal-conditioned ({cfg.env})')
     n, d, g = cfg.agent.n, ag.action_dim, torch.Generator(device).manual_seed(seed)
     T = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32, device=device)
     env, chunks = _make_env(eval_env_name(cfg.env)), []
@@ -387,6 +404,23 @@ def model_on_own_chunks(run_dir, episodes: int = 5, seed: int = 1000, device='cp
                                    sq_err=float(((s1 - pred) ** 2).mean()) if full else np.nan,
                                    predicted_success=logit > 0, real_success=real_succ))
     finally: env.close()
+    return chunks
+
+
+# %% [markdown]
+# Then the same model on the validation split's chunks, for scale, and the comparison:
+
+# %%
+#| export
+def model_on_own_chunks(run_dir, episodes: int = 5, seed: int = 1000, device='cpu', data_chunks: int = 2000, keep_chunks: bool = False) -> dict:
+    "A run's chunk model on the chunks its agent picks in the real env (each run whole) and on validation chunks: dynamics error, predicted vs real success."
+    import torch
+    from mac.batches import ChunkDataset
+    from mac.data import load_ogbench, parse_name
+    from mac.train import load_agent
+    ag, norm, cfg, ck = load_agent(run_dir, device)
+    if parse_name(cfg.env).oraclerep: raise ValueError(f'model_on_own_chunks checks single-task runs; {run_dir} is goal-conditioned ({cfg.env})')
+    chunks = _own_chunks(ag, norm, cfg, episodes, seed, device)
     val_env, _, val = load_ogbench(cfg.env, cfg.dataset_dir); val_env.close()
     b = ChunkDataset.from_ogbench(val, norm, ret=cfg.chunk_return, device=device).sample(data_chunks, torch.Generator(device).manual_seed(seed))
     with torch.no_grad():

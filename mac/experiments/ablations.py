@@ -113,6 +113,7 @@ def _claim(ss: list[dict]) -> str:
     groups = {w: [s['arm'] for s in ss if s['vs_mac'] == v] for v, w in words.items()}   # in this order; the MAC arm itself in none
     return '\n'.join(f"{', '.join(arms)}: {w}" for w, arms in groups.items() if arms)
 
+# %% ../../nbs/13_ablations.ipynb #49e02cc4
 def plot_ablations(summary: list[dict], runs: list[dict], path):
     "Final success per arm (pooled 95% CI, seeds as dots, the paper's mean as ×) and training curves (mean ± std over seeds)."
     from matplotlib.figure import Figure
@@ -139,6 +140,7 @@ def plot_ablations(summary: list[dict], runs: list[dict], path):
     fig.suptitle('Which parts of MAC matter at CPU scale (cube-single task 2, 28k steps, seeds 0-2; pooled 95% intervals against MAC\'s)')
     fig.tight_layout(); fig.savefig(path)
 
+# %% ../../nbs/13_ablations.ipynb #5226b407
 def format_summary(summary: list[dict]) -> str:
     "Markdown table of the arms: the paper's figure, per-seed and pooled final success, and the comparison with MAC."
     pct = lambda v: '–' if v is None else f'{100 * v:.0f}'
@@ -149,6 +151,7 @@ def format_summary(summary: list[dict]) -> str:
         lines.append(f"| {s['arm']} | {s['paper'] or '–'} | {s['seeds_done']}/{len(SEEDS)} | {s['per_seed'] or '–'} | {pooled} | {ms} | {s['vs_mac']} |")
     return '\n'.join(lines) + '\n'
 
+# %% ../../nbs/13_ablations.ipynb #b58d8ef3
 def write_ablations(root='results/ablations', study='results/cpu_study/preset') -> list[dict]:
     "Read every arm's runs and write runs.csv, table.csv, summary.md, ablations.png and provenance.json into `root`."
     root = Path(root); runs = ablation_runs(root, study); summary = summarize(runs)
@@ -177,18 +180,11 @@ def diagnose_runs(root='results/ablations', study='results/cpu_study/preset', fn
         have.add(r['run']); write_csv(path, rows)                                # written after each run: an interruption keeps the rest
     return rows
 
-# %% ../../nbs/13_ablations.ipynb #7cf1c67c
-def model_on_own_chunks(run_dir, episodes: int = 5, seed: int = 1000, device='cpu', data_chunks: int = 2000, keep_chunks: bool = False) -> dict:
-    """A run's chunk model on the chunks its acting policy picks in the real env, each executed whole (whatever the run's
-    re-planning rule), against the real outcome; and on the validation split's chunks: dynamics error (normalised
-    states), predicted vs real success per chunk (NaN where the run does not learn success). Single-task runs."""
+# %% ../../nbs/13_ablations.ipynb #2d3b1f31
+def _own_chunks(ag, norm, cfg, episodes: int, seed: int, device) -> list[dict]:
+    "Play `episodes` real episodes with whole chunks; per chunk, the model's prediction beside what happened."
     import torch
-    from mac.batches import ChunkDataset
-    from mac.data import load_ogbench, parse_name
     from mac.evaluate import _make_env, eval_env_name
-    from mac.train import load_agent
-    ag, norm, cfg, ck = load_agent(run_dir, device)
-    if parse_name(cfg.env).oraclerep: raise ValueError(f'model_on_own_chunks checks single-task runs; {run_dir} is goal-conditioned ({cfg.env})')
     n, d, g = cfg.agent.n, ag.action_dim, torch.Generator(device).manual_seed(seed)
     T = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32, device=device)
     env, chunks = _make_env(eval_env_name(cfg.env)), []
@@ -208,6 +204,18 @@ def model_on_own_chunks(run_dir, episodes: int = 5, seed: int = 1000, device='cp
                                    sq_err=float(((s1 - pred) ** 2).mean()) if full else np.nan,
                                    predicted_success=logit > 0, real_success=real_succ))
     finally: env.close()
+    return chunks
+
+# %% ../../nbs/13_ablations.ipynb #7cf1c67c
+def model_on_own_chunks(run_dir, episodes: int = 5, seed: int = 1000, device='cpu', data_chunks: int = 2000, keep_chunks: bool = False) -> dict:
+    "A run's chunk model on the chunks its agent picks in the real env (each run whole) and on validation chunks: dynamics error, predicted vs real success."
+    import torch
+    from mac.batches import ChunkDataset
+    from mac.data import load_ogbench, parse_name
+    from mac.train import load_agent
+    ag, norm, cfg, ck = load_agent(run_dir, device)
+    if parse_name(cfg.env).oraclerep: raise ValueError(f'model_on_own_chunks checks single-task runs; {run_dir} is goal-conditioned ({cfg.env})')
+    chunks = _own_chunks(ag, norm, cfg, episodes, seed, device)
     val_env, _, val = load_ogbench(cfg.env, cfg.dataset_dir); val_env.close()
     b = ChunkDataset.from_ogbench(val, norm, ret=cfg.chunk_return, device=device).sample(data_chunks, torch.Generator(device).manual_seed(seed))
     with torch.no_grad():
