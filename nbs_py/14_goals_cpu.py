@@ -150,6 +150,14 @@ def _verdicts(said, label) -> tuple[float, float]:
     rate = lambda x: float(x.mean()) if x.size else math.nan
     return rate(said[label]), rate(said[~label])
 
+
+# %% [markdown]
+# Two ways a chunk can reach its goal: as the success net was trained (the goal's row is one of the chunk's n rows) and
+# as the environment counts it (one of the chunk's rows shows the goal's representation). The second also finds where
+# the dataset's own path first reaches a goal:
+
+# %%
+#| export
 def _same_rep(vb, rows, goals) -> np.ndarray:
     "Whether each row (…) shows its goal's representation (…, G rows broadcast): what the environment's success counts."
     r, g = vb.reps(np.ravel(rows)), vb.reps(np.ravel(np.broadcast_to(goals, np.shape(rows))))
@@ -163,6 +171,13 @@ def _first_reach(vb, t, g) -> np.ndarray:
     "For each start row t and goal row g ≥ t of its episode: the first row in t … g showing g's representation."
     return np.array([a + int(np.argmax(_same_rep(vb, np.arange(a, b + 1), b))) for a, b in zip(t, g)])
 
+
+# %% [markdown]
+# On held-out chunks, then: the success net's verdicts under both readings of "reached", and the value against the
+# data's own returns, on its own future goals, random goals and the current state:
+
+# %%
+#| export
 def _held_out(ag, vb, chunks: int, seed: int, gamma_n: float) -> dict:
     "The success net and the value on held-out chunks: verdicts on reached / missed value goals (rows and reps); value vs data returns."
     rng, n = np.random.default_rng(seed), vb.n
@@ -283,6 +298,12 @@ def _goal_run(d: Path, seed: int) -> dict:
                 final=final, final_step=fin['step'] if fin else None,
                 curve=[{'step': int(r['step']), **{k: float(r[f'task{k}']) for k in GC_TASKS}, 'all': float(r['success'])} for r in ev])
 
+
+# %% [markdown]
+# `goals_results` pools the finished seeds per goal and averages the curves over the seeds that reached each step:
+
+# %%
+#| export
 def goals_results(root, seeds=(0, 1, 2), label: str = 'puzzle-3x3 (oracle goals)') -> dict:
     "Per-seed runs, pooled final success per goal (Wilson 95%), and the curves; written to runs.csv, table.csv, summary.md, curves.png."
     root = Path(root); runs = [_goal_run(root / f's{s}', s) for s in seeds]; done = [r for r in runs if r['final']]
@@ -306,6 +327,12 @@ def goals_results(root, seeds=(0, 1, 2), label: str = 'puzzle-3x3 (oracle goals)
     write_json(root / 'report_provenance.json', provenance(command=None))
     return dict(runs=runs, table=table, curves=curves)
 
+
+# %% [markdown]
+# and `format_goals` writes the summary a reader sees first:
+
+# %%
+#| export
 def format_goals(table: list[dict], runs: list[dict], label: str) -> str:
     "The summary: each seed's state, then final success per goal pooled over the finished seeds."
     note = ('\n\nIntervals count episodes (20 per goal and seed), not the spread between seeds; curves are means over '

@@ -51,6 +51,7 @@ def _verdicts(said, label) -> tuple[float, float]:
     rate = lambda x: float(x.mean()) if x.size else math.nan
     return rate(said[label]), rate(said[~label])
 
+# %% ../../nbs/14_goals_cpu.ipynb #ec313883
 def _same_rep(vb, rows, goals) -> np.ndarray:
     "Whether each row (…) shows its goal's representation (…, G rows broadcast): what the environment's success counts."
     r, g = vb.reps(np.ravel(rows)), vb.reps(np.ravel(np.broadcast_to(goals, np.shape(rows))))
@@ -64,6 +65,7 @@ def _first_reach(vb, t, g) -> np.ndarray:
     "For each start row t and goal row g ≥ t of its episode: the first row in t … g showing g's representation."
     return np.array([a + int(np.argmax(_same_rep(vb, np.arange(a, b + 1), b))) for a, b in zip(t, g)])
 
+# %% ../../nbs/14_goals_cpu.ipynb #e7ec594a
 def _held_out(ag, vb, chunks: int, seed: int, gamma_n: float) -> dict:
     "The success net and the value on held-out chunks: verdicts on reached / missed value goals (rows and reps); value vs data returns."
     rng, n = np.random.default_rng(seed), vb.n
@@ -127,6 +129,7 @@ def _goal_run(d: Path, seed: int) -> dict:
                 final=final, final_step=fin['step'] if fin else None,
                 curve=[{'step': int(r['step']), **{k: float(r[f'task{k}']) for k in GC_TASKS}, 'all': float(r['success'])} for r in ev])
 
+# %% ../../nbs/14_goals_cpu.ipynb #cd0f2a86
 def goals_results(root, seeds=(0, 1, 2), label: str = 'puzzle-3x3 (oracle goals)') -> dict:
     "Per-seed runs, pooled final success per goal (Wilson 95%), and the curves; written to runs.csv, table.csv, summary.md, curves.png."
     root = Path(root); runs = [_goal_run(root / f's{s}', s) for s in seeds]; done = [r for r in runs if r['final']]
@@ -150,6 +153,7 @@ def goals_results(root, seeds=(0, 1, 2), label: str = 'puzzle-3x3 (oracle goals)
     write_json(root / 'report_provenance.json', provenance(command=None))
     return dict(runs=runs, table=table, curves=curves)
 
+# %% ../../nbs/14_goals_cpu.ipynb #fa8c5086
 def format_goals(table: list[dict], runs: list[dict], label: str) -> str:
     "The summary: each seed's state, then final success per goal pooled over the finished seeds."
     note = ('\n\nIntervals count episodes (20 per goal and seed), not the spread between seeds; curves are means over '
