@@ -63,6 +63,7 @@ class TrainConfig:
         "Actions executed per chosen chunk at evaluation: `replan_every`, or the whole chunk (n) when it is 0."
         return self.replan_every or self.agent.n
 
+# %% ../nbs/09a_config.ipynb #121298f9
 PRESETS = {
     'paper': {},
     'cpu': {'steps': 28_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
@@ -112,6 +113,7 @@ def _coerce(cls, name, value, key):
     if isinstance(default, str) and not isinstance(value, str): bad('a string')
     return value
 
+# %% ../nbs/09a_config.ipynb #24bfab50
 _AT_LEAST = dict(steps=1, batch=1, seed=0, pretrain_steps=0, eval_every=0, eval_episodes=0, eval_workers=0, replan_every=0,
                  final_episodes=0, log_every=1, ckpt_every=1, dataset_episodes=1)
 
@@ -124,6 +126,7 @@ def _check_ranges(cfg: TrainConfig):
     if cfg.replan_every > cfg.agent.n: raise ValueError(f"config key 'replan_every' ({cfg.replan_every}) exceeds the chunk length agent.n = {cfg.agent.n}")
     if cfg.agent.lr <= 0: raise ValueError(f"config key 'agent.lr' must be > 0, got {cfg.agent.lr}")
 
+# %% ../nbs/09a_config.ipynb #c94216a5
 def make_config(preset: str = 'paper', overrides: dict | None = None) -> TrainConfig:
     "A TrainConfig from a preset plus overrides ({'steps': 10, 'agent.n_train': 4, …}); unknown keys are an error."
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}: choose one of {", ".join(PRESETS)}')

@@ -82,6 +82,15 @@ class TrainConfig:
         "Actions executed per chosen chunk at evaluation: `replan_every`, or the whole chunk (n) when it is 0."
         return self.replan_every or self.agent.n
 
+
+# %% [markdown]
+# The presets. `paper` is the defaults above. `cpu` is what learns the default task on 2 CPU cores: chapter 10's
+# implementation details (items 4-8) say why each of its keys departs from the paper, and chapter 10a measures its
+# budget. `gc`, `gc-puzzle-4x5` and `gc-cpu` are the goal-conditioned settings (chapters 9b and 14); `tiny` is for
+# tests.
+
+# %%
+#| export
 PRESETS = {
     'paper': {},
     'cpu': {'steps': 28_000, 'batch': 256, 'reward_agg': 'mean', 'agent.actor_hidden': (256,) * 4, 'agent.value_hidden': (256,) * 4,
@@ -137,6 +146,13 @@ def _coerce(cls, name, value, key):
     if isinstance(default, str) and not isinstance(value, str): bad('a string')
     return value
 
+
+# %% [markdown]
+# Ranges are checked on the whole config, so that every way of making one (presets, overrides, a `config.json` read
+# back) meets the same rules:
+
+# %%
+#| export
 _AT_LEAST = dict(steps=1, batch=1, seed=0, pretrain_steps=0, eval_every=0, eval_episodes=0, eval_workers=0, replan_every=0,
                  final_episodes=0, log_every=1, ckpt_every=1, dataset_episodes=1)
 
@@ -149,6 +165,13 @@ def _check_ranges(cfg: TrainConfig):
     if cfg.replan_every > cfg.agent.n: raise ValueError(f"config key 'replan_every' ({cfg.replan_every}) exceeds the chunk length agent.n = {cfg.agent.n}")
     if cfg.agent.lr <= 0: raise ValueError(f"config key 'agent.lr' must be > 0, got {cfg.agent.lr}")
 
+
+# %% [markdown]
+# `make_config` joins a preset and overrides, key by key; `config_to_dict` and `config_from_dict` are its JSON round
+# trip:
+
+# %%
+#| export
 def make_config(preset: str = 'paper', overrides: dict | None = None) -> TrainConfig:
     "A TrainConfig from a preset plus overrides ({'steps': 10, 'agent.n_train': 4, …}); unknown keys are an error."
     if preset not in PRESETS: raise ValueError(f'unknown preset {preset!r}: choose one of {", ".join(PRESETS)}')
