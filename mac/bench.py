@@ -110,6 +110,7 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
     out['act_ms'] = 1e3 * median_seconds(lambda: agent.act(obs1, gd), max(reps * 4, 100), 10)
     return out
 
+# %% ../nbs/11_benchmark.ipynb #5af481e3
 def cuda_graph_agreement(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, steps: int = 10,
                          device='cuda', seed: int = 0, bfloat16: bool = False) -> dict:
     """The CUDA-graph step against its eager twin: two copies of one agent, the global RNG reseeded alike before each
@@ -128,6 +129,7 @@ def cuda_graph_agreement(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, ac
         rel.append(_loss_diff(a, b))
     return dict(steps=steps, eager_steps=step.warmup, loss_rel_diff=[float(f'{r:.3g}') for r in rel], weight_abs_diff_max=_weight_diff(eager, graphed))
 
+# %% ../nbs/11_benchmark.ipynb #19902e43
 def _many(cfg: MACConfig, K: int, batch: int, obs_dim: int, action_dim: int, dev, data):
     "K agents (seeds 0..K-1), each with its own torch.Generator for batches and noise, and their K step functions."
     agents, gens = [], []
@@ -256,6 +258,7 @@ class _BenchArgs:
     out: str | None = None                                # write figures + provenance as JSON into this folder
     debug: bool = False                                   # show the traceback of an error
 
+# %% ../nbs/11_benchmark.ipynb #55391234
 def bench_cli(argv=None):
     "Command line: `mac_bench [--configs paper cpu] [--reps 50] [--compile] [--compile-mode reduce-overhead] [--out results/bench]`."
     a = tyro.cli(_BenchArgs, args=argv, prog='mac_bench')

@@ -137,6 +137,14 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
     out['act_ms'] = 1e3 * median_seconds(lambda: agent.act(obs1, gd), max(reps * 4, 100), 10)
     return out
 
+
+# %% [markdown]
+# A CUDA graph replays what it recorded, so its speed counts only if it computes what the eager step does:
+# `cuda_graph_agreement` steps two copies of one agent, one eagerly and one through the graph, from the same RNG state,
+# and compares their losses at every step and their weights at the end.
+
+# %%
+#| export
 def cuda_graph_agreement(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, steps: int = 10,
                          device='cuda', seed: int = 0, bfloat16: bool = False) -> dict:
     """The CUDA-graph step against its eager twin: two copies of one agent, the global RNG reseeded alike before each
@@ -155,6 +163,13 @@ def cuda_graph_agreement(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, ac
         rel.append(_loss_diff(a, b))
     return dict(steps=steps, eager_steps=step.warmup, loss_rel_diff=[float(f'{r:.3g}') for r in rel], weight_abs_diff_max=_weight_diff(eager, graphed))
 
+
+# %% [markdown]
+# Several runs in one graph (chapter 10's `train_many`): `bench_many` times one joint step of K agents, and
+# `many_agreement` checks that each of them computes what it computes alone.
+
+# %%
+#| export
 def _many(cfg: MACConfig, K: int, batch: int, obs_dim: int, action_dim: int, dev, data):
     "K agents (seeds 0..K-1), each with its own torch.Generator for batches and noise, and their K step functions."
     agents, gens = [], []
@@ -394,6 +409,13 @@ class _BenchArgs:
     out: str | None = None                                # write figures + provenance as JSON into this folder
     debug: bool = False                                   # show the traceback of an error
 
+
+# %% [markdown]
+# `mac_bench` checks every argument before measuring anything, then records each figure with the machine's load the
+# moment it is taken (a run cut short keeps what it measured):
+
+# %%
+#| export
 def bench_cli(argv=None):
     "Command line: `mac_bench [--configs paper cpu] [--reps 50] [--compile] [--compile-mode reduce-overhead] [--out results/bench]`."
     a = tyro.cli(_BenchArgs, args=argv, prog='mac_bench')
