@@ -60,6 +60,7 @@ class DatasetName:
         if not self.singletask: return self.dataset
         return f'{self.env}-{self.kind}-singletask' + (f'-task{self.task}' if self.task else '') + '-v0'
 
+# %% ../nbs/02_data.ipynb #c4ce22d6
 def parse_name(name: str) -> DatasetName:
     "Parse 'cube-single', 'cube-single-v0', 'cube-single-play-v0', 'cube-single-play-singletask-task2-v0' or 'puzzle-3x3-play-oraclerep-v0'."
     rest = name[:-3] if name.endswith('-v0') else name
@@ -87,6 +88,7 @@ def _p_stack(env: str, rng: np.random.Generator) -> float:
               'cube-quadruple': (0.1, 0.5), 'cube-octuple': (0, 0.35)}.get(env, (0.5, 0.5))
     return float(rng.uniform(lo, hi))
 
+# %% ../nbs/02_data.ipynb #37c6cc46
 def _make_oracles(env, name: str, kind: str, noise: float, noise_smoothing: float, min_norm: float):
     "OGBench's scripted oracles for one environment, keyed by the task type they solve."
     from ogbench.manipspace.oracles.markov.button_markov import ButtonMarkovOracle
@@ -110,6 +112,7 @@ def _make_oracles(env, name: str, kind: str, noise: float, noise_smoothing: floa
     return {'cube': CubePlanOracle(env=env, **plan), 'button': ButtonPlanOracle(env=env, **plan),
             'drawer': DrawerPlanOracle(env=env, **plan), 'window': WindowPlanOracle(env=env, **plan)}
 
+# %% ../nbs/02_data.ipynb #0514cb16
 def _healthy(env: str, qpos: np.ndarray) -> bool:
     "Scene's health check: the cube (qpos 14:17) stays visible unless it is inside the drawer."
     if env != 'scene': return True
@@ -157,6 +160,7 @@ def collect_episode(cfg: GenConfig, index: int) -> dict[str, np.ndarray]:
     finally: np.random.set_state(saved)
     raise RuntimeError(f'{cfg.env}: 100 unhealthy episodes in a row for episode {index}; is the environment broken?')
 
+# %% ../nbs/02_data.ipynb #9b0e10c5
 def _run_episode(env, oracles, cfg: GenConfig, rng, env_seed: int) -> dict[str, np.ndarray]:
     ob, info = env.reset(seed=env_seed)
     p_stack = _p_stack(cfg.env, rng)
@@ -249,25 +253,9 @@ def generate_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, 
     _check_writable(train.parent)                    # before hours of generation, not after
     record = dict(generator='mac.data.generate_dataset', dataset=spec.dataset, episodes=episodes,
                   val_episodes=max(episodes // 10, 1), **{k: v for k, v in vars(cfg).items() if k != 'env'})
+    todo = _to_make(train, val, record, force, progress)
+    if not any(todo.values()): return train, val
     side = train.with_suffix('.json')
-    todo = {'train': True, 'val': True}
-    if (train.exists() or val.exists()) and not force:
-        old = _read_json(side)
-        same = old is not None and all(old.get(k) == v for k, v in record.items())
-        have = [p for p in (train, val) if p.exists()]
-        if same and all(_is_valid(p) for p in have):   # made here with these settings: make only what is missing
-            todo = {'train': not train.exists(), 'val': not val.exists()}
-            if not any(todo.values()):
-                if progress: print(f'{train.name} and {val.name} exist, are valid and were made with these settings: skipping')
-                return train, val
-            if progress: print(f'{have[0].name} exists with these settings: making only the missing {(val if train.exists() else train).name}')
-        else:
-            why = 'was made with other settings' if old is not None else 'was not made by mac_data (downloaded?)'
-            bad = [_why_invalid(p) for p in have if not _is_valid(p)]
-            raise DatasetError(f'{" and ".join(p.name for p in have)} already in {train.parent} '
-                               f'{"is invalid (" + ", ".join(bad) + ")" if bad else why + (f" ({side.name}: {old})" if old else "")}'
-                               f'{"" if len(have) == 2 else "; its twin " + (val if train.exists() else train).name + " is missing"}: '
-                               f'nothing was changed. Pass force=True (CLI: --force) to replace both, or choose another --dataset-dir')
     t0 = time.time()
     idx = (list(range(episodes)) if todo['train'] else []) + (list(range(episodes, episodes + record['val_episodes'])) if todo['val'] else [])
     eps = _episodes(cfg, idx, workers, progress, f'{spec.dataset} ({workers} worker{"s" * (workers > 1)})')
@@ -278,6 +266,31 @@ def generate_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, 
     if todo['train']: write_json(side, provenance(wall_time_s=time.time() - t0, workers=workers, steps=steps, **record))
     return train, val
 
+# %% ../nbs/02_data.ipynb #d52e34b1
+def _to_make(train: Path, val: Path, record: dict, force: bool, progress: bool) -> dict:
+    "Which files to make: both; or, beside files made here with the same settings, only a missing one; files made otherwise are refused, untouched."
+    side = train.with_suffix('.json')
+    todo = {'train': True, 'val': True}
+    if (train.exists() or val.exists()) and not force:
+        old = _read_json(side)
+        same = old is not None and all(old.get(k) == v for k, v in record.items())
+        have = [p for p in (train, val) if p.exists()]
+        if same and all(_is_valid(p) for p in have):   # made here with these settings: make only what is missing
+            todo = {'train': not train.exists(), 'val': not val.exists()}
+            if not any(todo.values()):
+                if progress: print(f'{train.name} and {val.name} exist, are valid and were made with these settings: skipping')
+                return todo
+            if progress: print(f'{have[0].name} exists with these settings: making only the missing {(val if train.exists() else train).name}')
+        else:
+            why = 'was made with other settings' if old is not None else 'was not made by mac_data (downloaded?)'
+            bad = [_why_invalid(p) for p in have if not _is_valid(p)]
+            raise DatasetError(f'{" and ".join(p.name for p in have)} already in {train.parent} '
+                               f'{"is invalid (" + ", ".join(bad) + ")" if bad else why + (f" ({side.name}: {old})" if old else "")}'
+                               f'{"" if len(have) == 2 else "; its twin " + (val if train.exists() else train).name + " is missing"}: '
+                               f'nothing was changed. Pass force=True (CLI: --force) to replace both, or choose another --dataset-dir')
+    return todo
+
+# %% ../nbs/02_data.ipynb #e6b1d5e4
 def _check_writable(d: Path):
     "Fail early, with the reason, when datasets cannot be written into `d`."
     if d.exists() and not d.is_dir(): raise DatasetError(f'--dataset-dir {d} is a file, not a folder: choose a folder')
@@ -371,6 +384,7 @@ class _DataArgs:
     validate: tuple[str, ...] = ()          # validate these .npz files instead of generating
     debug: bool = False                     # show the traceback of an error
 
+# %% ../nbs/02_data.ipynb #01ad2793
 def data_cli(argv=None):
     "Command line: generate OGBench manipulation datasets with OGBench's oracles, or validate a file."
     a = tyro.cli(_DataArgs, args=argv, prog='mac_data')
@@ -390,7 +404,6 @@ def data_cli(argv=None):
         for p in (train, val): print(f'{p}: {validate_dataset(p)}')
         return 0
     return run_cli('mac_data', body, a.debug)
-
 
 # %% ../nbs/02_data.ipynb #24e239fb
 def bench_data(env: str = 'cube-single', episodes: int = 6, workers: int = 2, max_episode_steps: int = 1001, seed: int = 0) -> dict:
@@ -416,6 +429,7 @@ def bench_data(env: str = 'cube-single', episodes: int = 6, workers: int = 2, ma
     out['load_avg'] = os.getloadavg()
     return out
 
+# %% ../nbs/02_data.ipynb #93ecc2f3
 @dataclass
 class _DataBenchArgs:
     "Benchmark dataset generation: one process, then `workers` processes (prints figures; not a test)."

@@ -95,6 +95,12 @@ class DatasetName:
         if not self.singletask: return self.dataset
         return f'{self.env}-{self.kind}-singletask' + (f'-task{self.task}' if self.task else '') + '-v0'
 
+
+# %% [markdown]
+# `parse_name` reads any of the name forms OGBench uses, and says which forms it expects when a name is none of them:
+
+# %%
+#| export
 def parse_name(name: str) -> DatasetName:
     "Parse 'cube-single', 'cube-single-v0', 'cube-single-play-v0', 'cube-single-play-singletask-task2-v0' or 'puzzle-3x3-play-oraclerep-v0'."
     rest = name[:-3] if name.endswith('-v0') else name
@@ -177,6 +183,13 @@ def _p_stack(env: str, rng: np.random.Generator) -> float:
               'cube-quadruple': (0.1, 0.5), 'cube-octuple': (0, 0.35)}.get(env, (0.5, 0.5))
     return float(rng.uniform(lo, hi))
 
+
+# %% [markdown]
+# The oracles: OGBench's plan oracles for the play datasets, its Markov oracles for the noisy ones, one per kind of task
+# the environment sets (cubes; buttons; in scene also the drawer and the window).
+
+# %%
+#| export
 def _make_oracles(env, name: str, kind: str, noise: float, noise_smoothing: float, min_norm: float):
     "OGBench's scripted oracles for one environment, keyed by the task type they solve."
     from ogbench.manipspace.oracles.markov.button_markov import ButtonMarkovOracle
@@ -200,6 +213,12 @@ def _make_oracles(env, name: str, kind: str, noise: float, noise_smoothing: floa
     return {'cube': CubePlanOracle(env=env, **plan), 'button': ButtonPlanOracle(env=env, **plan),
             'drawer': DrawerPlanOracle(env=env, **plan), 'window': WindowPlanOracle(env=env, **plan)}
 
+
+# %% [markdown]
+# OGBench redoes a scene episode whose cube has left the reachable table; the same check here:
+
+# %%
+#| export
 def _healthy(env: str, qpos: np.ndarray) -> bool:
     "Scene's health check: the cube (qpos 14:17) stays visible unless it is inside the drawer."
     if env != 'scene': return True
@@ -257,6 +276,14 @@ def collect_episode(cfg: GenConfig, index: int) -> dict[str, np.ndarray]:
     finally: np.random.set_state(saved)
     raise RuntimeError(f'{cfg.env}: 100 unhealthy episodes in a row for episode {index}; is the environment broken?')
 
+
+# %% [markdown]
+# One episode: the oracle acts (with a random action at rate `p_random_action`, and Gaussian noise in the noisy
+# datasets), and whenever it has finished its task the environment sets a new target and the matching oracle takes over;
+# each row records the observation, the action, and the physics state before the step.
+
+# %%
+#| export
 def _run_episode(env, oracles, cfg: GenConfig, rng, env_seed: int) -> dict[str, np.ndarray]:
     ob, info = env.reset(seed=env_seed)
     p_stack = _p_stack(cfg.env, rng)
@@ -388,25 +415,9 @@ def generate_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, 
     _check_writable(train.parent)                    # before hours of generation, not after
     record = dict(generator='mac.data.generate_dataset', dataset=spec.dataset, episodes=episodes,
                   val_episodes=max(episodes // 10, 1), **{k: v for k, v in vars(cfg).items() if k != 'env'})
+    todo = _to_make(train, val, record, force, progress)
+    if not any(todo.values()): return train, val
     side = train.with_suffix('.json')
-    todo = {'train': True, 'val': True}
-    if (train.exists() or val.exists()) and not force:
-        old = _read_json(side)
-        same = old is not None and all(old.get(k) == v for k, v in record.items())
-        have = [p for p in (train, val) if p.exists()]
-        if same and all(_is_valid(p) for p in have):   # made here with these settings: make only what is missing
-            todo = {'train': not train.exists(), 'val': not val.exists()}
-            if not any(todo.values()):
-                if progress: print(f'{train.name} and {val.name} exist, are valid and were made with these settings: skipping')
-                return train, val
-            if progress: print(f'{have[0].name} exists with these settings: making only the missing {(val if train.exists() else train).name}')
-        else:
-            why = 'was made with other settings' if old is not None else 'was not made by mac_data (downloaded?)'
-            bad = [_why_invalid(p) for p in have if not _is_valid(p)]
-            raise DatasetError(f'{" and ".join(p.name for p in have)} already in {train.parent} '
-                               f'{"is invalid (" + ", ".join(bad) + ")" if bad else why + (f" ({side.name}: {old})" if old else "")}'
-                               f'{"" if len(have) == 2 else "; its twin " + (val if train.exists() else train).name + " is missing"}: '
-                               f'nothing was changed. Pass force=True (CLI: --force) to replace both, or choose another --dataset-dir')
     t0 = time.time()
     idx = (list(range(episodes)) if todo['train'] else []) + (list(range(episodes, episodes + record['val_episodes'])) if todo['val'] else [])
     eps = _episodes(cfg, idx, workers, progress, f'{spec.dataset} ({workers} worker{"s" * (workers > 1)})')
@@ -417,6 +428,43 @@ def generate_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, 
     if todo['train']: write_json(side, provenance(wall_time_s=time.time() - t0, workers=workers, steps=steps, **record))
     return train, val
 
+
+# %% [markdown]
+# What is already in the folder decides what is made: nothing is overwritten unless `force` says so, and a file made
+# with other settings (or not by `mac_data`) is refused with both files' state in the message.
+
+# %%
+#| export
+def _to_make(train: Path, val: Path, record: dict, force: bool, progress: bool) -> dict:
+    "Which files to make: both; or, beside files made here with the same settings, only a missing one; files made otherwise are refused, untouched."
+    side = train.with_suffix('.json')
+    todo = {'train': True, 'val': True}
+    if (train.exists() or val.exists()) and not force:
+        old = _read_json(side)
+        same = old is not None and all(old.get(k) == v for k, v in record.items())
+        have = [p for p in (train, val) if p.exists()]
+        if same and all(_is_valid(p) for p in have):   # made here with these settings: make only what is missing
+            todo = {'train': not train.exists(), 'val': not val.exists()}
+            if not any(todo.values()):
+                if progress: print(f'{train.name} and {val.name} exist, are valid and were made with these settings: skipping')
+                return todo
+            if progress: print(f'{have[0].name} exists with these settings: making only the missing {(val if train.exists() else train).name}')
+        else:
+            why = 'was made with other settings' if old is not None else 'was not made by mac_data (downloaded?)'
+            bad = [_why_invalid(p) for p in have if not _is_valid(p)]
+            raise DatasetError(f'{" and ".join(p.name for p in have)} already in {train.parent} '
+                               f'{"is invalid (" + ", ".join(bad) + ")" if bad else why + (f" ({side.name}: {old})" if old else "")}'
+                               f'{"" if len(have) == 2 else "; its twin " + (val if train.exists() else train).name + " is missing"}: '
+                               f'nothing was changed. Pass force=True (CLI: --force) to replace both, or choose another --dataset-dir')
+    return todo
+
+
+# %% [markdown]
+# Three small helpers: a folder that cannot be written fails before the work starts, and the reasons a file is invalid
+# or its settings record unreadable.
+
+# %%
+#| export
 def _check_writable(d: Path):
     "Fail early, with the reason, when datasets cannot be written into `d`."
     if d.exists() and not d.is_dir(): raise DatasetError(f'--dataset-dir {d} is a file, not a folder: choose a folder')
@@ -606,6 +654,9 @@ class _DataArgs:
     validate: tuple[str, ...] = ()          # validate these .npz files instead of generating
     debug: bool = False                     # show the traceback of an error
 
+
+# %%
+#| export
 def data_cli(argv=None):
     "Command line: generate OGBench manipulation datasets with OGBench's oracles, or validate a file."
     a = tyro.cli(_DataArgs, args=argv, prog='mac_data')
@@ -625,7 +676,6 @@ def data_cli(argv=None):
         for p in (train, val): print(f'{p}: {validate_dataset(p)}')
         return 0
     return run_cli('mac_data', body, a.debug)
-
 
 
 # %% [markdown]
@@ -660,6 +710,9 @@ def bench_data(env: str = 'cube-single', episodes: int = 6, workers: int = 2, ma
     out['load_avg'] = os.getloadavg()
     return out
 
+
+# %%
+#| export
 @dataclass
 class _DataBenchArgs:
     "Benchmark dataset generation: one process, then `workers` processes (prints figures; not a test)."
