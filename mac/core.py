@@ -153,6 +153,7 @@ def _source_sha256() -> str:
 
 _SOURCE_SHA256 = _source_sha256()
 
+# %% ../nbs/00_core.ipynb #eb15f8ee
 _VECTOR_FLAGS = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16')   # what decides CPU speed here (fast bf16 needs either of the last two)
 
 def _cpu() -> dict:
@@ -163,11 +164,13 @@ def _cpu() -> dict:
     flags = set(field('flags').split())
     return dict(model=field('model name') or None, features=[f for f in _VECTOR_FLAGS if f in flags] if flags else None)   # None: not known
 
+# %% ../nbs/00_core.ipynb #ee477768
 def unhome(s: str) -> str:
     "`s` with this user's home directory written as `~`, so that records name no one's home (paths stay usable: `~` expands)."
     home = str(Path.home()).rstrip('/')
     return re.sub(rf'{re.escape(home)}(?=/|\s|$)', '~', s) if home else s
 
+# %% ../nbs/00_core.ipynb #e058e1fe
 def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) -> dict:
     "A record of how a result was made: commit, command, seed, machine, wall time, versions (+ anything in `extra`)."
     dev = torch.device(device) if device is not None else None

@@ -50,6 +50,7 @@ def vector_env(env_name: str, episodes: int, workers: int | None = None, **env_k
     fns = [functools.partial(_make_env, env_name, **env_kwargs) for _ in range(W)]
     return gymnasium.vector.AsyncVectorEnv(fns, context='spawn') if W > 1 else gymnasium.vector.SyncVectorEnv(fns)
 
+# %% ../nbs/09_evaluation.ipynb #84a4a0f4
 def run_episodes(act_fn, env_name: str, episodes: int = 15, workers: int | None = None, seed: int = 0,
                  replan_every: int = 1, action_dim: int = 5, progress: bool = False, options: dict | None = None,
                  env_kwargs: dict | None = None, with_goals: bool = False, venv=None) -> dict:

@@ -135,6 +135,7 @@ def flow_demo(out='results/flow_toy', steps: int = 4000, seed: int = 0, device=N
                steps=steps, final_loss=round(losses[-500:].mean().item(), 4), n_eval=n_eval))
     return rows
 
+# %% ../nbs/01_flow_matching.ipynb #8673e9cf
 @dataclass
 class _FlowDemoArgs:
     "Train a conditional flow on the chapter-1 toy and write its figure and mode coverage."

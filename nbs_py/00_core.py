@@ -415,6 +415,12 @@ def _source_sha256() -> str:
 
 _SOURCE_SHA256 = _source_sha256()
 
+# %% [markdown]
+# The machine part of a record names the CPU's vector extensions, since they decide how fast this code runs on a CPU
+# (bfloat16 is fast only with the last two):
+
+# %%
+#| export
 _VECTOR_FLAGS = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16')   # what decides CPU speed here (fast bf16 needs either of the last two)
 
 def _cpu() -> dict:
@@ -425,11 +431,24 @@ def _cpu() -> dict:
     flags = set(field('flags').split())
     return dict(model=field('model name') or None, features=[f for f in _VECTOR_FLAGS if f in flags] if flags else None)   # None: not known
 
+
+# %% [markdown]
+# Records name no one's home directory: paths under it are written with `~`, which still expands where the record is
+# used.
+
+# %%
+#| export
 def unhome(s: str) -> str:
     "`s` with this user's home directory written as `~`, so that records name no one's home (paths stay usable: `~` expands)."
     home = str(Path.home()).rstrip('/')
     return re.sub(rf'{re.escape(home)}(?=/|\s|$)', '~', s) if home else s
 
+
+# %% [markdown]
+# And the record itself:
+
+# %%
+#| export
 def provenance(seed=None, wall_time_s=None, device=None, command=None, **extra) -> dict:
     "A record of how a result was made: commit, command, seed, machine, wall time, versions (+ anything in `extra`)."
     dev = torch.device(device) if device is not None else None

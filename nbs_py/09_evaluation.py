@@ -93,6 +93,14 @@ def vector_env(env_name: str, episodes: int, workers: int | None = None, **env_k
     fns = [functools.partial(_make_env, env_name, **env_kwargs) for _ in range(W)]
     return gymnasium.vector.AsyncVectorEnv(fns, context='spawn') if W > 1 else gymnasium.vector.SyncVectorEnv(fns)
 
+
+# %% [markdown]
+# `run_episodes` plays one round of W episodes at a time, one per env copy, each from its own seed; every `replan_every`
+# steps it asks `act_fn` for the next chunks of all W envs in one batched call, and an episode's success is the
+# `success` flag of its last step.
+
+# %%
+#| export
 def run_episodes(act_fn, env_name: str, episodes: int = 15, workers: int | None = None, seed: int = 0,
                  replan_every: int = 1, action_dim: int = 5, progress: bool = False, options: dict | None = None,
                  env_kwargs: dict | None = None, with_goals: bool = False, venv=None) -> dict:
