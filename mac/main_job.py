@@ -87,6 +87,7 @@ def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, dev
     tr.close()
     return summary
 
+# %% ../nbs/10a_main_job.ipynb #445aab5d
 @dataclass
 class _QuickstartArgs:
     "The main job: generate data if missing, train MAC (cpu preset) on cube-single task 2, evaluate, write results."

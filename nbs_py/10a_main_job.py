@@ -154,6 +154,12 @@ def quickstart(out='results/quickstart', smoke: bool = False, seed: int = 0, dev
     tr.close()
     return summary
 
+
+# %% [markdown]
+# Its command line, `mac_quickstart`, which `make main` calls:
+
+# %%
+#| export
 @dataclass
 class _QuickstartArgs:
     "The main job: generate data if missing, train MAC (cpu preset) on cube-single task 2, evaluate, write results."
