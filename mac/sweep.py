@@ -412,6 +412,7 @@ class _SweepArgs:
     bench: bool = False                       # print the sweep-overhead and generation-rate figures (minutes); with --out, also write them there with provenance
     debug: bool = False                       # show the traceback of an error
 
+# %% ../nbs/12_sweeps.ipynb #c69e94d1
 def _trials_of(a: _SweepArgs) -> tuple[list[Trial], Path]:
     return expand_grid(a.grid, a.envs, a.tasks, a.seeds, a.variants, a.preset, flag_overrides(a.set), a.steps), Path(a.out or f'sweeps/{a.grid}')
 

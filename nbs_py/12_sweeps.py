@@ -744,6 +744,13 @@ class _SweepArgs:
     bench: bool = False                       # print the sweep-overhead and generation-rate figures (minutes); with --out, also write them there with provenance
     debug: bool = False                       # show the traceback of an error
 
+
+# %% [markdown]
+# The command turns its flags into trials (`sweep_trials` does only that, for tools that need a sweep's trial list),
+# then benchmarks, generates data, lists, aggregates or runs, as the flags say:
+
+# %%
+#| export
 def _trials_of(a: _SweepArgs) -> tuple[list[Trial], Path]:
     return expand_grid(a.grid, a.envs, a.tasks, a.seeds, a.variants, a.preset, flag_overrides(a.set), a.steps), Path(a.out or f'sweeps/{a.grid}')
 
