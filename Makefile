@@ -56,7 +56,7 @@ docs-check: setup
 
 readme: setup
 	@echo "==> the contents page re-executed (its results table reads results/), then README.md from it"
-	cd nbs && ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace index.ipynb
+	cd nbs && $(abspath $(BIN))/jupyter nbconvert --to notebook --execute --inplace index.ipynb
 	$(BIN)/nbdev_clean --fname nbs/index.ipynb
 	$(BIN)/python tools/pair.py --write
 	$(BIN)/python tools/make_readme.py

@@ -396,6 +396,10 @@ with tempfile.TemporaryDirectory() as d:
     test_eq(c.read_text().splitlines(), ['step,loss,success', '1,0.5,', '2,,1.0'])
 
 
+# %% [markdown]
+# Every result this project writes carries a provenance record: the commit and whether the tree was dirty, a hash of the
+# code the process imported, the command, the seed, the machine and the versions. Its small readers first:
+
 # %%
 #| export
 def _git(*args):

@@ -97,7 +97,8 @@ class DatasetName:
 
 
 # %% [markdown]
-# `parse_name` reads any of the name forms OGBench uses, and says which forms it expects when a name is none of them:
+# `parse_name` accepts `<env>[-play|-noisy][-singletask[-taskK]|-oraclerep][-v0]` and names that grammar in its error
+# when a name does not fit it:
 
 # %%
 #| export
@@ -215,7 +216,8 @@ def _make_oracles(env, name: str, kind: str, noise: float, noise_smoothing: floa
 
 
 # %% [markdown]
-# OGBench redoes a scene episode whose cube has left the reachable table; the same check here:
+# Scene's health check, as in OGBench's recipe: an episode is unhealthy when the cube leaves the visible area outside
+# the drawer (`collect_episode` below redoes it).
 
 # %%
 #| export
@@ -259,6 +261,10 @@ def _env_and_oracles(cfg: GenConfig):
         _WORKER.update(cfg=cfg, env=env, oracles=_make_oracles(env, cfg.env, cfg.kind, cfg.noise, cfg.noise_smoothing, cfg.min_norm))
     return _WORKER['env'], _WORKER['oracles']
 
+
+# %% [markdown]
+# Episode number `index` depends only on the seed and the index (see **Determinism** above), so workers can make any
+# episodes in any order and the file comes out the same:
 
 # %%
 #| export
@@ -460,8 +466,8 @@ def _to_make(train: Path, val: Path, record: dict, force: bool, progress: bool) 
 
 
 # %% [markdown]
-# Three small helpers: a folder that cannot be written fails before the work starts, and the reasons a file is invalid
-# or its settings record unreadable.
+# Three small helpers: a folder that cannot be written fails before the work starts; `_why_invalid` says why a file is
+# invalid; `_read_json` reads the settings record (None when it is missing or unreadable).
 
 # %%
 #| export
@@ -655,6 +661,9 @@ class _DataArgs:
     debug: bool = False                     # show the traceback of an error
 
 
+# %% [markdown]
+# The command generates, or with `--validate` only checks files, exiting 1 if one is invalid:
+
 # %%
 #| export
 def data_cli(argv=None):
@@ -710,6 +719,9 @@ def bench_data(env: str = 'cube-single', episodes: int = 6, workers: int = 2, ma
     out['load_avg'] = os.getloadavg()
     return out
 
+
+# %% [markdown]
+# Its command line, `mac_data_bench`:
 
 # %%
 #| export

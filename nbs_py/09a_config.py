@@ -85,7 +85,7 @@ class TrainConfig:
 
 # %% [markdown]
 # The presets. `paper` is the defaults above. `cpu` is what learns the default task on 2 CPU cores: chapter 10's
-# implementation details (items 4-8) say why each of its keys departs from the paper, and chapter 10a measures its
+# implementation details (items 4-6 and 8) say why each of its keys departs from the paper, and chapter 10a measures its
 # budget. `gc`, `gc-puzzle-4x5` and `gc-cpu` are the goal-conditioned settings (chapters 9b and 14); `tiny` is for
 # tests.
 
@@ -148,8 +148,8 @@ def _coerce(cls, name, value, key):
 
 
 # %% [markdown]
-# Ranges are checked on the whole config, so that every way of making one (presets, overrides, a `config.json` read
-# back) meets the same rules:
+# Ranges are checked on the whole config, so that every config `make_config` makes (from presets, overrides, or a
+# `config.json` read back) meets the same rules:
 
 # %%
 #| export

@@ -208,8 +208,9 @@ class CudaGraphStep:
 
 
 # %% [markdown]
-# The `Trainer` below holds one run. Two names come first: the error a non-finite loss raises, and the keys a resume may
-# change (evaluation and bookkeeping only; anything else would make the resumed run a different run).
+# The `Trainer` below holds one run. Three names come first: the error a non-finite loss raises, the keys a resume may
+# change (evaluation and bookkeeping only; anything else would make the resumed run a different run), and the first env
+# seed of the final evaluation, which the training evaluations' seeds must stay below.
 
 # %%
 #| export
@@ -293,7 +294,7 @@ def _saved_run(self: Trainer, cfg) -> dict:
 
 
 # %% [markdown]
-# Settings that cannot work fail here, before any data is read or any file is written.
+# Settings that cannot work fail here, before the dataset is read or generated and before `config.json` is written.
 
 # %%
 #| export
@@ -333,6 +334,10 @@ def _load_data(self: Trainer, cfg, spec, ck):
         raise CheckpointError(f'the checkpoint expects observations of size {ck["obs_dim"]}, the dataset has {self.data.obs_dim}: '
                               f'resume on the dataset the run was trained on')
 
+
+# %% [markdown]
+# Goal-conditioned runs read their files through chapter 2b's cache (built once, beside them) and chapter 9b's sampler;
+# on a resume both normalisers (observations and goals) come from the checkpoint.
 
 # %%
 #| export

@@ -390,6 +390,9 @@ test_eq(r['gemms'], len(shapes)); assert 0 < r['floor_s'] and r['max_speedup'] >
 # 256-wide JAX configuration, are still to measure; the levers that change the products themselves (bfloat16 on a CPU
 # that has it, fewer FLOPs) are not bounded by this.
 
+# %% [markdown]
+# ## The command line  `mac_bench` chooses what to time with one flag per measurement above:
+
 # %%
 #| export
 @dataclass

@@ -278,7 +278,8 @@ def plot_ablations(summary: list[dict], runs: list[dict], path):
 
 
 # %% [markdown]
-# The table in `summary.md`, one row per arm:
+# The table in `summary.md`, one row per arm, and `write_ablations`, which reads every arm's runs and writes all the
+# files:
 
 # %%
 #| export
@@ -292,12 +293,6 @@ def format_summary(summary: list[dict]) -> str:
         lines.append(f"| {s['arm']} | {s['paper'] or '–'} | {s['seeds_done']}/{len(SEEDS)} | {s['per_seed'] or '–'} | {pooled} | {ms} | {s['vs_mac']} |")
     return '\n'.join(lines) + '\n'
 
-
-# %% [markdown]
-# And `write_ablations`, which reads every arm's runs and writes all of it:
-
-# %%
-#| export
 def write_ablations(root='results/ablations', study='results/cpu_study/preset') -> list[dict]:
     "Read every arm's runs and write runs.csv, table.csv, summary.md, ablations.png and provenance.json into `root`."
     root = Path(root); runs = ablation_runs(root, study); summary = summarize(runs)
@@ -413,7 +408,7 @@ def _own_chunks(ag, norm, cfg, episodes: int, seed: int, device) -> list[dict]:
 # %%
 #| export
 def model_on_own_chunks(run_dir, episodes: int = 5, seed: int = 1000, device='cpu', data_chunks: int = 2000, keep_chunks: bool = False) -> dict:
-    "A run's chunk model on the chunks its agent picks in the real env (each run whole) and on validation chunks: dynamics error, predicted vs real success."
+    "A run's chunk model (normalised states) on chunks its agent picks in the real env, each executed whole whatever the run's re-planning rule, and on validation chunks: dynamics error, predicted vs real success (NaN where the run learns no success). Single-task runs."
     import torch
     from mac.batches import ChunkDataset
     from mac.data import load_ogbench, parse_name

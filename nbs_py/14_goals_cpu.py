@@ -300,7 +300,8 @@ def _goal_run(d: Path, seed: int) -> dict:
 
 
 # %% [markdown]
-# `goals_results` pools the finished seeds per goal and averages the curves over the seeds that reached each step:
+# `goals_results` writes the report's four files (`runs.csv`, `table.csv`, `curves.csv` with its figure, `summary.md`)
+# and a provenance record:
 
 # %%
 #| export
@@ -329,7 +330,7 @@ def goals_results(root, seeds=(0, 1, 2), label: str = 'puzzle-3x3 (oracle goals)
 
 
 # %% [markdown]
-# and `format_goals` writes the summary a reader sees first:
+# `format_goals` composes `summary.md`'s text: each seed's state first, then the pooled table.
 
 # %%
 #| export
