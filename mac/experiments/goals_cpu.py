@@ -25,7 +25,8 @@ from ..sweep import plot_curves
 from ..train import check_fresh_seeds, load_agent
 
 # %% auto #0
-__all__ = ['goal_return', 'chunks_to_goal', 'diagnose_goals', 'goals_results', 'format_goals', 'diagnose_goal_runs', 'goals_cli']
+__all__ = ['goal_return', 'chunks_to_goal', 'presses_needed', 'diagnose_goals', 'goals_results', 'format_goals',
+           'diagnose_goal_runs', 'goals_cli']
 
 # %% ../../nbs/14_goals_cpu.ipynb #8b61fe54
 def goal_return(k, gamma_n: float):
@@ -36,6 +37,23 @@ def chunks_to_goal(v, gamma_n: float):
     "The chunks to the goal that a value v implies: log(1 + (1 − Γ) v) / log Γ; ∞ where v ≤ −1/(1 − Γ)."
     x = 1 + (1 - gamma_n) * np.asarray(v, np.float64); reach = x > 1e-12     # at the floor, up to rounding: never
     return np.where(reach, np.maximum(np.log(np.where(reach, x, 1.0)) / math.log(gamma_n), 0.0), np.inf)   # v > 0 (no reward is): 0
+
+# %% ../../nbs/14_goals_cpu.ipynb #573ed912
+def presses_needed(start, goal, rows: int = 3, cols: int = 3) -> tuple[int, ...]:
+    "A fewest set of buttons whose presses turn lights `start` into `goal` (row-major) in OGBench's puzzle: a press toggles a button and its 4 neighbours."
+    n = rows * cols
+    if n > 20: raise ValueError(f'{rows}×{cols} = {n} buttons: the search tries all 2^{n} press sets, too many above 20 buttons')
+    start, goal = np.asarray(start).reshape(-1), np.asarray(goal).reshape(-1)
+    if start.shape != (n,) or goal.shape != (n,): raise ValueError(f'start and goal need {n} lights each, got {start.size} and {goal.size}')
+    toggles = np.zeros((n, n), np.int64)                                    # row i: the lights button i toggles
+    for i in range(n):
+        r, c = divmod(i, cols)
+        for dr, dc in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)):
+            if 0 <= r + dr < rows and 0 <= c + dc < cols: toggles[i, (r + dr) * cols + c + dc] = 1
+    sets = (np.arange(2 ** n)[:, None] >> np.arange(n)) & 1                  # every press set, one per row
+    works = np.flatnonzero(((sets @ toggles) % 2 == (start != goal)).all(1))
+    if not len(works): raise ValueError('no set of presses turns this start into this goal')
+    return tuple(np.flatnonzero(sets[works[np.argmin(sets[works].sum(1))]]).tolist())
 
 # %% ../../nbs/14_goals_cpu.ipynb #33b1d30e
 def _val_batches(cfg, obs_norm, goal_norm, cache_dir, device) -> GoalChunkBatches:
@@ -158,7 +176,7 @@ def format_goals(table: list[dict], runs: list[dict], label: str) -> str:
     "The summary: each seed's state, then final success per goal pooled over the finished seeds."
     note = ('\n\nIntervals count episodes (20 per goal and seed), not the spread between seeds; curves are means over '
             'the seeds that reached each step (`seeds` in curves.csv).')
-    head = f'{label}: ' + ', '.join(f"seed {r['seed']} {r['status']}" + (f" (evaluated to step {r['last_step']:,})" if r['status'] == 'in progress' else '') for r in runs)
+    head = f'{label}: ' + ', '.join(f"seed {r['seed']} {r['status']}" + ((f" (evaluated to step {r['last_step']:,})" if r['last_step'] else ' (no evaluation yet)') if r['status'] == 'in progress' else '') for r in runs)
     rows = [f"| {'all goals' if t['goal'] == 'all' else t['goal']} | {t['per_seed'] or '–'} | "
             + (f"{100 * t['success']:.0f}% [{100 * t['ci_low']:.0f}, {100 * t['ci_high']:.0f}] ({t['successes']}/{t['episodes']})" if t['episodes'] else '–') + ' |'
             for t in table]
