@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 
 from .batches import ObsNormalizer
 from .cache import DatasetCache, build_cache, open_cache
@@ -99,32 +100,39 @@ class GoalChunkBatches:
     @property
     def action_dim(self): return self.cache.arrays['actions'].shape[1]
 
-    def reps(self, rows) -> np.ndarray:
-        "Goal representations of dataset rows (rows, G): `goal_fn`'s, or the oracle representation."
-        if self.goal_fn is not None: return np.asarray(self.goal_fn(rows), np.float32)
-        a = self.cache.arrays
-        return oracle_reps(self.env, *(self.cache.take(k, rows) if k in a else None for k in ('qpos', 'button_states')))
+# %% ../nbs/09b_goals.ipynb #0c3d0c21
+@patch
+def reps(self: GoalChunkBatches, rows) -> np.ndarray:
+    "Goal representations of dataset rows (rows, G): `goal_fn`'s, or the oracle representation."
+    if self.goal_fn is not None: return np.asarray(self.goal_fn(rows), np.float32)
+    a = self.cache.arrays
+    return oracle_reps(self.env, *(self.cache.take(k, rows) if k in a else None for k in ('qpos', 'button_states')))
 
-    def sample(self, B: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        "B chunks with goals: observations, next_observations (B,S), actions (B,n·d), value/actor goals (B,G), rewards, masks (B,)."
-        seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=generator.device if generator else 'cpu'))
-        return self.batch(*self.rows(B, np.random.default_rng(seed)))
+# %% ../nbs/09b_goals.ipynb #c9bacf45
+@patch
+def sample(self: GoalChunkBatches, B: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    "B chunks with goals: observations, next_observations (B,S), actions (B,n·d), value/actor goals (B,G), rewards, masks (B,)."
+    seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=generator.device if generator else 'cpu'))
+    return self.batch(*self.rows(B, np.random.default_rng(seed)))
 
-    def rows(self, B: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        "The dataset rows of B chunks: starts t, value goals, actor goals (B,) each."
-        t = self.cache.chunk_starts(self.n, B, rng)
-        return t, sample_goals(self.cache, t, self.value_mix, rng, self.gamma), sample_goals(self.cache, t, self.actor_mix, rng, self.gamma)
+@patch
+def rows(self: GoalChunkBatches, B: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "The dataset rows of B chunks: starts t, value goals, actor goals (B,) each."
+    t = self.cache.chunk_starts(self.n, B, rng)
+    return t, sample_goals(self.cache, t, self.value_mix, rng, self.gamma), sample_goals(self.cache, t, self.actor_mix, rng, self.gamma)
 
-    def batch(self, t, gv, ga) -> dict[str, torch.Tensor]:
-        "The batch of chunks starting at rows t with value goals gv and actor goals ga (rows), as `sample` returns it."
-        B, n = len(t), self.n
-        success = ((gv >= t) & (gv < t + n)).astype(np.float32)          # the goal is one of s_t … s_{t+n-1}
-        chunk = np.clip(np.asarray(self.cache.take('actions', (t[:, None] + np.arange(n)).ravel()), np.float32), -self.clip, self.clip).reshape(B, -1)   # float32 first: a float16 cache would round the clip to ±1
-        T = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=self.device)
-        obs = self.obs_norm(T(self.cache.take('observations', np.concatenate([t, t + n]))))   # one gather each: fewer waits on disk
-        goals = self.goal_norm(T(self.reps(np.concatenate([gv, ga]))))
-        return dict(observations=obs[:B], next_observations=obs[B:], actions=T(chunk), value_goals=goals[:B], actor_goals=goals[B:],
-                    rewards=T(success - 1), masks=T(1 - success))
+# %% ../nbs/09b_goals.ipynb #95f02241
+@patch
+def batch(self: GoalChunkBatches, t, gv, ga) -> dict[str, torch.Tensor]:
+    "The batch of chunks starting at rows t with value goals gv and actor goals ga (rows), as `sample` returns it."
+    B, n = len(t), self.n
+    success = ((gv >= t) & (gv < t + n)).astype(np.float32)          # the goal is one of s_t … s_{t+n-1}
+    chunk = np.clip(np.asarray(self.cache.take('actions', (t[:, None] + np.arange(n)).ravel()), np.float32), -self.clip, self.clip).reshape(B, -1)   # float32 first: a float16 cache would round the clip to ±1
+    T = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=self.device)
+    obs = self.obs_norm(T(self.cache.take('observations', np.concatenate([t, t + n]))))   # one gather each: fewer waits on disk
+    goals = self.goal_norm(T(self.reps(np.concatenate([gv, ga]))))
+    return dict(observations=obs[:B], next_observations=obs[B:], actions=T(chunk), value_goals=goals[:B], actor_goals=goals[B:],
+                rewards=T(success - 1), masks=T(1 - success))
 
 # %% ../nbs/09b_goals.ipynb #b7266d64
 def dataset_files(path) -> list[tuple[Path, Path]]:
