@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from fastcore.basics import patch
 import torch
 
 from .core import get_device, median_seconds
@@ -72,22 +73,26 @@ class ChunkReturn:
         "(n,) weights wᵢ = scale·γⁱ: the chunk reward is Σᵢ wᵢ r_{t+i}."
         return self.scale * self.gamma ** torch.arange(self.n, dtype=torch.float32, device=device)
 
-    def chunk(self, rewards, masks, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
-        "Per-step rewards and OGBench masks (0 where the task is solved), both (B, n) → chunk rewards (B,), chunk masks (B,)."
-        if self.terminals:  # the chunk ends at its first success: later rewards drop out, the chunk's mask is 0
-            alive = torch.cumprod(torch.cat([torch.ones_like(masks[:, :1]), masks[:, :-1]], 1), 1)   # 1 up to the first success
-            rewards, m = rewards * alive, masks.prod(1)
-        else: m = torch.ones(len(rewards), device=rewards.device)
-        return rewards @ (self.weights(rewards.device) if weights is None else weights), m
+# %% ../nbs/02a_chunk_batches.ipynb #74218026
+@patch
+def chunk(self: ChunkReturn, rewards, masks, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
+    "Per-step rewards and OGBench masks (0 where the task is solved), both (B, n) → chunk rewards (B,), chunk masks (B,)."
+    if self.terminals:  # the chunk ends at its first success: later rewards drop out, the chunk's mask is 0
+        alive = torch.cumprod(torch.cat([torch.ones_like(masks[:, :1]), masks[:, :-1]], 1), 1)   # 1 up to the first success
+        rewards, m = rewards * alive, masks.prod(1)
+    else: m = torch.ones(len(rewards), device=rewards.device)
+    return rewards @ (self.weights(rewards.device) if weights is None else weights), m
 
-    def returns(self, rewards, masks, first, last) -> np.ndarray:
-        "The Monte-Carlo return from every row of a dataset (episodes [first, last], inclusive), in chunk-reward units."
-        cont = np.asarray(masks, dtype=np.float64) if self.terminals else np.ones(len(rewards))   # a return stops at a success
-        G = np.zeros(len(rewards))
-        for a, b in zip(first, last):
-            g = 0.0
-            for t in range(int(b), int(a) - 1, -1): g = rewards[t] + self.gamma * cont[t] * g; G[t] = g
-        return self.scale * G
+# %% ../nbs/02a_chunk_batches.ipynb #3da37688
+@patch
+def returns(self: ChunkReturn, rewards, masks, first, last) -> np.ndarray:
+    "The Monte-Carlo return from every row of a dataset (episodes [first, last], inclusive), in chunk-reward units."
+    cont = np.asarray(masks, dtype=np.float64) if self.terminals else np.ones(len(rewards))   # a return stops at a success
+    G = np.zeros(len(rewards))
+    for a, b in zip(first, last):
+        g = 0.0
+        for t in range(int(b), int(a) - 1, -1): g = rewards[t] + self.gamma * cont[t] * g; G[t] = g
+    return self.scale * G
 
 # %% ../nbs/02a_chunk_batches.ipynb #08aa648c
 class ChunkDataset:
@@ -119,13 +124,15 @@ class ChunkDataset:
     @property
     def action_dim(self): return self.actions.shape[1]
 
-    def sample(self, B: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        "B chunks: observations (B,S), actions (B,n·d), rewards (B,), next_observations (B,S), masks (B,)."
-        t = self.starts[torch.randint(len(self.starts), (B,), device=self.device, generator=generator)]  # (B,)
-        rows = t[:, None] + self._offsets                                                            # (B, n)
-        rewards, masks = self.ret.chunk(self.rewards[rows], self.masks[rows], self._weights)             # (B,), (B,)
-        return dict(observations=self.obs[t], actions=self.actions[rows].reshape(B, -1),
-                    rewards=rewards, next_observations=self.obs[t + self.n], masks=masks)
+# %% ../nbs/02a_chunk_batches.ipynb #471f9b3b
+@patch
+def sample(self: ChunkDataset, B: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    "B chunks: observations (B,S), actions (B,n·d), rewards (B,), next_observations (B,S), masks (B,)."
+    t = self.starts[torch.randint(len(self.starts), (B,), device=self.device, generator=generator)]  # (B,)
+    rows = t[:, None] + self._offsets                                                            # (B, n)
+    rewards, masks = self.ret.chunk(self.rewards[rows], self.masks[rows], self._weights)             # (B,), (B,)
+    return dict(observations=self.obs[t], actions=self.actions[rows].reshape(B, -1),
+                rewards=rewards, next_observations=self.obs[t + self.n], masks=masks)
 
 # %% ../nbs/02a_chunk_batches.ipynb #513546a5
 def sample_windows(data: ChunkDataset, B: int, L: int, generator: torch.Generator | None = None, t=None) -> dict[str, torch.Tensor]:

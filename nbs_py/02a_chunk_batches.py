@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from fastcore.basics import patch
 import torch
 
 from mac.core import get_device, median_seconds
@@ -166,22 +167,38 @@ class ChunkReturn:
         "(n,) weights wᵢ = scale·γⁱ: the chunk reward is Σᵢ wᵢ r_{t+i}."
         return self.scale * self.gamma ** torch.arange(self.n, dtype=torch.float32, device=device)
 
-    def chunk(self, rewards, masks, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
-        "Per-step rewards and OGBench masks (0 where the task is solved), both (B, n) → chunk rewards (B,), chunk masks (B,)."
-        if self.terminals:  # the chunk ends at its first success: later rewards drop out, the chunk's mask is 0
-            alive = torch.cumprod(torch.cat([torch.ones_like(masks[:, :1]), masks[:, :-1]], 1), 1)   # 1 up to the first success
-            rewards, m = rewards * alive, masks.prod(1)
-        else: m = torch.ones(len(rewards), device=rewards.device)
-        return rewards @ (self.weights(rewards.device) if weights is None else weights), m
 
-    def returns(self, rewards, masks, first, last) -> np.ndarray:
-        "The Monte-Carlo return from every row of a dataset (episodes [first, last], inclusive), in chunk-reward units."
-        cont = np.asarray(masks, dtype=np.float64) if self.terminals else np.ones(len(rewards))   # a return stops at a success
-        G = np.zeros(len(rewards))
-        for a, b in zip(first, last):
-            g = 0.0
-            for t in range(int(b), int(a) - 1, -1): g = rewards[t] + self.gamma * cont[t] * g; G[t] = g
-        return self.scale * G
+# %% [markdown]
+# A chunk's reward is Σᵢ wᵢ r_{t+i}. With `terminals` the rewards after the chunk's first success drop out and its mask
+# is 0, so that the value target stops at the success; without, every chunk's mask is 1:
+
+# %%
+#| export
+@patch
+def chunk(self: ChunkReturn, rewards, masks, weights=None) -> tuple[torch.Tensor, torch.Tensor]:
+    "Per-step rewards and OGBench masks (0 where the task is solved), both (B, n) → chunk rewards (B,), chunk masks (B,)."
+    if self.terminals:  # the chunk ends at its first success: later rewards drop out, the chunk's mask is 0
+        alive = torch.cumprod(torch.cat([torch.ones_like(masks[:, :1]), masks[:, :-1]], 1), 1)   # 1 up to the first success
+        rewards, m = rewards * alive, masks.prod(1)
+    else: m = torch.ones(len(rewards), device=rewards.device)
+    return rewards @ (self.weights(rewards.device) if weights is None else weights), m
+
+
+# %% [markdown]
+# The Monte-Carlo return from every row of a dataset, for the diagnostics: G_t = r_t + γ·c_t·G_{t+1} backwards through
+# each episode (c_t = 0 at a success when `terminals` is on, else 1), scaled as the chunk rewards are:
+
+# %%
+#| export
+@patch
+def returns(self: ChunkReturn, rewards, masks, first, last) -> np.ndarray:
+    "The Monte-Carlo return from every row of a dataset (episodes [first, last], inclusive), in chunk-reward units."
+    cont = np.asarray(masks, dtype=np.float64) if self.terminals else np.ones(len(rewards))   # a return stops at a success
+    G = np.zeros(len(rewards))
+    for a, b in zip(first, last):
+        g = 0.0
+        for t in range(int(b), int(a) - 1, -1): g = rewards[t] + self.gamma * cont[t] * g; G[t] = g
+    return self.scale * G
 
 
 # %%
@@ -233,13 +250,21 @@ class ChunkDataset:
     @property
     def action_dim(self): return self.actions.shape[1]
 
-    def sample(self, B: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        "B chunks: observations (B,S), actions (B,n·d), rewards (B,), next_observations (B,S), masks (B,)."
-        t = self.starts[torch.randint(len(self.starts), (B,), device=self.device, generator=generator)]  # (B,)
-        rows = t[:, None] + self._offsets                                                            # (B, n)
-        rewards, masks = self.ret.chunk(self.rewards[rows], self.masks[rows], self._weights)             # (B,), (B,)
-        return dict(observations=self.obs[t], actions=self.actions[rows].reshape(B, -1),
-                    rewards=rewards, next_observations=self.obs[t + self.n], masks=masks)
+
+# %% [markdown]
+# A batch is B valid starts t drawn uniformly, one gather of the n rows after each, and each chunk's reward and mask
+# from the run's `ChunkReturn`:
+
+# %%
+#| export
+@patch
+def sample(self: ChunkDataset, B: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    "B chunks: observations (B,S), actions (B,n·d), rewards (B,), next_observations (B,S), masks (B,)."
+    t = self.starts[torch.randint(len(self.starts), (B,), device=self.device, generator=generator)]  # (B,)
+    rows = t[:, None] + self._offsets                                                            # (B, n)
+    rewards, masks = self.ret.chunk(self.rewards[rows], self.masks[rows], self._weights)             # (B,), (B,)
+    return dict(observations=self.obs[t], actions=self.actions[rows].reshape(B, -1),
+                rewards=rewards, next_observations=self.obs[t + self.n], masks=masks)
 
 
 # %% [markdown]
