@@ -148,6 +148,7 @@ def rollout(self: MACAgent, obs0, generator=None, N: int | None = None, H: int |
     ro = model_rollout(lambda s: self.acting_policy(s, N or c.n_train, generator, goal), self.dynamics, outcome, obs0, H or c.H)
     return ro | dict(goals=goal)
 
+# %% ../nbs/08_agent.ipynb #df223cfa
 @patch
 def value_losses(self: MACAgent, ro) -> dict:
     "Eq. 10 with the target network's bootstrap V̄(ŝ_H), and Eq. 11 with the online V(ŝ_1)."
@@ -157,6 +158,7 @@ def value_losses(self: MACAgent, ro) -> dict:
                 critic=critic_loss(self.critic, self.value, x[0], ro['actions'][0], ro['rewards'][0], ro['masks'][0], x[1], gn),
                 v_mean=G.mean().detach())
 
+# %% ../nbs/08_agent.ipynb #7e93d37b
 @patch
 def fql_actor_loss(self: MACAgent, ro, generator=None) -> dict:
     "MAC(FQL): on all rollout states, α·distillation − Q(ŝ, clip π_ω(ŝ, z)) / mean|Q|, through a frozen critic."
@@ -180,6 +182,7 @@ def losses(self: MACAgent, batch, generator=None, values: bool = True) -> dict:
     if self.cfg.extraction == 'fql': out.update(self.fql_actor_loss(ro, generator))
     return out
 
+# %% ../nbs/08_agent.ipynb #7e3ea418
 @patch
 def update(self: MACAgent, batch, generator=None, losses_fn=None, values: bool = True) -> dict:
     "One gradient step of the summed losses (official: one jax.grad, one Adam step); EMA with pre-update weights."
@@ -191,6 +194,7 @@ def update(self: MACAgent, batch, generator=None, losses_fn=None, values: bool =
     self.opt.step()
     return {k: v.detach() for k, v in out.items()} | {'total': total.detach()}
 
+# %% ../nbs/08_agent.ipynb #67a0b6bc
 def bf16(losses_fn):
     "`losses_fn` with its forward passes under bfloat16 autocast; weights, gradients and Adam stay float32 (a `losses_fn` for `update`)."
     @functools.wraps(losses_fn)

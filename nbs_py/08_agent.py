@@ -210,7 +210,7 @@ def act(self: MACAgent, obs, generator=None, goal=None):
 #
 # A batch holds `observations` (B, S), `actions` (B, n·d), `rewards` (B,), `next_observations` (B, S) and `masks` (B,)
 # (chapter 2a's sampler). The success net's target is $1 - m$ (all zeros in single-task data). A goal-conditioned batch
-# (chapter 10b) adds `value_goals` and `actor_goals` (B, G); `self.cond` puts them beside the state (section "Goals").
+# (chapter 9b) adds `value_goals` and `actor_goals` (B, G); `self.cond` puts them beside the state (section "Goals").
 
 # %%
 #| export
@@ -233,6 +233,11 @@ def bc_losses(self: MACAgent, b, generator=None) -> dict:
     return out
 
 
+# %% [markdown]
+# Eq. 9, the rollout: from the given states, the acting policy (rejection sampling over N_train candidates) picks each
+# chunk and the chunk model predicts the next state, the reward and, through the success net, the mask; nothing in it
+# takes gradients.
+
 # %%
 #| export
 @patch
@@ -246,6 +251,13 @@ def rollout(self: MACAgent, obs0, generator=None, N: int | None = None, H: int |
     ro = model_rollout(lambda s: self.acting_policy(s, N or c.n_train, generator, goal), self.dynamics, outcome, obs0, H or c.H)
     return ro | dict(goals=goal)
 
+
+# %% [markdown]
+# Eqs. 10-11 on that rollout: the value regresses on the nH-step targets bootstrapped by the target network V̄, the
+# critic on the one-chunk target through the online V (chapter 6):
+
+# %%
+#| export
 @patch
 def value_losses(self: MACAgent, ro) -> dict:
     "Eq. 10 with the target network's bootstrap V̄(ŝ_H), and Eq. 11 with the online V(ŝ_1)."
@@ -255,6 +267,14 @@ def value_losses(self: MACAgent, ro) -> dict:
                 critic=critic_loss(self.critic, self.value, x[0], ro['actions'][0], ro['rewards'][0], ro['masks'][0], x[1], gn),
                 v_mean=G.mean().detach())
 
+
+# %% [markdown]
+# The MAC(FQL) ablation replaces rejection sampling by FQL's policy extraction: the one-step policy is pulled towards
+# the flow's chunks (distillation) and up the critic's Q, through a frozen copy of the critic so that only the policy
+# moves:
+
+# %%
+#| export
 @patch
 def fql_actor_loss(self: MACAgent, ro, generator=None) -> dict:
     "MAC(FQL): on all rollout states, α·distillation − Q(ŝ, clip π_ω(ŝ, z)) / mean|Q|, through a frozen critic."
@@ -289,6 +309,12 @@ def losses(self: MACAgent, batch, generator=None, values: bool = True) -> dict:
     if self.cfg.extraction == 'fql': out.update(self.fql_actor_loss(ro, generator))
     return out
 
+
+# %% [markdown]
+# `update` sums the losses, takes one backward pass and one Adam step, and moves the target value network first:
+
+# %%
+#| export
 @patch
 def update(self: MACAgent, batch, generator=None, losses_fn=None, values: bool = True) -> dict:
     "One gradient step of the summed losses (official: one jax.grad, one Adam step); EMA with pre-update weights."
@@ -300,6 +326,13 @@ def update(self: MACAgent, batch, generator=None, losses_fn=None, values: bool =
     self.opt.step()
     return {k: v.detach() for k, v in out.items()} | {'total': total.detach()}
 
+
+# %% [markdown]
+# `bf16` wraps a `losses_fn` so that its forward passes run under bfloat16 autocast (chapter 11 measures when that pays;
+# on a CPU without bfloat16 instructions it does not):
+
+# %%
+#| export
 def bf16(losses_fn):
     "`losses_fn` with its forward passes under bfloat16 autocast; weights, gradients and Adam stay float32 (a `losses_fn` for `update`)."
     @functools.wraps(losses_fn)
@@ -455,7 +488,7 @@ test_close(ag.value.net[0].weight.detach()[0] - w0[0], -lin.lr * grad_h.sign(), 
 # success without one). The dynamics $p_\psi(s, \mathbf a)$ stays goal-free: the world does not depend on what we want.
 # A rollout holds its goal fixed, and its reward is $\hat r_k = \mathbb 1(\sigma(f_\psi) > 0.5) - 1$, one $-1$ per chunk
 # until predicted success, where the mask $m_k = 1 - \text{success}$ cuts the return. The policies learn from *actor
-# goals* and the values from *value goals*, sampled differently from the dataset (chapter 10b).
+# goals* and the values from *value goals*, sampled differently from the dataset (chapter 9b).
 #
 # So `MACAgent(obs_dim, action_dim, cfg, goal_dim=G)` is the same agent with wider inputs: `cond(s, g)` builds $[s, g]$ and
 # every method takes an optional goal. With `goal_dim=0` (the default) nothing changes: the reward-based agent is
