@@ -49,6 +49,7 @@ def _set_rng_state(gen: torch.Generator, s: dict):
     v, state, gauss = s['python']; random.setstate((v, tuple(state), gauss))
     if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
+# %% ../nbs/10_training.ipynb #bf3212a5
 def save_checkpoint(path, step: int, cfg: TrainConfig, agent: MACAgent, norm: ObsNormalizer, gen: torch.Generator,
                     goal_norm: ObsNormalizer | None = None, *, elapsed: tuple[float, int]):
     """Atomically write everything needed to resume exactly (loadable with weights_only=True); `elapsed` is the run's
@@ -58,6 +59,7 @@ def save_checkpoint(path, step: int, cfg: TrainConfig, agent: MACAgent, norm: Ob
                normalizer=norm.state_dict(), rng=_rng_state(gen), **({'goal_normalizer': goal_norm.state_dict()} if goal_norm else {}))
     atomic_write(path, lambda p: torch.save(obj, p))
 
+# %% ../nbs/10_training.ipynb #de25ec28
 class CheckpointError(ValueError):
     "A checkpoint that is missing, unreadable or does not fit the run."
 

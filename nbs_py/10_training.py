@@ -73,6 +73,13 @@ def _set_rng_state(gen: torch.Generator, s: dict):
     v, state, gauss = s['python']; random.setstate((v, tuple(state), gauss))
     if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
+
+# %% [markdown]
+# Writing one: the run's state, its config as JSON, and its clock (the wall time so far and the step it counts from,
+# item 9 below), replaced atomically so that a crash mid-write leaves the previous checkpoint:
+
+# %%
+#| export
 def save_checkpoint(path, step: int, cfg: TrainConfig, agent: MACAgent, norm: ObsNormalizer, gen: torch.Generator,
                     goal_norm: ObsNormalizer | None = None, *, elapsed: tuple[float, int]):
     """Atomically write everything needed to resume exactly (loadable with weights_only=True); `elapsed` is the run's
@@ -82,6 +89,13 @@ def save_checkpoint(path, step: int, cfg: TrainConfig, agent: MACAgent, norm: Ob
                normalizer=norm.state_dict(), rng=_rng_state(gen), **({'goal_normalizer': goal_norm.state_dict()} if goal_norm else {}))
     atomic_write(path, lambda p: torch.save(obj, p))
 
+
+# %% [markdown]
+# Reading one fails with the file's name and what is wrong with it (missing, unreadable, not a `mac` checkpoint), and
+# `load_agent` rebuilds a trained agent from it for evaluation or diagnosis, without a `Trainer`:
+
+# %%
+#| export
 class CheckpointError(ValueError):
     "A checkpoint that is missing, unreadable or does not fit the run."
 
