@@ -84,6 +84,13 @@ def policy_demo(out='results/chunk_policies', env='cube-single', episodes: int =
                loss_curves={k: v[::5] for k, v in curves.items()}))
     return {r['policy']: r for r in rows}
 
+
+# %% [markdown]
+# The figure draws each sampled chunk as the end-effector path its xy actions imply (cumulative sums), beside the
+# dataset's own chunk:
+
+# %%
+#| export
 def _plot_paths(samples, true, n, d, k=4):
     "Implied end-effector xy paths (cumulative actions) of the sampled chunks at the first k held-out states."
     import matplotlib.pyplot as plt
@@ -97,6 +104,12 @@ def _plot_paths(samples, true, n, d, k=4):
     fig.suptitle('32 sampled chunks per held-out state as implied end-effector xy paths (dashed: the oracle)')
     return fig
 
+
+# %% [markdown]
+# Its command line, `mac_policy_demo`:
+
+# %%
+#| export
 @dataclass
 class _PolicyDemoArgs:
     "Flow vs Gaussian chunk policies on a generated OGBench dataset."

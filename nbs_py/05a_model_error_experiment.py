@@ -48,6 +48,14 @@ def _train_dynamics(data: ChunkDataset, steps, hidden, batch, lr, generator, pro
         if i % 100 == 0: losses.append(loss.item()); bar.set_postfix(loss=f'{losses[-1]:.2e}')
     return model, losses
 
+
+# %% [markdown]
+# The experiment: one model per chunk length n, each trained on the same data, then rolled out open-loop from the same
+# held-out states over the same `horizon` env steps (so that every n sees the same actions), with the squared error per
+# env step and its 95% interval over the rollouts:
+
+# %%
+#| export
 def model_error_experiment(out='results/model_error', env: str = 'cube-double', episodes: int = 200, ns=(1, 5, 10, 25),
                            steps: int = 10_000, hidden: int = 512, batch: int = 256, horizon: int = 100, n_traj: int = 256,
                            seed: int = 0, dataset_dir=DEFAULT_DATASET_DIR, device=None, workers: int | None = None, progress=True) -> list[dict]:
@@ -96,6 +104,12 @@ def _write_model_error(out: Path, rows, ns, horizon, dataset):
     atomic_write(out / 'model_error.png', lambda p: fig.savefig(p, format='png'))
     plt.close(fig)
 
+
+# %% [markdown]
+# Its command line, `mac_model_error`:
+
+# %%
+#| export
 @dataclass
 class _ModelErrorArgs:
     "Reproduce the paper's Figure 2: open-loop model error vs chunk length."

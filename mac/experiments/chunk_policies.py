@@ -67,6 +67,7 @@ def policy_demo(out='results/chunk_policies', env='cube-single', episodes: int =
                loss_curves={k: v[::5] for k, v in curves.items()}))
     return {r['policy']: r for r in rows}
 
+# %% ../../nbs/03a_policy_experiment.ipynb #41db8c78
 def _plot_paths(samples, true, n, d, k=4):
     "Implied end-effector xy paths (cumulative actions) of the sampled chunks at the first k held-out states."
     import matplotlib.pyplot as plt
@@ -80,6 +81,7 @@ def _plot_paths(samples, true, n, d, k=4):
     fig.suptitle('32 sampled chunks per held-out state as implied end-effector xy paths (dashed: the oracle)')
     return fig
 
+# %% ../../nbs/03a_policy_experiment.ipynb #aa5afc97
 @dataclass
 class _PolicyDemoArgs:
     "Flow vs Gaussian chunk policies on a generated OGBench dataset."

@@ -35,6 +35,7 @@ def _train_dynamics(data: ChunkDataset, steps, hidden, batch, lr, generator, pro
         if i % 100 == 0: losses.append(loss.item()); bar.set_postfix(loss=f'{losses[-1]:.2e}')
     return model, losses
 
+# %% ../../nbs/05a_model_error_experiment.ipynb #2064bd68
 def model_error_experiment(out='results/model_error', env: str = 'cube-double', episodes: int = 200, ns=(1, 5, 10, 25),
                            steps: int = 10_000, hidden: int = 512, batch: int = 256, horizon: int = 100, n_traj: int = 256,
                            seed: int = 0, dataset_dir=DEFAULT_DATASET_DIR, device=None, workers: int | None = None, progress=True) -> list[dict]:
@@ -81,6 +82,7 @@ def _write_model_error(out: Path, rows, ns, horizon, dataset):
     atomic_write(out / 'model_error.png', lambda p: fig.savefig(p, format='png'))
     plt.close(fig)
 
+# %% ../../nbs/05a_model_error_experiment.ipynb #a4961128
 @dataclass
 class _ModelErrorArgs:
     "Reproduce the paper's Figure 2: open-loop model error vs chunk length."
