@@ -252,8 +252,8 @@ class ChunkDataset:
 
 
 # %% [markdown]
-# A batch is B valid starts t drawn uniformly, one gather of the n rows after each, and each chunk's reward and mask
-# from the run's `ChunkReturn`:
+# A batch: B starts t drawn uniformly from the valid starts; rows t … t+n−1 give the chunk's actions and, through
+# `ChunkReturn`, its reward and mask; s_t and s_{t+n} are the observations:
 
 # %%
 #| export

@@ -272,8 +272,8 @@ def rows(self: GoalChunkBatches, B: int, rng: np.random.Generator) -> tuple[np.n
 
 
 # %% [markdown]
-# and then reads only those rows: the chunk's actions, the two states, the two goals, and the success label, reward and
-# mask of the value goal.
+# and then reads only those rows (the chunk's actions, the two states, the two goals), and computes the value goal's
+# success label, reward and mask from the row indices:
 
 # %%
 #| export

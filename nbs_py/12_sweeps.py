@@ -885,7 +885,7 @@ def bench_sweep(trials: int = 4, steps: int = 200, preset: str = 'cpu', files: i
 #    recorded as `lost` and taken up by the next run. Concurrent sweeps over one folder cannot train the same trial
 #    twice: chapter 10's run-folder lock refuses the second, which is reported `busy` and leaves the record alone.
 #    A trial cannot be paused: a worker stopped with SIGSTOP for a few minutes is taken for dead (seen on 2026-11-29:
-#    Ray killed two stopped trials after 6.5 minutes and retried them from their checkpoints). To free the cores for
+#    Ray killed two stopped trials after 6.5 minutes and retried them; a retry resumes from the checkpoint). To free the cores for
 #    a while, stop the sweep (Ctrl-C or kill) and run the same command again later.
 # 4. The dataset of a trial is made (if missing) under a file lock per dataset and machine, so trials sharing a node
 #    generate it once; on a cluster the dataset folder should be shared, or each node generates its own copy (the

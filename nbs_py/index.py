@@ -109,7 +109,7 @@
 #   toy with four goals the agent reaches all of them (chapter 9b). At CPU scale (puzzle-3x3, 1M generated transitions,
 #   28k steps) two of three registered seeds end at 4% [2, 10] and 17% [11, 26] (paper: 100 ± 0 with 100M and 2M steps): both
 #   reach only the one evaluation goal that is two button presses away, none of those five to nine presses away; chapter 14
-#   diagnoses them (the success net and the value near against far work; the horizon is what they lack; a follow-up with the paper's γ = 0.999 is registered); nothing at 100M transitions; the long-chunk end of Figure 3 at CPU scale (n = 25 is training, no seed finished yet; n = 1, 5 and 10 are done: 11% [7, 17], 45% [38, 53] and 75% [68, 82] over 150 episodes each, as are Tables 3 and 15: chapter 13 and the results below);
+#   diagnoses them (the success net and the value near against far work, so we infer that the horizon is what they lack; a follow-up with the paper's γ = 0.999 is registered); nothing at 100M transitions; the long-chunk end of Figure 3 at CPU scale (n = 25 is training, no seed finished yet; n = 1, 5 and 10 are done: 11% [7, 17], 45% [38, 53] and 75% [68, 82] over 150 episodes each, as are Tables 3 and 15: chapter 13 and the results below);
 #   GPU-scale runs of Table 2; an update within 3 ms on a GPU (one CUDA graph brings it to 8.7 ms at the paper's
 #   size) and many agents per process. Each is an open issue.
 #
@@ -176,7 +176,7 @@ A = R / 'ablations' / 'table.csv'
 if A.exists():
     ab = {r['arm']: r for r in read_csv(A)}
     def arm(r): return (f"{100 * float(r['pooled']):.0f}% [{100 * float(r['ci_lo']):.0f}, {100 * float(r['ci_hi']):.0f}] ({r['successes']}/{r['episodes']}; "
-                        f"{r['seeds_done']}/3 seeds{'' if r['seeds_done'] == '3' else ', not compared yet'})" if r['pooled'] else 'not started')
+                        f"{r['seeds_done']}/3 seeds{'' if r['seeds_done'] == '3' else ', not compared yet'})" if r['pooled'] else 'no seed finished yet')
     rows.append("| ablations (chapter 13): Table 3, Table 15, Figure 3 at CPU scale, cube-single task 2, 28k steps | final success, 50 episodes per seed, pooled "
                 "with 95% Wilson intervals | " + '; '.join(f"{a}: {arm(r)}" for a, r in ab.items() if a != 'n = 10') + " | cube-single: MAC 100 ± 0, Gau 2 ± 3, "
                 "FQL 77 ± 21, w/o π_θ 2 ± 3; Figure 3 is on goal-conditioned cube tasks | `results/ablations/` |")
