@@ -391,7 +391,9 @@ test_eq(r['gemms'], len(shapes)); assert 0 < r['floor_s'] and r['max_speedup'] >
 # that has it, fewer FLOPs) are not bounded by this.
 
 # %% [markdown]
-# ## The command line  `mac_bench` chooses what to time with one flag per measurement above:
+# ## The command line
+#
+# `mac_bench` chooses what to time with one flag per measurement above:
 
 # %%
 #| export
