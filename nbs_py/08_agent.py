@@ -234,9 +234,9 @@ def bc_losses(self: MACAgent, b, generator=None) -> dict:
 
 
 # %% [markdown]
-# Eq. 9, the rollout: from the given states, the acting policy (rejection sampling over N candidates, N_train by default;
-# MAC(FQL): one π_ω sample) picks each chunk and the chunk model predicts the next state, the reward and, through the success net, the mask; nothing in it
-# takes gradients.
+# Eq. 9, the rollout: from the given states, the acting policy (rejection sampling over N candidates, N_train by
+# default; MAC(FQL): one π_ω sample) picks each chunk and the chunk model predicts the next state, the reward and,
+# through the success net, the mask; nothing in it takes gradients.
 
 # %%
 #| export
