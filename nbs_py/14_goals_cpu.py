@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import tyro
 
 from mac.batches import ObsNormalizer
 from mac.cache import build_cache, open_cache
-from mac.core import provenance, read_csv, run_cli, write_csv, write_json
+from mac.core import provenance, read_csv, run_cli, unhome, write_csv, write_json
 from mac.data import dataset_paths, parse_name
 from mac.evaluate import _make_env, wilson
 from mac.goals import GC_TASKS, GoalChunkBatches, dataset_files, evaluate_goals, oracle_keys
@@ -159,20 +160,48 @@ for rows, cols in ((3, 3), (4, 4), (3, 4)):         # 3×4: rows and columns mus
         if rows == 3: test_eq(list(got), pressed)                            # 3×3: the one set that works
 test_fail(lambda: presses_needed([0] * 24, [1] * 24, 4, 6), contains='too many above 20 buttons')
 
+
 # %% [markdown]
-# The five evaluation goals of puzzle-3x3: goal 1 needs two presses, the others five to nine.
+# The five evaluation goals come from OGBench's own resets (`puzzle_goals`); goal 1 needs two presses, the others five
+# to nine.
 
 # %%
-env = _make_env('puzzle-3x3-v0', use_oracle_rep=True)     # the five evaluation goals, from OGBench's own resets
-presses = {}
-for k in GC_TASKS:
-    _, info = env.reset(seed=1000, options=dict(task_id=k))
-    start, goal = [int(info[f'privileged/button_{b}_state']) for b in range(9)], np.round(info['goal']).astype(int)
-    test_eq(goal, env.unwrapped.cur_task_info['goal_button_states'])    # the goal success is judged against
-    presses[k] = presses_needed(start, goal)
-    print(f'goal {k}: {int((np.array(start) != goal).sum())} lights differ, {len(presses[k])} presses (buttons {presses[k]})')
-env.close()
+#| export
+def puzzle_goals(env: str = 'puzzle-3x3', seed: int = 1000) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    "Each evaluation goal's (start lights, goal lights), from OGBench's own reset of that task (the goal checked against the env's task table)."
+    e, out = _make_env(f'{env}-v0', use_oracle_rep=True), {}
+    try:
+        for k in GC_TASKS:
+            _, info = e.reset(seed=seed, options=dict(task_id=k))
+            start = np.array([int(info[f'privileged/button_{b}_state']) for b in range(len(info['goal']))])
+            goal = np.round(info['goal']).astype(int)
+            if not (goal == e.unwrapped.cur_task_info['goal_button_states']).all(): raise RuntimeError(f'{env} task {k}: the reset goal is not the task\'s')
+            out[k] = start, goal
+    finally: e.close()
+    return out
+
+
+# %%
+presses = {k: presses_needed(s, g) for k, (s, g) in puzzle_goals().items()}
+for k, (s, g) in puzzle_goals().items(): print(f'goal {k}: {int((s != g).sum())} lights differ, {len(presses[k])} presses (buttons {presses[k]})')
 test_eq({k: len(v) for k, v in presses.items()}, {1: 2, 2: 5, 3: 8, 4: 9, 5: 7})
+
+
+# %% [markdown]
+# Is a goal hard because the data rarely shows it? `goal_coverage` counts the rows of a dataset's cache whose lights are
+# each goal's, beside the spread of counts over all 2⁹ light patterns; `mac_goals_report --coverage FOLDER` writes it
+# for a dataset (`coverage.json`).
+
+# %%
+#| export
+def goal_coverage(cache_dir, goals: dict) -> dict:
+    "Rows of a puzzle dataset's cache that show each goal's lights (`goals`: k → (start, goal)), and the counts of all light patterns."
+    b = np.asarray(open_cache(cache_dir, preload=False).arrays['button_states'], np.int64)    # (rows, buttons)
+    weights = 1 << np.arange(b.shape[1])                                                  # a pattern as one integer
+    counts = np.bincount(b @ weights, minlength=2 ** b.shape[1])
+    return dict(rows=len(b), patterns=len(counts), patterns_seen=int((counts > 0).sum()), rows_per_pattern_median=float(np.median(counts)),
+                rows_per_pattern_min=int(counts.min()), rows_per_pattern_max=int(counts.max()),
+                goal_rows={int(k): int(counts[int(np.asarray(g) @ weights)]) for k, (_, g) in goals.items()})
 
 
 # %% [markdown]
@@ -304,6 +333,15 @@ tmp = Path(tempfile.mkdtemp()); short = dict(max_episode_steps=10)
 cfg = make_config('tiny', {'env': 'puzzle-3x3-play-oraclerep-v0', 'dataset_dir': str(tmp / 'data'), 'device': 'cpu', 'steps': 20,
                            'pretrain_steps': 10, 'eval_episodes': 0, 'final_episodes': 0, 'eval_workers': 1, 'replan_every': 0})
 Trainer(cfg, tmp / 'run', progress=False).run();
+
+# %%
+from collections import Counter
+cache = next(d.parent for d in (tmp / 'data').rglob('manifest.json') if (d.parent / 'button_states.npy').exists())
+rows = Counter(map(tuple, np.load(cache / 'button_states.npy').tolist()))                  # the same counts, another way
+g = {1: (None, np.array(next(iter(rows)))), 2: (None, np.array([1, 0, 1, 0, 1, 0, 1, 0, 1]))}
+cv = goal_coverage(cache, g)
+test_eq(cv['goal_rows'], {1: rows[tuple(g[1][1])], 2: rows.get(tuple(g[2][1]), 0)}); test_eq(cv['rows'], sum(rows.values()))
+test_eq((cv['patterns'], cv['patterns_seen'], cv['rows_per_pattern_max']), (512, len(rows), max(rows.values())))
 
 # %%
 d = diagnose_goals(tmp / 'run', episodes=2, chunks=256, **short)
@@ -459,6 +497,7 @@ class _GoalsArgs:
     root: str = 'results/gc_puzzle3x3'   # the folder of the protocol's run folders
     seeds: tuple[int, ...] = (0, 1, 2)  # the protocol's seeds: run folders s<seed>
     diagnose: bool = False              # also run diagnose_goals (5 episodes per goal, env seeds 1000-1004) on finished runs not yet diagnosed
+    coverage: str | None = None         # a puzzle-3x3 dataset folder (or its cache): rows showing each evaluation goal → <root>/coverage.json
     debug: bool = False                 # show the traceback of an error
 
 def goals_cli(argv=None) -> int:
@@ -468,6 +507,11 @@ def goals_cli(argv=None) -> int:
         if not Path(a.root).is_dir(): raise FileNotFoundError(f'no folder {a.root}: pass --root, the folder that holds the run folders s0, s1, …')
         goals_results(a.root, a.seeds); print((Path(a.root) / 'summary.md').read_text(), end='')
         if a.diagnose: diagnose_goal_runs(a.root, a.seeds); print(f'wrote {a.root}/diagnose.csv')
+        if a.coverage:
+            d = Path(a.coverage).expanduser(); d = d / 'mac-cache' if (d / 'mac-cache').is_dir() else d
+            t0 = time.time(); cv = goal_coverage(d, puzzle_goals())
+            write_json(Path(a.root) / 'coverage.json', cv | dict(cache=unhome(str(d)), provenance=provenance(wall_time_s=time.time() - t0)))
+            print(f"rows showing each goal's lights: {cv['goal_rows']} of {cv['rows']:,} (any pattern: {cv['rows_per_pattern_min']}-{cv['rows_per_pattern_max']}); wrote {a.root}/coverage.json")
         return 0
     return run_cli('mac_goals_report', body, a.debug)
 

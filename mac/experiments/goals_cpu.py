@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import tyro
 
 from ..batches import ObsNormalizer
 from ..cache import build_cache, open_cache
-from ..core import provenance, read_csv, run_cli, write_csv, write_json
+from ..core import provenance, read_csv, run_cli, unhome, write_csv, write_json
 from ..data import dataset_paths, parse_name
 from ..evaluate import _make_env, wilson
 from ..goals import GC_TASKS, GoalChunkBatches, dataset_files, evaluate_goals, oracle_keys
@@ -25,8 +26,8 @@ from ..sweep import plot_curves
 from ..train import check_fresh_seeds, load_agent
 
 # %% auto #0
-__all__ = ['goal_return', 'chunks_to_goal', 'presses_needed', 'diagnose_goals', 'goals_results', 'format_goals',
-           'diagnose_goal_runs', 'goals_cli']
+__all__ = ['goal_return', 'chunks_to_goal', 'presses_needed', 'puzzle_goals', 'goal_coverage', 'diagnose_goals', 'goals_results',
+           'format_goals', 'diagnose_goal_runs', 'goals_cli']
 
 # %% ../../nbs/14_goals_cpu.ipynb #8b61fe54
 def goal_return(k, gamma_n: float):
@@ -54,6 +55,30 @@ def presses_needed(start, goal, rows: int = 3, cols: int = 3) -> tuple[int, ...]
     works = np.flatnonzero(((sets @ toggles) % 2 == (start != goal)).all(1))
     if not len(works): raise ValueError('no set of presses turns this start into this goal')
     return tuple(np.flatnonzero(sets[works[np.argmin(sets[works].sum(1))]]).tolist())
+
+# %% ../../nbs/14_goals_cpu.ipynb #731b122b
+def puzzle_goals(env: str = 'puzzle-3x3', seed: int = 1000) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    "Each evaluation goal's (start lights, goal lights), from OGBench's own reset of that task (the goal checked against the env's task table)."
+    e, out = _make_env(f'{env}-v0', use_oracle_rep=True), {}
+    try:
+        for k in GC_TASKS:
+            _, info = e.reset(seed=seed, options=dict(task_id=k))
+            start = np.array([int(info[f'privileged/button_{b}_state']) for b in range(len(info['goal']))])
+            goal = np.round(info['goal']).astype(int)
+            if not (goal == e.unwrapped.cur_task_info['goal_button_states']).all(): raise RuntimeError(f'{env} task {k}: the reset goal is not the task\'s')
+            out[k] = start, goal
+    finally: e.close()
+    return out
+
+# %% ../../nbs/14_goals_cpu.ipynb #34de5cbc
+def goal_coverage(cache_dir, goals: dict) -> dict:
+    "Rows of a puzzle dataset's cache that show each goal's lights (`goals`: k → (start, goal)), and the counts of all light patterns."
+    b = np.asarray(open_cache(cache_dir, preload=False).arrays['button_states'], np.int64)    # (rows, buttons)
+    weights = 1 << np.arange(b.shape[1])                                                  # a pattern as one integer
+    counts = np.bincount(b @ weights, minlength=2 ** b.shape[1])
+    return dict(rows=len(b), patterns=len(counts), patterns_seen=int((counts > 0).sum()), rows_per_pattern_median=float(np.median(counts)),
+                rows_per_pattern_min=int(counts.min()), rows_per_pattern_max=int(counts.max()),
+                goal_rows={int(k): int(counts[int(np.asarray(g) @ weights)]) for k, (_, g) in goals.items()})
 
 # %% ../../nbs/14_goals_cpu.ipynb #33b1d30e
 def _val_batches(cfg, obs_norm, goal_norm, cache_dir, device) -> GoalChunkBatches:
@@ -200,6 +225,7 @@ class _GoalsArgs:
     root: str = 'results/gc_puzzle3x3'   # the folder of the protocol's run folders
     seeds: tuple[int, ...] = (0, 1, 2)  # the protocol's seeds: run folders s<seed>
     diagnose: bool = False              # also run diagnose_goals (5 episodes per goal, env seeds 1000-1004) on finished runs not yet diagnosed
+    coverage: str | None = None         # a puzzle-3x3 dataset folder (or its cache): rows showing each evaluation goal → <root>/coverage.json
     debug: bool = False                 # show the traceback of an error
 
 def goals_cli(argv=None) -> int:
@@ -209,5 +235,10 @@ def goals_cli(argv=None) -> int:
         if not Path(a.root).is_dir(): raise FileNotFoundError(f'no folder {a.root}: pass --root, the folder that holds the run folders s0, s1, …')
         goals_results(a.root, a.seeds); print((Path(a.root) / 'summary.md').read_text(), end='')
         if a.diagnose: diagnose_goal_runs(a.root, a.seeds); print(f'wrote {a.root}/diagnose.csv')
+        if a.coverage:
+            d = Path(a.coverage).expanduser(); d = d / 'mac-cache' if (d / 'mac-cache').is_dir() else d
+            t0 = time.time(); cv = goal_coverage(d, puzzle_goals())
+            write_json(Path(a.root) / 'coverage.json', cv | dict(cache=unhome(str(d)), provenance=provenance(wall_time_s=time.time() - t0)))
+            print(f"rows showing each goal's lights: {cv['goal_rows']} of {cv['rows']:,} (any pattern: {cv['rows_per_pattern_min']}-{cv['rows_per_pattern_max']}); wrote {a.root}/coverage.json")
         return 0
     return run_cli('mac_goals_report', body, a.debug)
