@@ -567,6 +567,10 @@ if (R / 'diagnose.csv').exists():   # readings, not the metric: 5 episodes per g
 #   eight, nine and seven (the section on presses above). Both seeds reach only the two-press goal, seed 1 in 85% of
 #   its final episodes there and in 5 of its 5 diagnostic ones (the behaviour policy alone: 0 of 5, so rejection
 #   sampling makes that success), and neither reaches a goal that needs five presses or more.
+# - *Not for want of the goals in the data.* Each goal's lights appear in 1,720-2,363 of the dataset's 1,001,000 rows,
+#   inside the range of all 512 light patterns (1,156-2,911 rows, median 1,954; `coverage.json`, `mac_goals_report
+#   --coverage`): the play data shows every evaluation goal about as often as any other pattern, so the unsolved goals
+#   are not ones the data never reaches; what they need is a long path from their particular start.
 # - *The success net is not what is short*, in either seed. On held-out chunks it says "reached" on 92% of the chunks
 #   that show their goal's lights and on none of those that do not; the two seeds' nets give the same verdict on every
 #   one of the 4,096 chunks (checked chunk by chunk, their logits differ). By the training's own row labels it
