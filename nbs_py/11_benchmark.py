@@ -416,6 +416,54 @@ class _BenchArgs:
 
 
 # %% [markdown]
+# For each preset, the measurements the flags ask for, in this order: the CUDA-graph and K-agent agreement checks, GELU,
+# the matrix-product floor, K agents per graph, then each update mode (eager, bf16, compiled, graph):
+
+# %%
+#| export
+def _bench_preset(a: _BenchArgs, name: str, dev, results: dict, save, record):
+    "Every measurement `a` asks for on preset `name`, each printed, and recorded with the load as it is taken."
+    tc = make_config(name)
+    modes = ({'eager': {}} | ({'eager-bf16': dict(bfloat16=True)} if a.bf16 else {}) | ({'compiled': dict(compile=True)} if a.compile else {})
+             | {f'compiled-{m}': dict(compile=m) for m in a.compile_mode} | ({'cuda-graph': dict(cuda_graph=True)} if a.cuda_graph else {})
+             | ({'cuda-graph-bf16': dict(cuda_graph=True, bfloat16=True)} if a.cuda_graph and a.bf16 else {}))
+    for b16 in ((False, True) if a.bf16 else (False,)) if a.cuda_graph else ():
+        try: agree = cuda_graph_agreement(tc.agent, tc.batch, device=dev, bfloat16=b16)
+        except Exception as e: agree = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
+        key = f'{name}/cuda-graph{"-bf16" if b16 else ""}-agreement'
+        results[key] = agree; save(); print(f'{key}: {agree}', flush=True)
+    if a.many:
+        try: agree = many_agreement(tc.agent, max(2, min(4, max(a.many))), tc.batch, device=dev)
+        except Exception as e: agree = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
+        results[f'{name}/many-agreement'] = agree; save(); print(f'{name:6s} agents stepped together against alone: {agree}', flush=True)
+    if a.gelu:
+        res = bench_gelu(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
+        record(f'{name}/gelu', res)
+        print(f"{name:6s} GELU ({res['rows']}x{res['width']}): PyTorch {res['call_ms_pytorch']:.3f} ms, fast {res['call_ms_fast']:.3f} ms "
+              f"({res['call_speedup']:.2f}x, max diff {res['max_abs_diff']:.1e}); update {np.median(res['update_s_pytorch']):.4f} s -> "
+              f"{np.median(res['update_s_fast']):.4f} s ({res['update_speedup']:.2f}x)", flush=True)
+    if a.floor:
+        res = matmul_floor(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
+        record(f'{name}/floor', res)
+        print(f"{name:6s} matrix products alone: {res['floor_s']:.4f} s of {res['update_s']:.4f} s per update ({res['matmul_share']:.0%}; "
+              f"{res['gemms']} products, {res['gflop']:.1f} GFLOP): at the products' replayed speed, at most {res['max_speedup']:.2f}x faster", flush=True)
+    for K in a.many:
+        try: res = bench_many(tc.agent, K, tc.batch, reps=a.reps, device=dev)
+        except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
+        record(f'{name}/many-{K}', res)
+        print(f'{name:6s} {K} agents as one graph: ' + (f"{1e3 * res['step_s']:.2f} ms per joint step" if 'error' not in res else res['error']), flush=True)
+    for mode, kw in modes.items():
+        try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, components=mode == 'eager', device=dev,
+                               graph_safe=a.graph_safe and 'compile' in kw, **kw)
+        except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
+        record(f'{name}/{mode}', res)
+        w = tc.agent.actor_hidden[0]
+        print(f"{name:6s} {mode:8s} ({w}x{len(tc.agent.actor_hidden)}, B={tc.batch}, rollouts from {min(tc.batch, tc.agent.rollout_batch)}): " +
+              ('  '.join(f'{k}={v:.4g}' for k, v in res.items() if isinstance(v, float)) if 'error' not in res else res['error']) +
+              f"  load {results[f'{name}/{mode}']['load_avg']}", flush=True)
+
+
+# %% [markdown]
 # `mac_bench` checks every argument before measuring anything, then records each figure with the machine's load the
 # moment it is taken (a run cut short keeps what it measured):
 
@@ -440,45 +488,7 @@ def bench_cli(argv=None):
         print(f"float32 matrix products on {dev}: {results['machine']['matmul_gflop_per_s']:.0f} GFLOP/s (2048×2048, the ceiling)", flush=True)
         results['machine']['batch_256_ms'] = bench_batches(device=dev)
         print(f"one batch of 256 chunks (n = 10, 100k rows) on {dev}: {results['machine']['batch_256_ms']:.3f} ms", flush=True)
-        for name in a.configs:
-            tc = make_config(name)
-            modes = ({'eager': {}} | ({'eager-bf16': dict(bfloat16=True)} if a.bf16 else {}) | ({'compiled': dict(compile=True)} if a.compile else {})
-                     | {f'compiled-{m}': dict(compile=m) for m in a.compile_mode} | ({'cuda-graph': dict(cuda_graph=True)} if a.cuda_graph else {})
-                     | ({'cuda-graph-bf16': dict(cuda_graph=True, bfloat16=True)} if a.cuda_graph and a.bf16 else {}))
-            for b16 in ((False, True) if a.bf16 else (False,)) if a.cuda_graph else ():
-                try: agree = cuda_graph_agreement(tc.agent, tc.batch, device=dev, bfloat16=b16)
-                except Exception as e: agree = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
-                key = f'{name}/cuda-graph{"-bf16" if b16 else ""}-agreement'
-                results[key] = agree; save(); print(f'{key}: {agree}', flush=True)
-            if a.many:
-                try: agree = many_agreement(tc.agent, max(2, min(4, max(a.many))), tc.batch, device=dev)
-                except Exception as e: agree = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
-                results[f'{name}/many-agreement'] = agree; save(); print(f'{name:6s} agents stepped together against alone: {agree}', flush=True)
-            if a.gelu:
-                res = bench_gelu(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
-                record(f'{name}/gelu', res)
-                print(f"{name:6s} GELU ({res['rows']}x{res['width']}): PyTorch {res['call_ms_pytorch']:.3f} ms, fast {res['call_ms_fast']:.3f} ms "
-                      f"({res['call_speedup']:.2f}x, max diff {res['max_abs_diff']:.1e}); update {np.median(res['update_s_pytorch']):.4f} s -> "
-                      f"{np.median(res['update_s_fast']):.4f} s ({res['update_speedup']:.2f}x)", flush=True)
-            if a.floor:
-                res = matmul_floor(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
-                record(f'{name}/floor', res)
-                print(f"{name:6s} matrix products alone: {res['floor_s']:.4f} s of {res['update_s']:.4f} s per update ({res['matmul_share']:.0%}; "
-                      f"{res['gemms']} products, {res['gflop']:.1f} GFLOP): at the products' replayed speed, at most {res['max_speedup']:.2f}x faster", flush=True)
-            for K in a.many:
-                try: res = bench_many(tc.agent, K, tc.batch, reps=a.reps, device=dev)
-                except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
-                record(f'{name}/many-{K}', res)
-                print(f'{name:6s} {K} agents as one graph: ' + (f"{1e3 * res['step_s']:.2f} ms per joint step" if 'error' not in res else res['error']), flush=True)
-            for mode, kw in modes.items():
-                try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, components=mode == 'eager', device=dev,
-                                       graph_safe=a.graph_safe and 'compile' in kw, **kw)
-                except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
-                record(f'{name}/{mode}', res)
-                w = tc.agent.actor_hidden[0]
-                print(f"{name:6s} {mode:8s} ({w}x{len(tc.agent.actor_hidden)}, B={tc.batch}, rollouts from {min(tc.batch, tc.agent.rollout_batch)}): " +
-                      ('  '.join(f'{k}={v:.4g}' for k, v in res.items() if isinstance(v, float)) if 'error' not in res else res['error']) +
-                      f"  load {results[f'{name}/{mode}']['load_avg']}", flush=True)
+        for name in a.configs: _bench_preset(a, name, dev, results, save, record)
         if a.out:
             write_json(Path(a.out) / 'bench.json', results)
             write_json(Path(a.out) / 'provenance.json', provenance(wall_time_s=time.time() - t0, device=dev, reps=a.reps, configs=','.join(a.configs)))
