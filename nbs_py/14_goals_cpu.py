@@ -182,8 +182,9 @@ def puzzle_goals(env: str = 'puzzle-3x3', seed: int = 1000) -> dict[int, tuple[n
 
 
 # %%
-presses = {k: presses_needed(s, g) for k, (s, g) in puzzle_goals().items()}
-for k, (s, g) in puzzle_goals().items(): print(f'goal {k}: {int((s != g).sum())} lights differ, {len(presses[k])} presses (buttons {presses[k]})')
+goals = puzzle_goals()                                  # one env, five resets
+presses = {k: presses_needed(s, g) for k, (s, g) in goals.items()}
+for k, (s, g) in goals.items(): print(f'goal {k}: {int((s != g).sum())} lights differ, {len(presses[k])} presses (buttons {presses[k]})')
 test_eq({k: len(v) for k, v in presses.items()}, {1: 2, 2: 5, 3: 8, 4: 9, 5: 7})
 
 
