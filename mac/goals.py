@@ -22,8 +22,8 @@ from .evaluate import run_episodes, vector_env
 
 # %% auto #0
 __all__ = ['N_CUBES', 'VALUE_MIX', 'ACTOR_MIX', 'GC_TASKS', 'oracle_keys', 'oracle_reps', 'GoalMix', 'default_actor_mix',
-           'sample_goals', 'GoalChunkBatches', 'dataset_files', 'goal_normalizers', 'goal_data', 'goal_eval_venv',
-           'evaluate_goals']
+           'sample_goals', 'GoalChunkBatches', 'dataset_files', 'goal_normalizers', 'goal_cache_dir', 'goal_data',
+           'goal_eval_venv', 'evaluate_goals']
 
 # %% ../nbs/09b_goals.ipynb #2688b5af
 N_CUBES = {'cube-single': 1, 'cube-double': 2, 'cube-triple': 3, 'cube-quadruple': 4, 'cube-octuple': 8, 'scene': 1}
@@ -150,13 +150,16 @@ def goal_normalizers(env: str, val: dict, device=None) -> tuple[ObsNormalizer, O
     reps = oracle_reps(env, val.get('qpos'), val.get('button_states'))
     return ObsNormalizer.from_data(val['observations'], device=device), ObsNormalizer.from_data(reps, device=device)
 
+def goal_cache_dir(path, floats: str = 'float32') -> Path:
+    "Where `goal_data` caches the files at `path` unless told: `mac-cache` in a folder, `<stem>.cache` beside one file; `-float16` added for a float16 cache (chapter 2b)."
+    p, tag = Path(path).expanduser(), ('' if floats == 'float32' else f'-{floats}')
+    return p / f'mac-cache{tag}' if p.is_dir() else p.with_name(f'{p.stem}{tag}.cache')
+
 def goal_data(env: str, path, n: int, gamma: float = 0.999, value_mix: GoalMix = VALUE_MIX, actor_mix: GoalMix | None = None,
               device=None, norms=None, progress: bool = True, cache_dir=None, floats: str = 'float32') -> GoalChunkBatches:
-    """Goal-conditioned batches over the files at `path` (a train file or a folder), cached once in `cache_dir` (default:
-    beside them: `mac-cache` in a folder, `<stem>.cache` beside one file; `-float16` added for a float16 cache: chapter 2b)."""
-    pairs, p = dataset_files(path), Path(path).expanduser()
-    tag = '' if floats == 'float32' else f'-{floats}'
-    cache_dir = cache_dir or (p / f'mac-cache{tag}' if p.is_dir() else p.with_name(f'{p.stem}{tag}.cache'))
+    "Goal-conditioned batches over the files at `path` (a train file or a folder), cached once in `cache_dir` (default: `goal_cache_dir`)."
+    pairs = dataset_files(path)
+    cache_dir = cache_dir or goal_cache_dir(path, floats)
     if norms is None:
         with np.load(pairs[0][1]) as z: norms = goal_normalizers(env, dict(z), device)
     cache = open_cache(build_cache([f for f, _ in pairs], cache_dir, progress=progress, keys=('actions', *oracle_keys(env)), floats=floats), progress=progress)   # no qvel

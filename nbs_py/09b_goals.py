@@ -334,13 +334,16 @@ def goal_normalizers(env: str, val: dict, device=None) -> tuple[ObsNormalizer, O
     reps = oracle_reps(env, val.get('qpos'), val.get('button_states'))
     return ObsNormalizer.from_data(val['observations'], device=device), ObsNormalizer.from_data(reps, device=device)
 
+def goal_cache_dir(path, floats: str = 'float32') -> Path:
+    "Where `goal_data` caches the files at `path` unless told: `mac-cache` in a folder, `<stem>.cache` beside one file; `-float16` added for a float16 cache (chapter 2b)."
+    p, tag = Path(path).expanduser(), ('' if floats == 'float32' else f'-{floats}')
+    return p / f'mac-cache{tag}' if p.is_dir() else p.with_name(f'{p.stem}{tag}.cache')
+
 def goal_data(env: str, path, n: int, gamma: float = 0.999, value_mix: GoalMix = VALUE_MIX, actor_mix: GoalMix | None = None,
               device=None, norms=None, progress: bool = True, cache_dir=None, floats: str = 'float32') -> GoalChunkBatches:
-    """Goal-conditioned batches over the files at `path` (a train file or a folder), cached once in `cache_dir` (default:
-    beside them: `mac-cache` in a folder, `<stem>.cache` beside one file; `-float16` added for a float16 cache: chapter 2b)."""
-    pairs, p = dataset_files(path), Path(path).expanduser()
-    tag = '' if floats == 'float32' else f'-{floats}'
-    cache_dir = cache_dir or (p / f'mac-cache{tag}' if p.is_dir() else p.with_name(f'{p.stem}{tag}.cache'))
+    "Goal-conditioned batches over the files at `path` (a train file or a folder), cached once in `cache_dir` (default: `goal_cache_dir`)."
+    pairs = dataset_files(path)
+    cache_dir = cache_dir or goal_cache_dir(path, floats)
     if norms is None:
         with np.load(pairs[0][1]) as z: norms = goal_normalizers(env, dict(z), device)
     cache = open_cache(build_cache([f for f, _ in pairs], cache_dir, progress=progress, keys=('actions', *oracle_keys(env)), floats=floats), progress=progress)   # no qvel
@@ -378,7 +381,7 @@ assert not (nob / 'cache').exists()                                             
 
 # %%
 half = goal_data('puzzle-3x3', tmp, 5, device='cpu', progress=False, floats='float16')    # default folder: beside the files
-assert (tmp / 'mac-cache-float16' / 'manifest.json').exists()
+assert (tmp / 'mac-cache-float16' / 'manifest.json').exists() and goal_cache_dir(tmp, 'float16') == tmp / 'mac-cache-float16'
 b32, b16 = gd.sample(64, torch.Generator().manual_seed(3)), half.sample(64, torch.Generator().manual_seed(3))
 for k in b32:                                           # the same rows; each value within float16's rounding (≤ 2⁻¹¹ of it, before normalising)
     test_eq(b16[k].dtype, torch.float32)

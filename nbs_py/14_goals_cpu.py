@@ -23,9 +23,9 @@ import tyro
 from mac.batches import ObsNormalizer
 from mac.cache import build_cache, open_cache
 from mac.core import provenance, read_csv, run_cli, unhome, write_csv, write_json
-from mac.data import dataset_paths, parse_name
+from mac.data import DatasetError, dataset_paths, parse_name
 from mac.evaluate import _make_env, wilson
-from mac.goals import GC_TASKS, GoalChunkBatches, dataset_files, evaluate_goals, oracle_keys
+from mac.goals import GC_TASKS, GoalChunkBatches, dataset_files, evaluate_goals, goal_cache_dir, oracle_keys
 from mac.sweep import plot_curves
 from mac.train import check_fresh_seeds, load_agent
 
@@ -204,6 +204,16 @@ def goal_coverage(cache_dir, goals: dict) -> dict:
                 rows_per_pattern_min=int(counts.min()), rows_per_pattern_max=int(counts.max()),
                 goal_rows={int(k): int(counts[int(np.asarray(g) @ weights)]) for k, (_, g) in goals.items()})
 
+def coverage_cache(path) -> Path:
+    "The cache to count in: `path` when it is a cache, else the one `goal_data` made of the dataset at `path` (float32 first, then float16)."
+    p = Path(path).expanduser()
+    if (p / 'manifest.json').exists(): return p
+    tried = [goal_cache_dir(p), goal_cache_dir(p, 'float16')]
+    for c in tried:
+        if (c / 'manifest.json').exists(): return c
+    raise DatasetError(f'{p} is not a cache, and no cache of it is at {" or ".join(str(c) for c in tried)}: '
+                       f'train on it once (mac_train --dataset-path {p} ...), or pass the cache folder itself')
+
 
 # %% [markdown]
 # ## When a goal-conditioned run falls short: `diagnose_goals`
@@ -343,6 +353,9 @@ g = {1: (None, np.array(next(iter(rows)))), 2: (None, np.array([1, 0, 1, 0, 1, 0
 cv = goal_coverage(cache, g)
 test_eq(cv['goal_rows'], {1: rows[tuple(g[1][1])], 2: rows.get(tuple(g[2][1]), 0)}); test_eq(cv['rows'], sum(rows.values()))
 test_eq((cv['patterns'], cv['patterns_seen'], cv['rows_per_pattern_max']), (512, len(rows), max(rows.values())))
+data = cache.with_name(cache.name.removesuffix('.cache') + '.npz')                         # the dataset file the run cached
+test_eq(coverage_cache(cache), cache); test_eq(coverage_cache(data), cache)               # the cache itself, or found from its dataset
+test_fail(lambda: coverage_cache(tmp / 'run'), contains='no cache of it')
 
 # %%
 d = diagnose_goals(tmp / 'run', episodes=2, chunks=256, **short)
@@ -509,7 +522,7 @@ def goals_cli(argv=None) -> int:
         goals_results(a.root, a.seeds); print((Path(a.root) / 'summary.md').read_text(), end='')
         if a.diagnose: diagnose_goal_runs(a.root, a.seeds); print(f'wrote {a.root}/diagnose.csv')
         if a.coverage:
-            d = Path(a.coverage).expanduser(); d = d / 'mac-cache' if (d / 'mac-cache').is_dir() else d
+            d = coverage_cache(a.coverage)
             t0 = time.time(); cv = goal_coverage(d, puzzle_goals())
             write_json(Path(a.root) / 'coverage.json', cv | dict(cache=unhome(str(d)), provenance=provenance(wall_time_s=time.time() - t0)))
             print(f"rows showing each goal's lights: {cv['goal_rows']} of {cv['rows']:,} (any pattern: {cv['rows_per_pattern_min']}-{cv['rows_per_pattern_max']}); wrote {a.root}/coverage.json")

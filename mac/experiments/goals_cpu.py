@@ -19,15 +19,15 @@ import tyro
 from ..batches import ObsNormalizer
 from ..cache import build_cache, open_cache
 from ..core import provenance, read_csv, run_cli, unhome, write_csv, write_json
-from ..data import dataset_paths, parse_name
+from ..data import DatasetError, dataset_paths, parse_name
 from ..evaluate import _make_env, wilson
-from ..goals import GC_TASKS, GoalChunkBatches, dataset_files, evaluate_goals, oracle_keys
+from ..goals import GC_TASKS, GoalChunkBatches, dataset_files, evaluate_goals, goal_cache_dir, oracle_keys
 from ..sweep import plot_curves
 from ..train import check_fresh_seeds, load_agent
 
 # %% auto #0
-__all__ = ['goal_return', 'chunks_to_goal', 'presses_needed', 'puzzle_goals', 'goal_coverage', 'diagnose_goals', 'goals_results',
-           'format_goals', 'diagnose_goal_runs', 'goals_cli']
+__all__ = ['goal_return', 'chunks_to_goal', 'presses_needed', 'puzzle_goals', 'goal_coverage', 'coverage_cache', 'diagnose_goals',
+           'goals_results', 'format_goals', 'diagnose_goal_runs', 'goals_cli']
 
 # %% ../../nbs/14_goals_cpu.ipynb #8b61fe54
 def goal_return(k, gamma_n: float):
@@ -79,6 +79,16 @@ def goal_coverage(cache_dir, goals: dict) -> dict:
     return dict(rows=len(b), patterns=len(counts), patterns_seen=int((counts > 0).sum()), rows_per_pattern_median=float(np.median(counts)),
                 rows_per_pattern_min=int(counts.min()), rows_per_pattern_max=int(counts.max()),
                 goal_rows={int(k): int(counts[int(np.asarray(g) @ weights)]) for k, (_, g) in goals.items()})
+
+def coverage_cache(path) -> Path:
+    "The cache to count in: `path` when it is a cache, else the one `goal_data` made of the dataset at `path` (float32 first, then float16)."
+    p = Path(path).expanduser()
+    if (p / 'manifest.json').exists(): return p
+    tried = [goal_cache_dir(p), goal_cache_dir(p, 'float16')]
+    for c in tried:
+        if (c / 'manifest.json').exists(): return c
+    raise DatasetError(f'{p} is not a cache, and no cache of it is at {" or ".join(str(c) for c in tried)}: '
+                       f'train on it once (mac_train --dataset-path {p} ...), or pass the cache folder itself')
 
 # %% ../../nbs/14_goals_cpu.ipynb #33b1d30e
 def _val_batches(cfg, obs_norm, goal_norm, cache_dir, device) -> GoalChunkBatches:
@@ -236,7 +246,7 @@ def goals_cli(argv=None) -> int:
         goals_results(a.root, a.seeds); print((Path(a.root) / 'summary.md').read_text(), end='')
         if a.diagnose: diagnose_goal_runs(a.root, a.seeds); print(f'wrote {a.root}/diagnose.csv')
         if a.coverage:
-            d = Path(a.coverage).expanduser(); d = d / 'mac-cache' if (d / 'mac-cache').is_dir() else d
+            d = coverage_cache(a.coverage)
             t0 = time.time(); cv = goal_coverage(d, puzzle_goals())
             write_json(Path(a.root) / 'coverage.json', cv | dict(cache=unhome(str(d)), provenance=provenance(wall_time_s=time.time() - t0)))
             print(f"rows showing each goal's lights: {cv['goal_rows']} of {cv['rows']:,} (any pattern: {cv['rows_per_pattern_min']}-{cv['rows_per_pattern_max']}); wrote {a.root}/coverage.json")
