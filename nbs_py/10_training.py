@@ -695,13 +695,15 @@ check_fresh_seeds(c, 1006, 997); check_fresh_seeds(c, FINAL_EVAL_SEED + 4, 10)  
 # runs' generators registered), so their kernels can run side by side. Below, two runs stepped together end with the
 # weights of the same two runs trained alone, also when stopped at a checkpoint and resumed together.
 
+# %% [markdown]
+# Before it opens a folder, `train_many` refuses what cannot be stepped together: a config without its own folder, two
+# runs in one folder, different step counts, pretraining or batch sizes (the runs share one loop), and the single-run
+# CUDA-graph flags (the K runs' graph is `graph=True`).
+
 # %%
 #| export
-def train_many(cfgs: list, run_dirs: list, resume: bool = False, progress: bool = False, graph: bool | None = None) -> list[dict]:
-    """Train K runs (configs differing in seed, task, ...) in one process, stepped together; each keeps its own folder and
-    computes what `Trainer(cfg, dir).run()` computes. `graph`: their steps as one CUDA graph of K branches (default: on
-    CUDA, unless compiled or goal-conditioned). Logs, then evaluations, then checkpoints are done for all runs in turn,
-    so an interruption leaves their checkpoints at one step."""
+def _check_many(cfgs: list, run_dirs: list):
+    "The configs and folders `train_many` can step together, or a ValueError that says what differs."
     if not cfgs or len(cfgs) != len(run_dirs): raise ValueError(f'train_many needs one run folder per config (got {len(cfgs)} configs, {len(run_dirs)} folders)')
     if len({Path(d).resolve() for d in run_dirs}) < len(run_dirs): raise ValueError(f'train_many needs a different folder for every run: {[str(d) for d in run_dirs]}')
     for k in ('steps', 'pretrain_steps', 'batch'):
@@ -710,19 +712,56 @@ def train_many(cfgs: list, run_dirs: list, resume: bool = False, progress: bool 
     if any(c.graph_safe or c.cuda_graph for c in cfgs):
         raise ValueError('train_many draws each run\'s batches and noise from the run\'s own generator: leave graph_safe and cuda_graph off '
                          '(its graph is `graph=True`)')
+
+
+
+# %% [markdown]
+# Then each run's `Trainer` (it takes the folder's lock and, on a resume, reads the checkpoint). They are appended one
+# by one to the caller's list, so that a failure half-way still lets the caller close those already open. The runs
+# must share a device and, when resumed, a step.
+
+# %%
+#| export
+def _open_many(cfgs: list, run_dirs: list, resume: bool, progress: bool, trainers: list):
+    "Append one Trainer per run to `trainers` (the caller closes them, also after a failure here); one device, one step."
+    for i, (c, d) in enumerate(zip(cfgs, run_dirs)): trainers.append(Trainer(c, d, resume, progress and i == 0))   # one bar: they move together
+    if len({str(t.device) for t in trainers}) > 1: raise ValueError(f'train_many needs every run on one device (got {sorted({str(t.device) for t in trainers})})')
+    if len({t.step for t in trainers}) > 1:
+        raise ValueError(f'the runs resume from different steps ({", ".join(str(t.step) for t in trainers)}): resume each alone '
+                         f'(mac_train --resume --out <its folder> --steps <the largest of these>) first, then together')
+
+
+
+# %% [markdown]
+# Whether the K steps run as one CUDA graph: by default wherever `_why_no_graph` finds no reason against it (a CUDA
+# device, nothing compiled, no goals); asked for where there is a reason, it is an error that gives the reason.
+
+# %%
+#| export
+def _many_graph(trainers: list, graph: bool | None) -> bool:
+    "Step the runs as one CUDA graph? `graph=None`: wherever possible; True where impossible: a ValueError that says why."
+    dev = trainers[0].device
+    why = _why_no_graph(dev, any(t.cfg.compile for t in trainers), any(t.goal_conditioned for t in trainers))
+    graph = why is None if graph is None else graph
+    if graph:
+        if why: raise ValueError(f'train_many(graph=True): {why}')
+        torch.cuda.set_device(dev)
+    return graph
+
+
+
+# %%
+#| export
+def train_many(cfgs: list, run_dirs: list, resume: bool = False, progress: bool = False, graph: bool | None = None) -> list[dict]:
+    """Train K runs (configs differing in seed, task, ...) in one process, stepped together; each keeps its own folder and
+    computes what `Trainer(cfg, dir).run()` computes. `graph`: their steps as one CUDA graph of K branches (default: on
+    CUDA, unless compiled or goal-conditioned). Logs, then evaluations, then checkpoints are done for all runs in turn,
+    so an interruption leaves their checkpoints at one step."""
+    _check_many(cfgs, run_dirs)
     trainers = []
     try:
-        for i, (c, d) in enumerate(zip(cfgs, run_dirs)): trainers.append(Trainer(c, d, resume, progress and i == 0))   # one bar: they move together
-        if len({str(t.device) for t in trainers}) > 1: raise ValueError(f'train_many needs every run on one device (got {sorted({str(t.device) for t in trainers})})')
-        if len({t.step for t in trainers}) > 1:
-            raise ValueError(f'the runs resume from different steps ({", ".join(str(t.step) for t in trainers)}): resume each alone '
-                             f'(mac_train --resume --out <its folder> --steps <the largest of these>) first, then together')
-        dev = trainers[0].device
-        why = _why_no_graph(dev, any(c.compile for c in cfgs), any(t.goal_conditioned for t in trainers))
-        graph = why is None if graph is None else graph
-        if graph:
-            if why: raise ValueError(f'train_many(graph=True): {why}')
-            torch.cuda.set_device(dev)
+        _open_many(cfgs, run_dirs, resume, progress, trainers)
+        graph = _many_graph(trainers, graph)
         for t in trainers: t._start()
         graphs, steps, pre = {}, cfgs[0].steps, cfgs[0].pretrain_steps
         try:
