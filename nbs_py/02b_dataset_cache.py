@@ -170,12 +170,14 @@ def _half(f, k, a, err, lo, hi) -> np.ndarray:
 # place only when everything is written. A file whose last row does not end an episode is refused, since its last
 # episode would run into the next file.
 
+# %% [markdown]
+# The build's steps, in the order it takes them. First what the files hold: every file must have the same keys in the
+# same widths (an episode of one file is read with the other files' shapes), and `observations` and `terminals` at least.
+
 # %%
 #| export
-def _build_cache(files, cache_dir: Path, progress: bool, want=None, floats: str = 'float32') -> Path:
-    "Build the cache under `<cache_dir>.partial`, then rename it into place (unless an identical one is there)."
-    want = None if want is None else sorted(set(want) | {'observations', 'terminals'})
-    if _reuse(files, cache_dir, want, floats): return cache_dir   # already built
+def _cache_layout(files, want) -> tuple[list, list, list]:
+    "Each file's array shapes, the keys to cache (`want`, else all) and each file's rows; refused unless the files agree."
     shapes = [_npz_shapes(f) for f in files]
     have = set.intersection(*(set(s) for s in shapes))
     if 'terminals' not in have or 'observations' not in have:
@@ -187,14 +189,31 @@ def _build_cache(files, cache_dir: Path, progress: bool, want=None, floats: str 
     for f, s, n in zip(files, shapes, rows):
         bad = [k for k in keys if s[k][0][0] != n or s[k][0][1:] != shapes[0][k][0][1:]]
         if bad: raise DatasetError(f'{f}: arrays {bad} do not match the first file in length or width')
-    tmp = cache_dir.with_name(cache_dir.name + '.partial')   # a killed build leaves only this, which the next one replaces
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    dtypes = {k: _compact_int(files, k) if np.issubdtype(shapes[0][k][1], np.integer) and np.dtype(shapes[0][k][1]).itemsize > 1
-              else np.dtype(np.float16) if floats == 'float16' and np.issubdtype(shapes[0][k][1], np.floating) else shapes[0][k][1] for k in keys}
-    half = [k for k in keys if dtypes[k] == np.float16]
-    err = {k: np.zeros(shapes[0][k][0][1:]) for k in half}                    # per column: the largest |stored − original|, …
-    lo = {k: np.full(shapes[0][k][0][1:], np.inf) for k in half}; hi = {k: -lo[k] for k in half}   # … and the column's range
-    out = {k: np.lib.format.open_memmap(tmp / f'{k}.npy', mode='w+', dtype=dtypes[k], shape=(sum(rows), *shapes[0][k][0][1:])) for k in keys}
+    return shapes, keys, rows
+
+
+
+# %% [markdown]
+# How each key is stored: integer arrays in the fewest bytes that hold their values (`_compact_int`), floats as float16
+# when asked, anything else as it is in the files.
+
+# %%
+#| export
+def _cache_dtypes(files, shapes, keys, floats: str) -> dict:
+    "The stored dtype of each key."
+    return {k: _compact_int(files, k) if np.issubdtype(shapes[0][k][1], np.integer) and np.dtype(shapes[0][k][1]).itemsize > 1
+               else np.dtype(np.float16) if floats == 'float16' and np.issubdtype(shapes[0][k][1], np.floating) else shapes[0][k][1] for k in keys}
+
+
+
+# %% [markdown]
+# Then the copy, file after file into the memory maps, with the episode index made on the way: an episode is first row
+# to terminal row, and every file must end on a terminal row.
+
+# %%
+#| export
+def _copy_files(files, keys, rows, out: dict, half: list, err: dict, lo: dict, hi: dict, progress: bool) -> np.ndarray:
+    "Copy the files' arrays into the memory maps `out` (float16 keys through `_half`); returns the episodes: (first row, last row, file)."
     firsts, lasts, owners, at = [], [], [], 0
     for i, f in enumerate(tqdm(files, desc='caching', disable=not progress)):
         with np.load(f) as z:
@@ -207,12 +226,35 @@ def _build_cache(files, cache_dir: Path, progress: bool, want=None, floats: str 
                 out[k][at:at + rows[i]] = a
         firsts.append(at + np.r_[0, ends[:-1] + 1]); lasts.append(at + ends); owners.append(np.full(len(ends), i))
         at += rows[i]
+    return np.stack([np.concatenate(firsts), np.concatenate(lasts), np.concatenate(owners)], 1).astype(np.int64)
+
+
+
+# %% [markdown]
+# `_build_cache` strings the steps together under the `.partial` folder, writes the episode index and the manifest
+# last, and renames the folder into place.
+
+# %%
+#| export
+def _build_cache(files, cache_dir: Path, progress: bool, want=None, floats: str = 'float32') -> Path:
+    "Build the cache under `<cache_dir>.partial`, then rename it into place (unless an identical one is there)."
+    want = None if want is None else sorted(set(want) | {'observations', 'terminals'})
+    if _reuse(files, cache_dir, want, floats): return cache_dir   # already built
+    shapes, keys, rows = _cache_layout(files, want)
+    tmp = cache_dir.with_name(cache_dir.name + '.partial')   # a killed build leaves only this, which the next one replaces
+    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
+    dtypes = _cache_dtypes(files, shapes, keys, floats)
+    half = [k for k in keys if dtypes[k] == np.float16]
+    err = {k: np.zeros(shapes[0][k][0][1:]) for k in half}                    # per column: the largest |stored − original|, …
+    lo = {k: np.full(shapes[0][k][0][1:], np.inf) for k in half}; hi = {k: -lo[k] for k in half}   # … and the column's range
+    out = {k: np.lib.format.open_memmap(tmp / f'{k}.npy', mode='w+', dtype=dtypes[k], shape=(sum(rows), *shapes[0][k][0][1:])) for k in keys}
+    episodes = _copy_files(files, keys, rows, out, half, err, lo, hi, progress)
     for m in out.values(): m.flush()
     del out
-    np.save(tmp / 'episodes.npy', np.stack([np.concatenate(firsts), np.concatenate(lasts), np.concatenate(owners)], 1).astype(np.int64))
+    np.save(tmp / 'episodes.npy', episodes)
     rounding = {k: float(err[k].max(initial=0)) for k in half}                                   # the largest error of each key, and
     rounding_of_range = {k: float(np.max(err[k] / np.where(hi[k] > lo[k], hi[k] - lo[k], np.inf), initial=0)) for k in half}  # of a column's range
-    write_json(tmp / 'manifest.json', dict(sources=_sources(files), keys=keys, rows=int(at), floats=floats, rounding=rounding, rounding_of_range=rounding_of_range,
+    write_json(tmp / 'manifest.json', dict(sources=_sources(files), keys=keys, rows=int(sum(rows)), floats=floats, rounding=rounding, rounding_of_range=rounding_of_range,
                                            built_at=time.strftime('%Y-%m-%dT%H:%M:%S%z')))
     shutil.rmtree(cache_dir, ignore_errors=True); tmp.rename(cache_dir)
     return cache_dir
