@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from fastcore.basics import patch
 from tqdm import tqdm
 
 from .core import write_json
@@ -195,16 +196,6 @@ class DatasetCache:
     def episode_of(self, rows) -> np.ndarray:
         return np.searchsorted(self.last, rows)   # the first episode whose last row is ≥ row
 
-    def goals(self, rows, kind: str, rng: np.random.Generator, gamma: float = 0.99) -> np.ndarray:
-        "A goal row for each row: 'current', 'traj' (uniform on its strict future), 'geom' (future, Geometric(1 − γ)) or 'random'."
-        rows = np.asarray(rows)
-        if kind == 'current': return rows.copy()
-        if kind == 'random': return rng.integers(0, len(self), len(rows))
-        last = self.last[self.episode_of(rows)]
-        if kind == 'traj':   # uniform on rows t+1 … last (t itself on an episode's last row)
-            lo = np.minimum(rows + 1, last); return lo + (rng.random(len(rows)) * (last - lo + 1)).astype(np.int64)
-        if kind == 'geom': return np.minimum(rows + rng.geometric(1 - gamma, len(rows)), last)
-        raise ValueError(f"goal kind must be 'current', 'traj', 'geom' or 'random', got {kind!r}")
 
 # %% ../nbs/02b_dataset_cache.ipynb #fe1bf000
 @lru_cache(maxsize=None)
@@ -241,3 +232,17 @@ def open_cache(cache_dir, io_threads: int | None = None, preload: bool | None = 
         for a in arrays.values(): a._mmap.madvise(mmap.MADV_RANDOM)   # one page per fault: read-ahead is wasted on random rows
     took = _read_through([cache_dir / f'{k}.npy' for k in man['keys']], progress) if preload else None
     return DatasetCache(arrays, first, last, file, man['sources'], io_threads, took)
+
+# %% ../nbs/02b_dataset_cache.ipynb #68cdd491
+@patch
+def goals(self: DatasetCache, rows, kind: str, rng: np.random.Generator, gamma: float = 0.99) -> np.ndarray:
+    "A goal row for each row: 'current', 'traj' (uniform on its strict future), 'geom' (future, Geometric(1 − γ)) or 'random'."
+    rows = np.asarray(rows)
+    if kind == 'current': return rows.copy()
+    if kind == 'random': return rng.integers(0, len(self), len(rows))
+    last = self.last[self.episode_of(rows)]
+    if kind == 'traj':   # uniform on rows t+1 … last (t itself on an episode's last row)
+        lo = np.minimum(rows + 1, last); return lo + (rng.random(len(rows)) * (last - lo + 1)).astype(np.int64)
+    if kind == 'geom': return np.minimum(rows + rng.geometric(1 - gamma, len(rows)), last)
+    raise ValueError(f"goal kind must be 'current', 'traj', 'geom' or 'random', got {kind!r}")
+

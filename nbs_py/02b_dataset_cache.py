@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from fastcore.basics import patch
 from tqdm import tqdm
 
 from mac.core import write_json
@@ -307,16 +308,6 @@ class DatasetCache:
     def episode_of(self, rows) -> np.ndarray:
         return np.searchsorted(self.last, rows)   # the first episode whose last row is ≥ row
 
-    def goals(self, rows, kind: str, rng: np.random.Generator, gamma: float = 0.99) -> np.ndarray:
-        "A goal row for each row: 'current', 'traj' (uniform on its strict future), 'geom' (future, Geometric(1 − γ)) or 'random'."
-        rows = np.asarray(rows)
-        if kind == 'current': return rows.copy()
-        if kind == 'random': return rng.integers(0, len(self), len(rows))
-        last = self.last[self.episode_of(rows)]
-        if kind == 'traj':   # uniform on rows t+1 … last (t itself on an episode's last row)
-            lo = np.minimum(rows + 1, last); return lo + (rng.random(len(rows)) * (last - lo + 1)).astype(np.int64)
-        if kind == 'geom': return np.minimum(rows + rng.geometric(1 - gamma, len(rows)), last)
-        raise ValueError(f"goal kind must be 'current', 'traj', 'geom' or 'random', got {kind!r}")
 
 
 # %% [markdown]
@@ -363,12 +354,30 @@ def open_cache(cache_dir, io_threads: int | None = None, preload: bool | None = 
 
 
 # %% [markdown]
-# `traj` and `geom` follow the official code's trajectory goal sampling: `traj` is uniform on the rows after t
-# (official: from idx+1 to the episode's end), `geom`: an offset k ≥ 1 with P(k) = (1 − γ)γ^(k−1),
-# clipped to the episode's last row (paraphrase of its sampler; the rule that a future goal is at least one step
-# ahead is its choice). `random` is uniform over all rows of all files: such a goal is from another trajectory on
-# purpose (the negative goals of goal-conditioned value learning).
-#
+# Goal rows for chapter 9b's goal sampling, of four kinds (`current` is the row itself). `traj` and `geom` follow the
+# official code's trajectory goal sampling: `traj` is uniform on the rows after t (official: from idx+1 to the
+# episode's end), `geom`: an offset k ≥ 1 with P(k) = (1 − γ)γ^(k−1), clipped to the episode's last row (paraphrase of
+# its sampler; the rule that a future goal is at least one step ahead is its choice). `random` is uniform over all
+# rows of all files: such a goal is from another trajectory on purpose (the negative goals of goal-conditioned value
+# learning).
+
+# %%
+#| export
+@patch
+def goals(self: DatasetCache, rows, kind: str, rng: np.random.Generator, gamma: float = 0.99) -> np.ndarray:
+    "A goal row for each row: 'current', 'traj' (uniform on its strict future), 'geom' (future, Geometric(1 − γ)) or 'random'."
+    rows = np.asarray(rows)
+    if kind == 'current': return rows.copy()
+    if kind == 'random': return rng.integers(0, len(self), len(rows))
+    last = self.last[self.episode_of(rows)]
+    if kind == 'traj':   # uniform on rows t+1 … last (t itself on an episode's last row)
+        lo = np.minimum(rows + 1, last); return lo + (rng.random(len(rows)) * (last - lo + 1)).astype(np.int64)
+    if kind == 'geom': return np.minimum(rows + rng.geometric(1 - gamma, len(rows)), last)
+    raise ValueError(f"goal kind must be 'current', 'traj', 'geom' or 'random', got {kind!r}")
+
+
+
+# %% [markdown]
 # The checks below build a cache from three small synthetic files (episodes of random lengths, each row numbered so
 # that every check can see which row it got), then test what the design promises.
 
