@@ -84,10 +84,11 @@ def matmul_gflops(device=None, n: int = 2048, reps: int = 5) -> float:
     return 2 * n ** 3 / median_seconds(lambda: a @ b, reps, 2) / 1e9
 
 def _seeded_agent(cfg: MACConfig, batch: int, obs_dim: int, action_dim: int, device):
-    "The device, a fresh agent and a random batch, seeded as every timing here is (so two benchmarks time the same update), and the update's generator."
+    """The device, a fresh agent, a random batch, the update's generator and the CPU generator that made the batch (for
+    more data), all seeded as every timing here is, so that two benchmarks time the same update."""
     dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
     agent = MACAgent(obs_dim, action_dim, cfg, dev)
-    return dev, agent, _batch(batch, obs_dim, cfg.n * action_dim, dev, g), torch.Generator(dev).manual_seed(0)
+    return dev, agent, _batch(batch, obs_dim, cfg.n * action_dim, dev, g), torch.Generator(dev).manual_seed(0), g
 
 
 
@@ -98,7 +99,7 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
                 cuda_graph: bool = False) -> dict:
     """Median seconds per update (eager, or compiled: True or a torch.compile mode; bfloat16 autocast if asked), per component, and per action.
     cuda_graph: the whole step, batch sampling included, as one CUDA graph (chapter 10), and its eager twin (`step_eager_s`)."""
-    dev, agent, b, gd = _seeded_agent(cfg, batch, obs_dim, action_dim, device)
+    dev, agent, b, gd, g = _seeded_agent(cfg, batch, obs_dim, action_dim, device)
     graph_safe = graph_safe or cuda_graph
     out, losses, gu = {}, None, None if graph_safe else gd   # gu: the update's generator (graph_safe: the global RNG, chapter 10)
     if compile:  # the same update as training's `compile` option: compiled losses (forward + backward), eager Adam and EMA
@@ -349,7 +350,7 @@ def matmul_floor(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim
     """One eager update against its matrix products replayed alone (same shapes and order, fresh contiguous tensors),
     timed alternately; medians. `max_speedup` = update / products: what removing everything but the products could buy
     while they run at their replayed speed (faster products, e.g. fewer and larger ones, are not bounded by it)."""
-    dev, agent, b, gd = _seeded_agent(cfg, batch, obs_dim, action_dim, device)
+    dev, agent, b, gd, _ = _seeded_agent(cfg, batch, obs_dim, action_dim, device)
     step = lambda: agent.update(b, gd)
     step()
     shapes = gemm_shapes(step)
