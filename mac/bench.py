@@ -66,6 +66,26 @@ def _seeded_agent(cfg: MACConfig, batch: int, obs_dim: int, action_dim: int, dev
     return dev, agent, _batch(batch, obs_dim, cfg.n * action_dim, dev, g), torch.Generator(dev).manual_seed(0), g
 
 
+# %% ../nbs/11_benchmark.ipynb #cab4c425
+def _component_times(agent, cfg: MACConfig, b: dict, gd, reps: int) -> dict:
+    "Median seconds of each component's forward + backward (the rollout: forward only), one at a time, on batch `b`."
+    out = {}
+    def fb(fn):  # forward + backward of one loss
+        def run():
+            v = fn(); (sum(v.values()) if isinstance(v, dict) else v).backward(); agent.opt.zero_grad(set_to_none=True)
+        return median_seconds(run, max(reps // 2, 5), 2)
+    s, a = b['observations'], b['actions']
+    ro = agent.rollout(s[: cfg.rollout_batch], gd)
+    if cfg.policy == 'flow':
+        out['flow_bc_s'] = fb(lambda: agent.flow.loss(s, a, generator=gd))
+        if cfg.distill: out['distill_s'] = fb(lambda: distillation_loss(agent.onestep, agent.flow, s, steps=cfg.flow_steps, generator=gd))
+    out['model_s'] = fb(lambda: agent.model_losses(b))
+    out['rollout_s'] = median_seconds(lambda: agent.rollout(s[: cfg.rollout_batch], gd), max(reps // 2, 5), 2)
+    out['value_s'] = fb(lambda: agent.value_losses(ro)['value'])
+    out['critic_s'] = fb(lambda: agent.value_losses(ro)['critic'])
+    return out
+
+
 # %% ../nbs/11_benchmark.ipynb #25f0cc04
 def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 50, warmup: int = 3,
                 compile: bool | str = False, components: bool = True, device=None, bfloat16: bool = False, graph_safe: bool = False,
@@ -93,20 +113,7 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
     if not compile and not bfloat16 and not cuda_graph:  # matrix FLOPs of one update (forward + backward), counted by torch, and the rate they ran at
         with FlopCounterMode(display=False) as fc: agent.update(b, gd)
         out['gflop'] = fc.get_total_flops() / 1e9; out['gflop_per_s'] = out['gflop'] / out['update_s']
-    if components and not bfloat16 and not cuda_graph:
-        def fb(fn):  # forward + backward of one loss
-            def run():
-                v = fn(); (sum(v.values()) if isinstance(v, dict) else v).backward(); agent.opt.zero_grad(set_to_none=True)
-            return median_seconds(run, max(reps // 2, 5), 2)
-        s, a = b['observations'], b['actions']
-        ro = agent.rollout(s[: cfg.rollout_batch], gd)
-        if cfg.policy == 'flow':
-            out['flow_bc_s'] = fb(lambda: agent.flow.loss(s, a, generator=gd))
-            if cfg.distill: out['distill_s'] = fb(lambda: distillation_loss(agent.onestep, agent.flow, s, steps=cfg.flow_steps, generator=gd))
-        out['model_s'] = fb(lambda: agent.model_losses(b))
-        out['rollout_s'] = median_seconds(lambda: agent.rollout(s[: cfg.rollout_batch], gd), max(reps // 2, 5), 2)
-        out['value_s'] = fb(lambda: agent.value_losses(ro)['value'])
-        out['critic_s'] = fb(lambda: agent.value_losses(ro)['critic'])
+    if components and not bfloat16 and not cuda_graph: out |= _component_times(agent, cfg, b, gd, reps)
     obs1 = torch.randn(1, obs_dim, device=dev)
     out['act_ms'] = 1e3 * median_seconds(lambda: agent.act(obs1, gd), max(reps * 4, 100), 10)
     return out

@@ -92,6 +92,37 @@ def _seeded_agent(cfg: MACConfig, batch: int, obs_dim: int, action_dim: int, dev
 
 
 
+# %% [markdown]
+# Each component alone, with its gradient: the flow's BC loss, the distillation, the three model heads together, the
+# rollout (forward only, it is data for the value losses), and the value and critic losses on that rollout. Their sum
+# need not equal an update, which shares work between them and adds Adam and the target nets' averages.
+
+# %%
+#| export
+def _component_times(agent, cfg: MACConfig, b: dict, gd, reps: int) -> dict:
+    "Median seconds of each component's forward + backward (the rollout: forward only), one at a time, on batch `b`."
+    out = {}
+    def fb(fn):  # forward + backward of one loss
+        def run():
+            v = fn(); (sum(v.values()) if isinstance(v, dict) else v).backward(); agent.opt.zero_grad(set_to_none=True)
+        return median_seconds(run, max(reps // 2, 5), 2)
+    s, a = b['observations'], b['actions']
+    ro = agent.rollout(s[: cfg.rollout_batch], gd)
+    if cfg.policy == 'flow':
+        out['flow_bc_s'] = fb(lambda: agent.flow.loss(s, a, generator=gd))
+        if cfg.distill: out['distill_s'] = fb(lambda: distillation_loss(agent.onestep, agent.flow, s, steps=cfg.flow_steps, generator=gd))
+    out['model_s'] = fb(lambda: agent.model_losses(b))
+    out['rollout_s'] = median_seconds(lambda: agent.rollout(s[: cfg.rollout_batch], gd), max(reps // 2, 5), 2)
+    out['value_s'] = fb(lambda: agent.value_losses(ro)['value'])
+    out['critic_s'] = fb(lambda: agent.value_losses(ro)['critic'])
+    return out
+
+
+
+# %% [markdown]
+# `bench_agent` times one update as training runs it (eager, compiled, under bfloat16 autocast, or as a CUDA graph),
+# counts the update's matrix FLOPs (eager float32 only), adds the components above, and times one action.
+
 # %%
 #| export
 def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 50, warmup: int = 3,
@@ -120,20 +151,7 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
     if not compile and not bfloat16 and not cuda_graph:  # matrix FLOPs of one update (forward + backward), counted by torch, and the rate they ran at
         with FlopCounterMode(display=False) as fc: agent.update(b, gd)
         out['gflop'] = fc.get_total_flops() / 1e9; out['gflop_per_s'] = out['gflop'] / out['update_s']
-    if components and not bfloat16 and not cuda_graph:
-        def fb(fn):  # forward + backward of one loss
-            def run():
-                v = fn(); (sum(v.values()) if isinstance(v, dict) else v).backward(); agent.opt.zero_grad(set_to_none=True)
-            return median_seconds(run, max(reps // 2, 5), 2)
-        s, a = b['observations'], b['actions']
-        ro = agent.rollout(s[: cfg.rollout_batch], gd)
-        if cfg.policy == 'flow':
-            out['flow_bc_s'] = fb(lambda: agent.flow.loss(s, a, generator=gd))
-            if cfg.distill: out['distill_s'] = fb(lambda: distillation_loss(agent.onestep, agent.flow, s, steps=cfg.flow_steps, generator=gd))
-        out['model_s'] = fb(lambda: agent.model_losses(b))
-        out['rollout_s'] = median_seconds(lambda: agent.rollout(s[: cfg.rollout_batch], gd), max(reps // 2, 5), 2)
-        out['value_s'] = fb(lambda: agent.value_losses(ro)['value'])
-        out['critic_s'] = fb(lambda: agent.value_losses(ro)['critic'])
+    if components and not bfloat16 and not cuda_graph: out |= _component_times(agent, cfg, b, gd, reps)
     obs1 = torch.randn(1, obs_dim, device=dev)
     out['act_ms'] = 1e3 * median_seconds(lambda: agent.act(obs1, gd), max(reps * 4, 100), 10)
     return out
