@@ -505,6 +505,28 @@ def diagnose_goal_runs(root, seeds=(0, 1, 2), fn=None, **kw) -> list[dict]:
         rows += [dict(run=r['run'], seed=r['seed'], **g, **d) for g in per]; write_csv(path, rows)   # after each run: an interruption keeps the rest
     return rows
 
+
+
+# %% [markdown]
+# With `--coverage`, the counts of `goal_coverage` for the five evaluation goals go to `coverage.json`, with the cache
+# they were read from and a provenance record.
+
+# %%
+#| export
+def _write_coverage(root, dataset) -> dict:
+    "`goal_coverage` of the five evaluation goals in the cache of `dataset` (a dataset or its cache), written to `root`/coverage.json with provenance."
+    d = coverage_cache(dataset)
+    t0 = time.time(); cv = goal_coverage(d, puzzle_goals())
+    write_json(Path(root) / 'coverage.json', cv | dict(cache=unhome(str(d)), provenance=provenance(wall_time_s=time.time() - t0)))
+    return cv
+
+
+
+# %% [markdown]
+# The command reads the folder (`goals_results`), prints the summary, then does what its flags ask.
+
+# %%
+#| export
 @dataclass
 class _GoalsArgs:
     "Read a folder of goal-conditioned runs (s0, s1, … ) into per-goal tables and curves; optionally diagnose the finished ones."
@@ -522,9 +544,7 @@ def goals_cli(argv=None) -> int:
         goals_results(a.root, a.seeds); print((Path(a.root) / 'summary.md').read_text(), end='')
         if a.diagnose: diagnose_goal_runs(a.root, a.seeds); print(f'wrote {a.root}/diagnose.csv')
         if a.coverage:
-            d = coverage_cache(a.coverage)
-            t0 = time.time(); cv = goal_coverage(d, puzzle_goals())
-            write_json(Path(a.root) / 'coverage.json', cv | dict(cache=unhome(str(d)), provenance=provenance(wall_time_s=time.time() - t0)))
+            cv = _write_coverage(a.root, a.coverage)
             print(f"rows showing each goal's lights: {cv['goal_rows']} of {cv['rows']:,} (any pattern: {cv['rows_per_pattern_min']}-{cv['rows_per_pattern_max']}); wrote {a.root}/coverage.json")
         return 0
     return run_cli('mac_goals_report', body, a.debug)
@@ -540,6 +560,8 @@ rows = diagnose_goal_runs(R, fn=lambda d, **kw: (calls.append(d.name), dict(step
 test_eq((calls, [r['task'] for r in rows]), (['s0'], list(GC_TASKS)))
 test_eq(len(diagnose_goal_runs(R, fn=lambda d, **kw: 1 / 0)), 5)      # diagnosed once: no second call
 test_eq(goals_cli(['--root', str(tmp / 'nowhere')]), EXIT_USAGE)
+test_eq(goals_cli(['--root', str(R), '--coverage', str(data)]), 0)                 # the dataset's cache counted, the file written
+test_eq(json.loads((R / 'coverage.json').read_text())['rows'], cv['rows'])
 shutil.rmtree(tmp)
 
 # %% [markdown]

@@ -229,6 +229,17 @@ def diagnose_goal_runs(root, seeds=(0, 1, 2), fn=None, **kw) -> list[dict]:
         rows += [dict(run=r['run'], seed=r['seed'], **g, **d) for g in per]; write_csv(path, rows)   # after each run: an interruption keeps the rest
     return rows
 
+
+# %% ../../nbs/14_goals_cpu.ipynb #e706179e
+def _write_coverage(root, dataset) -> dict:
+    "`goal_coverage` of the five evaluation goals in the cache of `dataset` (a dataset or its cache), written to `root`/coverage.json with provenance."
+    d = coverage_cache(dataset)
+    t0 = time.time(); cv = goal_coverage(d, puzzle_goals())
+    write_json(Path(root) / 'coverage.json', cv | dict(cache=unhome(str(d)), provenance=provenance(wall_time_s=time.time() - t0)))
+    return cv
+
+
+# %% ../../nbs/14_goals_cpu.ipynb #07daac1c
 @dataclass
 class _GoalsArgs:
     "Read a folder of goal-conditioned runs (s0, s1, … ) into per-goal tables and curves; optionally diagnose the finished ones."
@@ -246,9 +257,7 @@ def goals_cli(argv=None) -> int:
         goals_results(a.root, a.seeds); print((Path(a.root) / 'summary.md').read_text(), end='')
         if a.diagnose: diagnose_goal_runs(a.root, a.seeds); print(f'wrote {a.root}/diagnose.csv')
         if a.coverage:
-            d = coverage_cache(a.coverage)
-            t0 = time.time(); cv = goal_coverage(d, puzzle_goals())
-            write_json(Path(a.root) / 'coverage.json', cv | dict(cache=unhome(str(d)), provenance=provenance(wall_time_s=time.time() - t0)))
+            cv = _write_coverage(a.root, a.coverage)
             print(f"rows showing each goal's lights: {cv['goal_rows']} of {cv['rows']:,} (any pattern: {cv['rows_per_pattern_min']}-{cv['rows_per_pattern_max']}); wrote {a.root}/coverage.json")
         return 0
     return run_cli('mac_goals_report', body, a.debug)
