@@ -114,10 +114,12 @@ ARMS = (Arm('MAC', 'mac', 'components', paper=(100, 0)), Arm('MAC (Gau)', 'mac-g
 # final evaluation as successes out of episodes, its 15-episode training curve, and the folder that holds its config,
 # logs and provenance (relative to the ablations folder). A sweep run counts as done only when `mac_sweep` says so
 # (the trial finished under exactly the protocol's command) and its final evaluation is at the protocol's step.
+#
+# The MAC arm is the CPU study's `preset` runs: their 50-episode final evaluation at the protocol's step with whole
+# chunks, and their curve.
 
 # %%
 #| export
-
 def _study_run(study: Path, seed: int) -> dict:
     "A MAC-arm run of the CPU study: its 50-episode final evaluation at STEPS with whole chunks, and its training curve."
     d = study / f's{seed}'
@@ -126,6 +128,15 @@ def _study_run(study: Path, seed: int) -> dict:
     k, n = (int(float(fin[0]['successes'])), int(fin[0]['episodes'])) if fin else (None, None)
     return dict(dir=d, status='done' if fin else 'resume' if curve else 'pending', successes=k, episodes=n, curve=curve, error=None)
 
+
+
+# %% [markdown]
+# A sweep arm's run is found through the protocol's own command lines: `sweep_trials` turns each into its trials, and
+# the trial's record (chapter 12's `collect`) gives the folder, state and curve. A final evaluation at a step other
+# than the protocol's is `wrong-step`, never counted.
+
+# %%
+#| export
 def _protocol_trials() -> dict:
     "(variant, seed) → (its trial, its sweep folder's name), from the protocol's command lines (parsed once per read)."
     return {(t.variant, t.seed): (t, out.name) for cmd in COMMANDS for trials, out in [sweep_trials(shlex.split(cmd)[1:])] for t in trials}
@@ -141,6 +152,13 @@ def _sweep_run(root: Path, variant: str, seed: int, trials: dict) -> dict:
                     successes=int(sum(fin['successes'])) if ok else None, episodes=int(fin['episodes']) if ok else None)
     raise ValueError(f'no protocol command runs variant {variant!r} with seed {seed}')
 
+
+
+# %% [markdown]
+# All arms and seeds, MAC's from the CPU study and the others from the sweeps:
+
+# %%
+#| export
 def ablation_runs(root='results/ablations', study='results/cpu_study/preset') -> list[dict]:
     "One record per arm and seed: status, final successes / episodes, training curve, run folder (relative to `root`)."
     root, study, rows, trials = Path(root), Path(study), [], _protocol_trials()
@@ -149,6 +167,7 @@ def ablation_runs(root='results/ablations', study='results/cpu_study/preset') ->
             r = _study_run(study, s) if a.variant == 'mac' else _sweep_run(root, a.variant, s, trials)
             rows.append(dict(arm=a.name, question=a.question, n=a.n, seed=s, run=os.path.relpath(r.pop('dir'), root), **r))
     return rows
+
 
 
 # %% [markdown]

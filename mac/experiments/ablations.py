@@ -52,6 +52,8 @@ def _study_run(study: Path, seed: int) -> dict:
     k, n = (int(float(fin[0]['successes'])), int(fin[0]['episodes'])) if fin else (None, None)
     return dict(dir=d, status='done' if fin else 'resume' if curve else 'pending', successes=k, episodes=n, curve=curve, error=None)
 
+
+# %% ../../nbs/13_ablations.ipynb #48493155
 def _protocol_trials() -> dict:
     "(variant, seed) → (its trial, its sweep folder's name), from the protocol's command lines (parsed once per read)."
     return {(t.variant, t.seed): (t, out.name) for cmd in COMMANDS for trials, out in [sweep_trials(shlex.split(cmd)[1:])] for t in trials}
@@ -67,6 +69,8 @@ def _sweep_run(root: Path, variant: str, seed: int, trials: dict) -> dict:
                     successes=int(sum(fin['successes'])) if ok else None, episodes=int(fin['episodes']) if ok else None)
     raise ValueError(f'no protocol command runs variant {variant!r} with seed {seed}')
 
+
+# %% ../../nbs/13_ablations.ipynb #97720c8f
 def ablation_runs(root='results/ablations', study='results/cpu_study/preset') -> list[dict]:
     "One record per arm and seed: status, final successes / episodes, training curve, run folder (relative to `root`)."
     root, study, rows, trials = Path(root), Path(study), [], _protocol_trials()
@@ -75,6 +79,7 @@ def ablation_runs(root='results/ablations', study='results/cpu_study/preset') ->
             r = _study_run(study, s) if a.variant == 'mac' else _sweep_run(root, a.variant, s, trials)
             rows.append(dict(arm=a.name, question=a.question, n=a.n, seed=s, run=os.path.relpath(r.pop('dir'), root), **r))
     return rows
+
 
 # %% ../../nbs/13_ablations.ipynb #1035a7ab
 def _vs(s: dict, ref: dict) -> str:
