@@ -240,6 +240,14 @@ def _notes(cls) -> dict:
     except (OSError, TypeError): return {}   # a class defined in a notebook cell has no source file: flags without notes
     return {m[1]: m[2].strip() for m in re.finditer(r'^\s+(\w+)\s*:[^=\n]*=.*?#\s*(.+)$', src, re.M)}
 
+
+
+# %% [markdown]
+# One optional flag per plain field, typed by the field's annotation, its help the field's comment plus each preset's
+# value; the agent's fields come under `agent.`, as in the overrides.
+
+# %%
+#| export
 def _flags_class(cls, prefix: str, name: str, extra=()):
     "A frozen dataclass with one optional flag per plain field of `cls` (None: keep the preset's value)."
     notes, fields, hints = _notes(cls), [], typing.get_type_hints(cls)
@@ -258,6 +266,12 @@ AgentFlags = _flags_class(MACConfig, 'agent.', 'AgentFlags')
 ConfigFlags = _flags_class(TrainConfig, '', 'ConfigFlags', [('agent', AgentFlags, field(default_factory=AgentFlags))])
 ConfigFlags.__doc__ = "Every config key as an optional typed flag (None: the preset's value); `flag_overrides` reads it."
 
+
+# %% [markdown]
+# And back: the flags a command line set, as the overrides `make_config` takes.
+
+# %%
+#| export
 def flag_overrides(flags) -> dict:
     "The keys set on the command line, as `make_config` overrides: {'steps': 2000, 'agent.n_train': 16}."
     d = dataclasses.asdict(flags); agent = d.pop('agent')
