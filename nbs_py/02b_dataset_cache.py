@@ -172,8 +172,9 @@ def _half(f, k, a, err, lo, hi) -> np.ndarray:
 # episode would run into the next file.
 
 # %% [markdown]
-# The build's steps, in the order it takes them. First what the files hold: every file must have the same keys in the
-# same widths (an episode of one file is read with the other files' shapes), and `observations` and `terminals` at least.
+# The build's steps, in the order it takes them. First what the files hold: the keys cached (those asked for, else
+# those every file holds) must have the same width in every file and one row per `terminals` row, since each key
+# becomes one array of all the files' rows; `observations` and `terminals` must be there.
 
 # %%
 #| export

@@ -243,8 +243,9 @@ def _notes(cls) -> dict:
 
 
 # %% [markdown]
-# One optional flag per plain field, typed by the field's annotation, its help the field's comment plus each preset's
-# value; the agent's fields come under `agent.`, as in the overrides.
+# One optional flag per plain field, typed by the field's annotation; its help is the field's comment, the paper
+# preset's value and the value of every preset that sets the key. The agent's fields come under `agent.`, as in the
+# overrides.
 
 # %%
 #| export

@@ -93,9 +93,10 @@ def _seeded_agent(cfg: MACConfig, batch: int, obs_dim: int, action_dim: int, dev
 
 
 # %% [markdown]
-# Each component alone, with its gradient: the flow's BC loss, the distillation, the three model heads together, the
-# rollout (forward only, it is data for the value losses), and the value and critic losses on that rollout. Their sum
-# need not equal an update, which shares work between them and adds Adam and the target nets' averages.
+# Each component alone, with its gradient: for a flow policy its BC loss and (with `distill`) the distillation, the
+# model's heads together (dynamics, reward, and success when it is learned), the rollout (forward only, it is data for
+# the value losses), and the value and critic losses on that rollout. Their sum need not equal an update, which shares
+# work between them and adds Adam and the target nets' averages.
 
 # %%
 #| export
@@ -121,7 +122,8 @@ def _component_times(agent, cfg: MACConfig, b: dict, gd, reps: int) -> dict:
 
 # %% [markdown]
 # `bench_agent` times one update as training runs it (eager, compiled, under bfloat16 autocast, or as a CUDA graph),
-# counts the update's matrix FLOPs (eager float32 only), adds the components above, and times one action.
+# counts the update's matrix FLOPs (eager float32 only), adds the components above (eagerly, in float32; not beside a
+# bfloat16 or CUDA-graph timing), and times one action.
 
 # %%
 #| export

@@ -155,7 +155,8 @@ def _sweep_run(root: Path, variant: str, seed: int, trials: dict) -> dict:
 
 
 # %% [markdown]
-# All arms and seeds, MAC's from the CPU study and the others from the sweeps:
+# All arms and seeds: those of variant `mac` (MAC itself, and the n = 10 point of Figure 3) from the CPU study, the
+# others from the sweeps.
 
 # %%
 #| export

@@ -533,7 +533,7 @@ class _GoalsArgs:
     root: str = 'results/gc_puzzle3x3'   # the folder of the protocol's run folders
     seeds: tuple[int, ...] = (0, 1, 2)  # the protocol's seeds: run folders s<seed>
     diagnose: bool = False              # also run diagnose_goals (5 episodes per goal, env seeds 1000-1004) on finished runs not yet diagnosed
-    coverage: str | None = None         # a puzzle-3x3 dataset folder (or its cache): rows showing each evaluation goal → <root>/coverage.json
+    coverage: str | None = None         # a puzzle-3x3 dataset (folder or file) or its cache: rows showing each evaluation goal → <root>/coverage.json
     debug: bool = False                 # show the traceback of an error
 
 def goals_cli(argv=None) -> int:

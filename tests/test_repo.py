@@ -69,11 +69,11 @@ def test_console_scripts_installed():
 
 
 def test_no_undefined_names():
-    """Every name the package uses is defined (pyflakes). Paths that only a GPU reaches are never run by the tests
-    here, so a name left undefined by a refactor would otherwise surface only on a GPU machine."""
+    """Every name the package, its tools and its tests use is defined (pyflakes). Paths that only a GPU reaches are never
+    run by the tests here, so a name left undefined by a refactor would otherwise surface only on a GPU machine."""
     import ast
     from pyflakes import checker, messages
     bad = (messages.UndefinedName, messages.UndefinedLocal, messages.UndefinedExport)
-    found = [str(m) for p in sorted((ROOT / 'mac').rglob('*.py'))
+    found = [str(m) for d in ('mac', 'tools', 'tests') for p in sorted((ROOT / d).rglob('*.py'))
              for m in checker.Checker(ast.parse(p.read_text()), str(p.relative_to(ROOT))).messages if isinstance(m, bad)]
     assert not found, 'undefined names (edit the notebook, then nbdev_export):\n' + '\n'.join(found)

@@ -130,7 +130,7 @@ for fn in (f, jax.grad(f, argnums=(1, 2))):
 MAC_SNIPPET = MAC_CONFIG + """
 import json, torch
 from mac.bench import gemm_shapes, _seeded_agent
-_, agent, b, g = _seeded_agent(cfg, 256, 28, 5, 'cpu')   # the agent and batch every mac benchmark times
+_, agent, b, g, _ = _seeded_agent(cfg, 256, 28, 5, 'cpu')   # the agent and batch every mac benchmark times
 agent.update(b, g)
 s = gemm_shapes(lambda: agent.update(b, g))
 print(json.dumps(dict(width=W, torch=torch.__version__, gflop=sum(2 * bb * m * k * n for bb, m, k, n in s) / 1e9, products=len(s))))
