@@ -410,6 +410,15 @@ def goal_eval_venv(env: str, episodes: int, workers: int | None = None, **env_kw
     "The parallel envs (with oracle goals) that `evaluate_goals` runs in; keep one open to reuse across evaluations (`venv=`)."
     return vector_env(f'{parse_name(env).env}-v0', episodes, workers, use_oracle_rep=True, **env_kwargs)
 
+
+
+# %% [markdown]
+# `evaluate_goals` opens one set of env processes for all the goals (or runs in one it is given), plays `episodes`
+# per goal with the agent acting on normalised observations and goals, and reports each goal's and the mean success,
+# with the protocol in words.
+
+# %%
+#| export
 def evaluate_goals(agent, obs_norm: ObsNormalizer, goal_norm: ObsNormalizer, env: str, episodes: int = 15,
                    workers: int | None = None, seed: int = 0, replan_every: int = 1, tasks=GC_TASKS,
                    progress: bool = False, venv=None, **env_kwargs) -> dict:
@@ -434,6 +443,7 @@ def evaluate_goals(agent, obs_norm: ObsNormalizer, goal_norm: ObsNormalizer, env
                 successes={k: r['successes'] for k, r in per.items()}, episodes=episodes * len(tasks), replan_every=replan_every,
                 env=f'{e}-v0 (oracle goals)', wall_s=round(time.time() - t0, 2),
                 protocol=f"final-step info['success'], {episodes} episodes on each of goals {', '.join(map(str, tasks))}, re-plan every {replan_every} step(s)")
+
 
 
 # %% [markdown]
