@@ -584,8 +584,8 @@ if (R / 'model_check.csv').exists():  # the model on the agent's own chunks: 5 e
 #
 # n = 5 sits between: 44%, 52% and 40% on the final episodes, pooled **45% [38, 53]** (68/150), above n = 1 and below
 # n = 10, all three intervals apart. So at this budget success rises with the chunk length over 1, 5 and 10, the
-# direction of the paper's claim; where it stops rising is the other half of Figure 3, and n = 25 (not started) will say
-# whether it falls again. The diagnostics follow the same order. Every n = 5 agent succeeds in all 15 imagined episodes,
+# direction of the paper's claim; where it stops rising is the other half of Figure 3, and n = 25 (training; no seed
+# has finished) will say whether it falls again. The diagnostics follow the same order. Every n = 5 agent succeeds in all 15 imagined episodes,
 # its behaviour policy alone in 0-7% of the real ones, and rejection sampling in 47-73% (MAC: 73-87%; n = 1: 7-27%). On
 # the chunks it picks, its dynamics model errs 14-19× more than on the dataset's chunks (n = 1: 26-69×); its success
 # net is not fooled (it predicts success on 1-5% of those chunks, about as many as succeed). With n = 5 the imagined
