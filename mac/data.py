@@ -308,17 +308,21 @@ def _read_json(p):
     try: return json.loads(Path(p).read_text())
     except (OSError, ValueError): return None
 
-# %% ../nbs/02_data.ipynb #150e090f
-REQUIRED = {'observations': np.float32, 'actions': np.float32, 'terminals': np.bool_, 'qpos': np.float32, 'qvel': np.float32}
-
-def validate_dataset(path, action_dim: int = 5) -> dict:
-    "Check keys, dtypes, shapes, episode boundaries and finiteness of an OGBench .npz file; return a summary."
-    path = Path(path)
+# %% ../nbs/02_data.ipynb #a3d719e6
+def _read_npz(path: Path) -> dict:
+    "Every array of an .npz file, or a DatasetError that says it is missing or unreadable."
     if not path.exists(): raise DatasetError(f'{path}: no such file')
     try:
-        with np.load(path) as f: data = {k: f[k] for k in f.files}
+        with np.load(path) as f: return {k: f[k] for k in f.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise DatasetError(f'{path}: not a readable .npz file (truncated or corrupt?): {e}. Delete it and generate it again.') from e
+
+
+# %% ../nbs/02_data.ipynb #f0c8f587
+REQUIRED = {'observations': np.float32, 'actions': np.float32, 'terminals': np.bool_, 'qpos': np.float32, 'qvel': np.float32}
+
+def _check_arrays(path: Path, data: dict):
+    "The keys OGBench's files hold, each with one row per transition, its dtype, and only finite floats."
     def bad(msg): raise DatasetError(f'{path}: {msg}')
     missing = [k for k in REQUIRED if k not in data]
     if missing: bad(f'missing keys {missing} (has {sorted(data)})')
@@ -329,6 +333,15 @@ def validate_dataset(path, action_dim: int = 5) -> dict:
         if k == 'button_states' and v.dtype != np.int64: bad(f"'button_states' has dtype {v.dtype}, expected int64")
         if v.dtype.kind == 'f' and not np.isfinite(v).all(): bad(f'{k!r} has {int((~np.isfinite(v)).sum())} non-finite values')
     if N == 0: bad('is empty')
+
+
+# %% ../nbs/02_data.ipynb #150e090f
+def validate_dataset(path, action_dim: int = 5) -> dict:
+    "Check keys, dtypes, shapes, episode boundaries and finiteness of an OGBench .npz file; return a summary."
+    path = Path(path)
+    data = _read_npz(path); _check_arrays(path, data)
+    def bad(msg): raise DatasetError(f'{path}: {msg}')
+    N = len(data['terminals'])
     if data['observations'].ndim != 2: bad(f"observations should be (N, S), got {data['observations'].shape}")
     if data['actions'].shape[1:] != (action_dim,): bad(f"actions should be (N, {action_dim}), got {data['actions'].shape}")
     if np.abs(data['actions']).max() > 1: bad('actions outside [-1, 1]')

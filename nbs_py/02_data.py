@@ -492,20 +492,31 @@ def _read_json(p):
 # %% [markdown]
 # ### The validator
 #
-# Checks that a file is what OGBench's loader and our sampler expect, and names the file and the problem otherwise.
+# Checks that a file is what OGBench's loader and our sampler expect, and names the file and the problem otherwise. First the file itself: it must exist and
+# open as an `.npz`.
+
+# %%
+#| export
+def _read_npz(path: Path) -> dict:
+    "Every array of an .npz file, or a DatasetError that says it is missing or unreadable."
+    if not path.exists(): raise DatasetError(f'{path}: no such file')
+    try:
+        with np.load(path) as f: return {k: f[k] for k in f.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise DatasetError(f'{path}: not a readable .npz file (truncated or corrupt?): {e}. Delete it and generate it again.') from e
+
+
+
+# %% [markdown]
+# Then the arrays: the keys OGBench's loader reads, each with one row per transition and OGBench's dtype (puzzle
+# files add `button_states`, int64), and no NaN or infinity.
 
 # %%
 #| export
 REQUIRED = {'observations': np.float32, 'actions': np.float32, 'terminals': np.bool_, 'qpos': np.float32, 'qvel': np.float32}
 
-def validate_dataset(path, action_dim: int = 5) -> dict:
-    "Check keys, dtypes, shapes, episode boundaries and finiteness of an OGBench .npz file; return a summary."
-    path = Path(path)
-    if not path.exists(): raise DatasetError(f'{path}: no such file')
-    try:
-        with np.load(path) as f: data = {k: f[k] for k in f.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise DatasetError(f'{path}: not a readable .npz file (truncated or corrupt?): {e}. Delete it and generate it again.') from e
+def _check_arrays(path: Path, data: dict):
+    "The keys OGBench's files hold, each with one row per transition, its dtype, and only finite floats."
     def bad(msg): raise DatasetError(f'{path}: {msg}')
     missing = [k for k in REQUIRED if k not in data]
     if missing: bad(f'missing keys {missing} (has {sorted(data)})')
@@ -516,6 +527,21 @@ def validate_dataset(path, action_dim: int = 5) -> dict:
         if k == 'button_states' and v.dtype != np.int64: bad(f"'button_states' has dtype {v.dtype}, expected int64")
         if v.dtype.kind == 'f' and not np.isfinite(v).all(): bad(f'{k!r} has {int((~np.isfinite(v)).sum())} non-finite values')
     if N == 0: bad('is empty')
+
+
+
+# %% [markdown]
+# Last, the shapes and the episodes: actions of the env's width inside [−1, 1], a terminal on the last row, no
+# episode of one step.
+
+# %%
+#| export
+def validate_dataset(path, action_dim: int = 5) -> dict:
+    "Check keys, dtypes, shapes, episode boundaries and finiteness of an OGBench .npz file; return a summary."
+    path = Path(path)
+    data = _read_npz(path); _check_arrays(path, data)
+    def bad(msg): raise DatasetError(f'{path}: {msg}')
+    N = len(data['terminals'])
     if data['observations'].ndim != 2: bad(f"observations should be (N, S), got {data['observations'].shape}")
     if data['actions'].shape[1:] != (action_dim,): bad(f"actions should be (N, {action_dim}), got {data['actions'].shape}")
     if np.abs(data['actions']).max() > 1: bad('actions outside [-1, 1]')
