@@ -11,7 +11,7 @@
 # that `list` shows one step for all of them (a checkpoint written between two copies leaves them a step apart).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-step() { nice -n 19 .venv/bin/python -c "import sys, torch; print(torch.load(sys.argv[1], map_location='cpu', weights_only=True)['step'])" "$1" 2>/dev/null || echo '?'; }
+step() { .venv/bin/python -c "import sys, torch; print(torch.load(sys.argv[1], map_location='cpu', weights_only=True)['step'])" "$1" 2>/dev/null || echo '?'; }
 copy() { cp "$1" "$2.tmp" && mv "$2.tmp" "$2" || { rm -f "$2.tmp"; echo "FAILED to copy $1 to $2" >&2; exit 1; }; }   # checkpoint.pt is written atomically; so is its copy
 case "${1:-}" in
   save)
