@@ -439,6 +439,21 @@ class _BenchArgs:
 # %% [markdown]
 # For each preset, the measurements the flags ask for, in this order: the CUDA-graph and K-agent agreement checks, GELU,
 # the matrix-product floor, K agents per graph, then each update mode (eager, bf16, compiled, graph):
+# A measurement that fails (a mode this device lacks, a graph that cannot be captured) is recorded as its error, and the
+# benchmark goes on to the next:
+
+# %%
+#| export
+def _or_error(measure, *args, **kw) -> dict:
+    "`measure(*args, **kw)`, or `{'error': ...}` naming what stopped it, so that one failing measurement ends no benchmark."
+    try: return measure(*args, **kw)
+    except Exception as e: return {'error': f'{type(e).__name__}: {str(e)[:300]}'}
+
+
+# %%
+test_eq(_or_error(dict, a=1), {'a': 1})
+test_eq(_or_error(lambda: 1 / 0), {'error': 'ZeroDivisionError: division by zero'})
+
 
 # %%
 #| export
@@ -449,13 +464,11 @@ def _bench_preset(a: _BenchArgs, name: str, dev, results: dict, save, record):
              | {f'compiled-{m}': dict(compile=m) for m in a.compile_mode} | ({'cuda-graph': dict(cuda_graph=True)} if a.cuda_graph else {})
              | ({'cuda-graph-bf16': dict(cuda_graph=True, bfloat16=True)} if a.cuda_graph and a.bf16 else {}))
     for b16 in ((False, True) if a.bf16 else (False,)) if a.cuda_graph else ():
-        try: agree = cuda_graph_agreement(tc.agent, tc.batch, device=dev, bfloat16=b16)
-        except Exception as e: agree = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
+        agree = _or_error(cuda_graph_agreement, tc.agent, tc.batch, device=dev, bfloat16=b16)
         key = f'{name}/cuda-graph{"-bf16" if b16 else ""}-agreement'
         results[key] = agree; save(); print(f'{key}: {agree}', flush=True)
     if a.many:
-        try: agree = many_agreement(tc.agent, max(2, min(4, max(a.many))), tc.batch, device=dev)
-        except Exception as e: agree = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
+        agree = _or_error(many_agreement, tc.agent, max(2, min(4, max(a.many))), tc.batch, device=dev)
         results[f'{name}/many-agreement'] = agree; save(); print(f'{name:6s} agents stepped together against alone: {agree}', flush=True)
     if a.gelu:
         res = bench_gelu(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
@@ -469,14 +482,12 @@ def _bench_preset(a: _BenchArgs, name: str, dev, results: dict, save, record):
         print(f"{name:6s} matrix products alone: {res['floor_s']:.4f} s of {res['update_s']:.4f} s per update ({res['matmul_share']:.0%}; "
               f"{res['gemms']} products, {res['gflop']:.1f} GFLOP): at the products' replayed speed, at most {res['max_speedup']:.2f}x faster", flush=True)
     for K in a.many:
-        try: res = bench_many(tc.agent, K, tc.batch, reps=a.reps, device=dev)
-        except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
+        res = _or_error(bench_many, tc.agent, K, tc.batch, reps=a.reps, device=dev)
         record(f'{name}/many-{K}', res)
         print(f'{name:6s} {K} agents as one graph: ' + (f"{1e3 * res['step_s']:.2f} ms per joint step" if 'error' not in res else res['error']), flush=True)
     for mode, kw in modes.items():
-        try: res = bench_agent(tc.agent, tc.batch, reps=a.reps, components=mode == 'eager', device=dev,
-                               graph_safe=a.graph_safe and 'compile' in kw, **kw)
-        except Exception as e: res = {'error': f'{type(e).__name__}: {str(e)[:300]}'}
+        res = _or_error(bench_agent, tc.agent, tc.batch, reps=a.reps, components=mode == 'eager', device=dev,
+                        graph_safe=a.graph_safe and 'compile' in kw, **kw)
         record(f'{name}/{mode}', res)
         w = tc.agent.actor_hidden[0]
         print(f"{name:6s} {mode:8s} ({w}x{len(tc.agent.actor_hidden)}, B={tc.batch}, rollouts from {min(tc.batch, tc.agent.rollout_batch)}): " +
