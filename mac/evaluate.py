@@ -10,7 +10,6 @@ import functools
 import math
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault('MUJOCO_GL', 'egl')
 

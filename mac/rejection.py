@@ -5,8 +5,6 @@
 # %% ../nbs/07_rejection_sampling.ipynb #9b796485
 from __future__ import annotations
 
-import torch
-
 # %% auto #0
 __all__ = ['rejection_sample']
 

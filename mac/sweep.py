@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 import numpy as np
 import tyro
 
-from .core import EXIT_USAGE, provenance, read_csv, run_cli, write_csv, write_json
+from .core import provenance, read_csv, run_cli, write_csv, write_json
 from .data import (DEFAULT_DATASET_DIR, ENVS, NOISY_GEN_KW, DatasetError, GenConfig, merge_episodes, save_npz, collect_episode, ensure_dataset,
                       parse_name, validate_dataset)
 from .config import PRESETS, ConfigFlags, PresetName, config_to_dict, flag_overrides, make_config

@@ -9,11 +9,10 @@
 #| export
 from __future__ import annotations
 
-import torch
-
 # %%
 #| hide
 from fastcore.test import test_eq, test_close, test_fail
+import torch
 import math
 import numpy as np
 import matplotlib.pyplot as plt

@@ -14,7 +14,6 @@ import functools
 import math
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault('MUJOCO_GL', 'egl')
 
@@ -28,6 +27,7 @@ from mac.data import parse_name
 # %%
 #| hide
 from fastcore.test import test_eq, test_close, test_fail
+from pathlib import Path
 import warnings; warnings.filterwarnings('ignore', category=UserWarning, module='gymnasium')
 import tempfile
 from mac.agent import MACAgent, MACConfig

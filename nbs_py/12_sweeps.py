@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 import numpy as np
 import tyro
 
-from mac.core import EXIT_USAGE, provenance, read_csv, run_cli, write_csv, write_json
+from mac.core import provenance, read_csv, run_cli, write_csv, write_json
 from mac.data import (DEFAULT_DATASET_DIR, ENVS, NOISY_GEN_KW, DatasetError, GenConfig, merge_episodes, save_npz, collect_episode, ensure_dataset,
                       parse_name, validate_dataset)
 from mac.config import PRESETS, ConfigFlags, PresetName, config_to_dict, flag_overrides, make_config
@@ -35,6 +35,7 @@ from mac.train import RunFolderBusy, Trainer
 # %%
 #| hide
 from fastcore.test import test_eq, test_close, test_fail
+from mac.core import EXIT_USAGE
 import tempfile, shutil
 import warnings; warnings.filterwarnings('ignore', category=UserWarning, module='gymnasium')
 

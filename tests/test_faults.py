@@ -6,7 +6,6 @@ import signal
 import subprocess
 import time
 
-import numpy as np
 import pytest
 import torch
 from conftest import BIN, ROOT
