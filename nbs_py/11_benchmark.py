@@ -49,7 +49,9 @@ from fastcore.test import test_eq, test_close, test_fail
 # `mac`; B = 256, n = 10, H = 10, N_train = 8, F = 10, rollouts from all 256 states; medians of 50 updates after warm-up):
 # the official JAX code took 0.890 s per update at 512×4 and 0.278-0.287 s at 256×4, `mac` 1.06-1.09 s (eager) and 1.008 s
 # (compiled) at 512×4 and 0.30-0.34 s at 256×4: `mac` at 0.83-0.88× of JAX's rate. Per action (N_test = 32, 256×4) `mac`
-# took 0.70 ms and JAX 1.6-2.5 ms. (The 1.37 s figure quoted here before was taken on another machine and day: withdrawn.)
+# took 0.70 ms and JAX 1.6-2.5 ms. (The 1.37 s figure quoted here before was taken on another machine and day: withdrawn.) That was `mac`
+# before chapter 0's faster CPU GELU; the same comparison made since with `tools/jax_interleaved.py` (**Results**
+# below) puts `mac` at 0.98× of JAX's update rate at 256×4 and 0.97× at 512×4.
 
 # %%
 #| export
