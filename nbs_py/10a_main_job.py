@@ -194,8 +194,8 @@ assert all((tmp / 'qs' / f).exists() for f in ('summary.json', 'provenance.json'
 # ## What the CPU budget buys, and what limits it
 #
 # The issue's goal for the main job is ≥ 50% success on cube-single task 2 within 30 minutes on 2 cores. The paper
-# reaches 100% after 1M updates on a GPU; 2 cores fit 10-15k updates in that time (0.13 s per full update at
-# 256×4), about 1% of the paper's budget. This section records the single-seed runs that shaped the `cpu` preset, all
+# reaches 100% after 1M updates on a GPU; the runs in this section fit 11-16k updates in about 25 minutes (the main job, made faster
+# since, trains 20k in 29.6), 1-2% of the paper's budget. This section records the single-seed runs that shaped the `cpu` preset, all
 # re-planning every step at 11-16k steps; the study in the next section then fixed the rest with five seeds (execute
 # whole chunks, and 28k steps). What we measured, one seed each, 15 evaluation episodes per point
 # (`results/cpu_variants/`, each run with its config, logs and provenance):
@@ -221,7 +221,8 @@ assert all((tmp / 'qs' / f).exists() for f in ('summary.json', 'provenance.json'
 # model: the gripper reaches the cube but never lifts it, only nudging it along the table. Rejection sampling keeps
 # the *actions* on the data, but after 10-15k updates the chunk model's contact dynamics are not yet accurate enough
 # for the critic to tell a grasp from a near miss, and the paper's 1M updates are far beyond this budget. On a GPU
-# the same update takes 17-29 ms (chapter 11): the paper's 1M updates are 5-8 hours there.
+# the paper's update takes 29-42 ms eagerly (H200, H100) and 8.7 ms as one CUDA graph (H100; chapter 11): its 1M
+# updates are 8-12 hours there eagerly, 2.4 hours as a graph.
 
 # %%
 #| echo: false
@@ -305,7 +306,7 @@ if (S / 'table.csv').exists():
 # a chunk sits in between (33%, CI 28-39%). In training too, whole chunks beat re-planning every step at every
 # evaluation from 6k steps on, for all five seeds (25 of 25 comparisons). `tools/cpu_study.py explain` (10 more episodes
 # per seed and interval on seeds 0, 1, 4, `results/cpu_study/preset/explain.csv`) measures the executed motion, and it
-# does not single out one cause: re-planning every step flips the gripper command more often (0.15, 0.15 and 0.35 flips
+# does not single out one cause: re-planning every step flips the gripper command more often (0.16, 0.15 and 0.35 flips
 # per step, against 0.14, 0.12 and 0.12 with whole chunks) while the arm moves about as much, but half chunks flip it
 # least (0.08-0.12 per step) and still succeed less than whole chunks. What whole chunks have that the others do not
 # is that the motion executed is exactly the one Q scored; a re-plan executes one action of the argmax of 32 fresh
@@ -393,7 +394,8 @@ display(Markdown((Path('../results/cpu_study/starts/summary.md')).read_text().sp
 
 # %% [markdown]
 # Most of an evaluation's spread is the policy's own noise: only 0-28% of the episode-to-episode variance lies between
-# start states, and every start state that fails sometimes also succeeds sometimes. Seed 0's 28k checkpoint, whose
+# start states, and of the 150 start states only two failed all five times (seed 0's 11th and seed 4's 1st in set A); every other
+# start that fails sometimes also succeeds sometimes. Seed 0's 28k checkpoint, whose
 # 15-episode evaluation fell to 7/15, solves its own evaluation's starts 43 times in 75 (57%) and the final evaluation's
 # first 15 in 62 of 75 (83%): a harder set of starts and a low draw of noise, not a collapsed agent.
 #

@@ -303,8 +303,9 @@ r16
 #
 # Measured (`mac_bench --configs cpu --gelu --device cpu --reps 20 --out results/bench/gelu_1thread`, one thread,
 # beside two 1-thread training runs, load ≈ 2.7; 5 alternated rounds): 0.221 → 0.115 ms per 512 × 256 activation (1.93×,
-# largest difference 4.8e-7), 0.162 → 0.150 s per `cpu`-preset update (1.08×). The main job on both cores ran about 5%
-# faster in its RL phase (chapter 10a).
+# largest difference 4.8e-7), 0.162 → 0.150 s per `cpu`-preset update (1.08×). The main job on both cores ran about 4%
+# faster in its RL phase (steps 5k-20k, evaluations included: 1,622 s with PyTorch's GELU, 1,564 s with this one;
+# `results/quickstart_20k_pytorch_gelu/`, `results/quickstart/`, chapter 10a).
 
 # %%
 #| export
@@ -407,7 +408,7 @@ test_eq(r['gemms'], len(shapes)); assert 0 < r['floor_s'] and r['max_speedup'] >
 # with them (86%: at most **1.16×** from fusion and the like). The same run's eager timing a minute later, not
 # alternated, gave 3.51 s per update (69%, 1.45×), and the FLOP count over the best rate measured in that run (106.6 GFLOP
 # at 53 GFLOP/s) allows 1.39× to 1.75×. At the `cpu` preset's 256×4 with rollouts from 64 states the products took
-# 56-68% (1.48-1.78×). So, on this CPU at one thread, the elementwise work is a minority at the paper's width and
+# 56% (1.78×; an earlier run, whose output was not kept, read 68%). So, on this CPU at one thread, the elementwise work is a minority at the paper's width and
 # fusion alone is unlikely to give issue 15's "1.5× the official JAX update" (the two updates took about as long as each
 # other when timed interleaved, at two threads on an earlier session's CPU). Two threads on a quiet machine, and the
 # 256-wide JAX configuration, are still to measure; the levers that change the products themselves (bfloat16 on a CPU
@@ -557,8 +558,8 @@ def bench_cli(argv=None):
 # 0.93-0.94 ms; 512×4 `mac` 1.75-1.92 ms, JAX 1.37-1.50 ms.
 #
 # The machine's float32 matrix products run at 168 GFLOP/s (2048×2048, both cores), and an update is almost all
-# matrix products, so that is the ceiling. At 512×4 we run at 85% of it; the 1.5× target at 256×4 (0.167 s) would
-# need 168 GFLOP/s, 100% of the ceiling, with smaller matrices than the ceiling's: out of reach in float32 on this
+# matrix products, so that is the ceiling. At 512×4 we run at 85% of it; the 1.5× target at 256×4 (1.5× the interleaved JAX rate below:
+# 0.159 s) would need about 177 GFLOP/s, 105% of the ceiling, with smaller matrices than the ceiling's: out of reach in float32 on this
 # machine without doing less arithmetic (or doing it in bfloat16, next). `torch.compile` of the losses takes 45-70 s and speeds the `cpu` preset up
 # 1.3× (0.129 → 0.099 s, earlier run); at 512×4 the large matrix products dominate and it gains ~2% (0.820 → 0.804 s).
 
@@ -629,7 +630,7 @@ for f in sorted(Path('../results/bench').glob('*.json')):
 # final evaluation), and three seeds sharing the GPU ran 57-66 steps/s each; their 15-episode evaluations at 14k steps
 # were 40, 60 and 80% (`results/gpu/h100_2026-11-28/README.md` has every curve). Between evaluations the loop
 # ran at the benchmark's replay rate (5.4 ms a step); each evaluation cost 12-15 s, of which the episodes took 2-3 s and
-# starting 15 env processes the rest, so the trainer now keeps its evaluation envs open across evaluations. The 2-core CPU runs the same preset at about 10 steps/s (`make main`: 28,000 steps in 47 minutes with its evaluations).
+# starting 15 env processes the rest, so the trainer now keeps its evaluation envs open across evaluations. The 2-core CPU runs the same preset at about 10 steps/s (`make main`: 20,000 steps in 29.6 minutes with its evaluations, about 11 steps/s).
 
 # %%
 import json

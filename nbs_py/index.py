@@ -99,7 +99,7 @@
 #   the agent, OGBench evaluation, training with exact resume, benchmarks, Ray sweeps), with the paper's ablation
 #   flags (`policy=gaussian`, `extraction=fql`, `distill=false`, chunk length `n`) and the paper's hyperparameters
 #   (`--preset paper`).
-# - **Run at CPU scale only:** every training result below is from 2 CPU cores and about 1-3% of the paper's 1M
+# - **Run at CPU scale only:** every training result below but one (a 270-second GPU run, cut by its lease) is from 2 CPU cores and about 1-3% of the paper's 1M
 #   updates, on locally generated datasets (100 episodes for the `cpu` preset; OGBench's own size is 1000). They show that the assembled
 #   agent learns (and by how much rejection sampling lifts it over its behaviour policy); they are not a reproduction
 #   of the paper's numbers.
@@ -118,7 +118,7 @@
 # ## Results so far
 #
 # Every number below is read from a committed `results/` folder, next to its provenance record (commit, command,
-# seed, machine, wall time, versions). Our runs are on 2 CPU cores, far below the paper's budget (1M steps on a GPU).
+# seed, machine, wall time, versions). Our runs are on 2 CPU cores unless a row names a GPU, far below the paper's budget (1M steps on a GPU).
 
 # %%
 #| echo: false
