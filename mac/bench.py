@@ -21,6 +21,8 @@ from .batches import ChunkDataset, ChunkReturn, bench_batches
 from .train import CudaGraphStep
 import numpy as np
 from .config import PRESETS, PresetName, make_config
+from .data import parse_name
+from .evaluate import _make_env
 from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0
@@ -28,10 +30,13 @@ __all__ = ['matmul_gflops', 'bench_agent', 'cuda_graph_agreement', 'bench_many',
            'gemm_shapes', 'matmul_floor', 'bench_cli']
 
 # %% ../nbs/11_benchmark.ipynb #7cf4ae6d
-def _batch(B, S, nd, device, g):
-    return dict(observations=torch.randn(B, S, generator=g).to(device), actions=(torch.rand(B, nd, generator=g) * 2 - 1).to(device),
-                rewards=-torch.rand(B, generator=g).to(device), next_observations=torch.randn(B, S, generator=g).to(device),
-                masks=torch.ones(B, device=device))
+def _batch(B, S, nd, device, g, goal_dim: int = 0):
+    "A random batch of B chunks; with `goal_dim`, value and actor goals too (drawn after the rest, so the rest is unchanged)."
+    b = dict(observations=torch.randn(B, S, generator=g).to(device), actions=(torch.rand(B, nd, generator=g) * 2 - 1).to(device),
+             rewards=-torch.rand(B, generator=g).to(device), next_observations=torch.randn(B, S, generator=g).to(device),
+             masks=torch.ones(B, device=device))
+    if goal_dim: b |= {k: torch.randn(B, goal_dim, generator=g).to(device) for k in ('value_goals', 'actor_goals')}
+    return b
 
 def _cuda(device, what: str):
     "The device, which must be CUDA for `what`."
@@ -58,12 +63,13 @@ def matmul_gflops(device=None, n: int = 2048, reps: int = 5) -> float:
     dev = get_device(device); a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     return 2 * n ** 3 / median_seconds(lambda: a @ b, reps, 2) / 1e9
 
-def _seeded_agent(cfg: MACConfig, batch: int, obs_dim: int, action_dim: int, device):
-    """The device, a fresh agent, a random batch, the update's generator and the CPU generator that made the batch (for
-    more data), all seeded as every timing here is, so that two benchmarks time the same update."""
+def _seeded_agent(cfg: MACConfig, batch: int, obs_dim: int, action_dim: int, device, goal_dim: int = 0):
+    """The device, a fresh agent (goal-conditioned with `goal_dim`), a random batch, the update's generator and the CPU
+    generator that made the batch (for more data), all seeded as every timing here is, so that two benchmarks time the
+    same update."""
     dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
-    agent = MACAgent(obs_dim, action_dim, cfg, dev)
-    return dev, agent, _batch(batch, obs_dim, cfg.n * action_dim, dev, g), torch.Generator(dev).manual_seed(0), g
+    agent = MACAgent(obs_dim, action_dim, cfg, dev, goal_dim)
+    return dev, agent, _batch(batch, obs_dim, cfg.n * action_dim, dev, g, goal_dim), torch.Generator(dev).manual_seed(0), g
 
 
 # %% ../nbs/11_benchmark.ipynb #cab4c425
@@ -74,13 +80,15 @@ def _component_times(agent, cfg: MACConfig, b: dict, gd, reps: int) -> dict:
         def run():
             v = fn(); (sum(v.values()) if isinstance(v, dict) else v).backward(); agent.opt.zero_grad(set_to_none=True)
         return median_seconds(run, max(reps // 2, 5), 2)
-    s, a = b['observations'], b['actions']
-    ro = agent.rollout(s[: cfg.rollout_batch], gd)
+    s, a, rb = b['observations'], b['actions'], cfg.rollout_batch
+    x, g = agent.cond(s, b.get('actor_goals')), b.get('value_goals')      # goal-conditioned: policies read [s, g]
+    rollout = lambda: agent.rollout(s[:rb], gd, goal=None if g is None else g[:rb])
+    ro = rollout()
     if cfg.policy == 'flow':
-        out['flow_bc_s'] = fb(lambda: agent.flow.loss(s, a, generator=gd))
-        if cfg.distill: out['distill_s'] = fb(lambda: distillation_loss(agent.onestep, agent.flow, s, steps=cfg.flow_steps, generator=gd))
+        out['flow_bc_s'] = fb(lambda: agent.flow.loss(x, a, generator=gd))
+        if cfg.distill: out['distill_s'] = fb(lambda: distillation_loss(agent.onestep, agent.flow, x, steps=cfg.flow_steps, generator=gd))
     out['model_s'] = fb(lambda: agent.model_losses(b))
-    out['rollout_s'] = median_seconds(lambda: agent.rollout(s[: cfg.rollout_batch], gd), max(reps // 2, 5), 2)
+    out['rollout_s'] = median_seconds(rollout, max(reps // 2, 5), 2)
     out['value_s'] = fb(lambda: agent.value_losses(ro)['value'])
     out['critic_s'] = fb(lambda: agent.value_losses(ro)['critic'])
     return out
@@ -89,10 +97,12 @@ def _component_times(agent, cfg: MACConfig, b: dict, gd, reps: int) -> dict:
 # %% ../nbs/11_benchmark.ipynb #25f0cc04
 def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 50, warmup: int = 3,
                 compile: bool | str = False, components: bool = True, device=None, bfloat16: bool = False, graph_safe: bool = False,
-                cuda_graph: bool = False) -> dict:
+                cuda_graph: bool = False, goal_dim: int = 0) -> dict:
     """Median seconds per update (eager, or compiled: True or a torch.compile mode; bfloat16 autocast if asked), per component, and per action.
-    cuda_graph: the whole step, batch sampling included, as one CUDA graph (chapter 10), and its eager twin (`step_eager_s`)."""
-    dev, agent, b, gd, g = _seeded_agent(cfg, batch, obs_dim, action_dim, device)
+    cuda_graph: the whole step, batch sampling included, as one CUDA graph (chapter 10), and its eager twin (`step_eager_s`).
+    goal_dim: a goal-conditioned agent, its batches carrying value and actor goals (not with cuda_graph)."""
+    if cuda_graph and goal_dim: raise ValueError('cuda_graph times single-task steps only (its batches carry no goals); time a goal-conditioned agent eagerly or compiled')
+    dev, agent, b, gd, g = _seeded_agent(cfg, batch, obs_dim, action_dim, device, goal_dim)
     graph_safe = graph_safe or cuda_graph
     out, losses, gu = {}, None, None if graph_safe else gd   # gu: the update's generator (graph_safe: the global RNG, chapter 10)
     if compile:  # the same update as training's `compile` option: compiled losses (forward + backward), eager Adam and EMA
@@ -114,8 +124,8 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
         with FlopCounterMode(display=False) as fc: agent.update(b, gd)
         out['gflop'] = fc.get_total_flops() / 1e9; out['gflop_per_s'] = out['gflop'] / out['update_s']
     if components and not bfloat16 and not cuda_graph: out |= _component_times(agent, cfg, b, gd, reps)
-    obs1 = torch.randn(1, obs_dim, device=dev)
-    out['act_ms'] = 1e3 * median_seconds(lambda: agent.act(obs1, gd), max(reps * 4, 100), 10)
+    obs1, goal1 = torch.randn(1, obs_dim, device=dev), (torch.randn(1, goal_dim, device=dev) if goal_dim else None)
+    out['act_ms'] = 1e3 * median_seconds(lambda: agent.act(obs1, gd, goal1), max(reps * 4, 100), 10)
     return out
 
 # %% ../nbs/11_benchmark.ipynb #5af481e3
@@ -272,38 +282,49 @@ def _or_error(measure, *args, **kw) -> dict:
     try: return measure(*args, **kw)
     except Exception as e: return {'error': f'{type(e).__name__}: {str(e)[:300]}'}
 
+# %% ../nbs/11_benchmark.ipynb #a7b5a80d
+def _preset_dims(tc) -> tuple[int, int, int]:
+    "(observation, action, goal) sizes of preset config `tc`'s environment (goal 0: single-task), from one reset."
+    spec = parse_name(tc.env)
+    env = _make_env(f'{spec.env}-v0', **(dict(use_oracle_rep=True) if spec.oraclerep else {}))
+    try:
+        obs, info = env.reset(seed=0)
+        return obs.shape[-1], env.action_space.shape[-1], (np.shape(info['goal'])[-1] if spec.oraclerep else 0)
+    finally: env.close()
+
 # %% ../nbs/11_benchmark.ipynb #3ceaa299
 def _bench_preset(a: _BenchArgs, name: str, dev, results: dict, save, record):
     "Every measurement `a` asks for on preset `name`, each printed, and recorded with the load as it is taken."
-    tc = make_config(name)
+    tc = make_config(name); S, d, G = _preset_dims(tc)
+    if G: print(f'{name}: goal-conditioned ({S} observation, {G} goal sizes): update modes only (the agreement checks, GELU, floor and K agents time single-task steps)', flush=True)
     modes = ({'eager': {}} | ({'eager-bf16': dict(bfloat16=True)} if a.bf16 else {}) | ({'compiled': dict(compile=True)} if a.compile else {})
              | {f'compiled-{m}': dict(compile=m) for m in a.compile_mode} | ({'cuda-graph': dict(cuda_graph=True)} if a.cuda_graph else {})
              | ({'cuda-graph-bf16': dict(cuda_graph=True, bfloat16=True)} if a.cuda_graph and a.bf16 else {}))
-    for b16 in ((False, True) if a.bf16 else (False,)) if a.cuda_graph else ():
+    for b16 in ((False, True) if a.bf16 else (False,)) if a.cuda_graph and not G else ():
         agree = _or_error(cuda_graph_agreement, tc.agent, tc.batch, device=dev, bfloat16=b16)
         key = f'{name}/cuda-graph{"-bf16" if b16 else ""}-agreement'
         results[key] = agree; save(); print(f'{key}: {agree}', flush=True)
-    if a.many:
+    if a.many and not G:
         agree = _or_error(many_agreement, tc.agent, max(2, min(4, max(a.many))), tc.batch, device=dev)
         results[f'{name}/many-agreement'] = agree; save(); print(f'{name:6s} agents stepped together against alone: {agree}', flush=True)
-    if a.gelu:
+    if a.gelu and not G:
         res = bench_gelu(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
         record(f'{name}/gelu', res)
         print(f"{name:6s} GELU ({res['rows']}x{res['width']}): PyTorch {res['call_ms_pytorch']:.3f} ms, fast {res['call_ms_fast']:.3f} ms "
               f"({res['call_speedup']:.2f}x, max diff {res['max_abs_diff']:.1e}); update {np.median(res['update_s_pytorch']):.4f} s -> "
               f"{np.median(res['update_s_fast']):.4f} s ({res['update_speedup']:.2f}x)", flush=True)
-    if a.floor:
+    if a.floor and not G:
         res = matmul_floor(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
         record(f'{name}/floor', res)
         print(f"{name:6s} matrix products alone: {res['floor_s']:.4f} s of {res['update_s']:.4f} s per update ({res['matmul_share']:.0%}; "
               f"{res['gemms']} products, {res['gflop']:.1f} GFLOP): at the products' replayed speed, at most {res['max_speedup']:.2f}x faster", flush=True)
-    for K in a.many:
+    for K in (() if G else a.many):
         res = _or_error(bench_many, tc.agent, K, tc.batch, reps=a.reps, device=dev)
         record(f'{name}/many-{K}', res)
         print(f'{name:6s} {K} agents as one graph: ' + (f"{1e3 * res['step_s']:.2f} ms per joint step" if 'error' not in res else res['error']), flush=True)
     for mode, kw in modes.items():
-        res = _or_error(bench_agent, tc.agent, tc.batch, reps=a.reps, components=mode == 'eager', device=dev,
-                        graph_safe=a.graph_safe and 'compile' in kw, **kw)
+        res = _or_error(bench_agent, tc.agent, tc.batch, S, d, reps=a.reps, components=mode == 'eager', device=dev,
+                        graph_safe=a.graph_safe and 'compile' in kw, goal_dim=G, **kw)
         record(f'{name}/{mode}', res)
         w = tc.agent.actor_hidden[0]
         print(f"{name:6s} {mode:8s} ({w}x{len(tc.agent.actor_hidden)}, B={tc.batch}, rollouts from {min(tc.batch, tc.agent.rollout_batch)}): " +

@@ -25,6 +25,8 @@ from mac.batches import ChunkDataset, ChunkReturn, bench_batches
 from mac.train import CudaGraphStep
 import numpy as np
 from mac.config import PRESETS, PresetName, make_config
+from mac.data import parse_name
+from mac.evaluate import _make_env
 from torch.utils.flop_counter import FlopCounterMode
 
 # %%
@@ -55,10 +57,13 @@ from fastcore.test import test_eq, test_close, test_fail
 
 # %%
 #| export
-def _batch(B, S, nd, device, g):
-    return dict(observations=torch.randn(B, S, generator=g).to(device), actions=(torch.rand(B, nd, generator=g) * 2 - 1).to(device),
-                rewards=-torch.rand(B, generator=g).to(device), next_observations=torch.randn(B, S, generator=g).to(device),
-                masks=torch.ones(B, device=device))
+def _batch(B, S, nd, device, g, goal_dim: int = 0):
+    "A random batch of B chunks; with `goal_dim`, value and actor goals too (drawn after the rest, so the rest is unchanged)."
+    b = dict(observations=torch.randn(B, S, generator=g).to(device), actions=(torch.rand(B, nd, generator=g) * 2 - 1).to(device),
+             rewards=-torch.rand(B, generator=g).to(device), next_observations=torch.randn(B, S, generator=g).to(device),
+             masks=torch.ones(B, device=device))
+    if goal_dim: b |= {k: torch.randn(B, goal_dim, generator=g).to(device) for k in ('value_goals', 'actor_goals')}
+    return b
 
 def _cuda(device, what: str):
     "The device, which must be CUDA for `what`."
@@ -85,12 +90,13 @@ def matmul_gflops(device=None, n: int = 2048, reps: int = 5) -> float:
     dev = get_device(device); a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     return 2 * n ** 3 / median_seconds(lambda: a @ b, reps, 2) / 1e9
 
-def _seeded_agent(cfg: MACConfig, batch: int, obs_dim: int, action_dim: int, device):
-    """The device, a fresh agent, a random batch, the update's generator and the CPU generator that made the batch (for
-    more data), all seeded as every timing here is, so that two benchmarks time the same update."""
+def _seeded_agent(cfg: MACConfig, batch: int, obs_dim: int, action_dim: int, device, goal_dim: int = 0):
+    """The device, a fresh agent (goal-conditioned with `goal_dim`), a random batch, the update's generator and the CPU
+    generator that made the batch (for more data), all seeded as every timing here is, so that two benchmarks time the
+    same update."""
     dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
-    agent = MACAgent(obs_dim, action_dim, cfg, dev)
-    return dev, agent, _batch(batch, obs_dim, cfg.n * action_dim, dev, g), torch.Generator(dev).manual_seed(0), g
+    agent = MACAgent(obs_dim, action_dim, cfg, dev, goal_dim)
+    return dev, agent, _batch(batch, obs_dim, cfg.n * action_dim, dev, g, goal_dim), torch.Generator(dev).manual_seed(0), g
 
 
 
@@ -109,13 +115,15 @@ def _component_times(agent, cfg: MACConfig, b: dict, gd, reps: int) -> dict:
         def run():
             v = fn(); (sum(v.values()) if isinstance(v, dict) else v).backward(); agent.opt.zero_grad(set_to_none=True)
         return median_seconds(run, max(reps // 2, 5), 2)
-    s, a = b['observations'], b['actions']
-    ro = agent.rollout(s[: cfg.rollout_batch], gd)
+    s, a, rb = b['observations'], b['actions'], cfg.rollout_batch
+    x, g = agent.cond(s, b.get('actor_goals')), b.get('value_goals')      # goal-conditioned: policies read [s, g]
+    rollout = lambda: agent.rollout(s[:rb], gd, goal=None if g is None else g[:rb])
+    ro = rollout()
     if cfg.policy == 'flow':
-        out['flow_bc_s'] = fb(lambda: agent.flow.loss(s, a, generator=gd))
-        if cfg.distill: out['distill_s'] = fb(lambda: distillation_loss(agent.onestep, agent.flow, s, steps=cfg.flow_steps, generator=gd))
+        out['flow_bc_s'] = fb(lambda: agent.flow.loss(x, a, generator=gd))
+        if cfg.distill: out['distill_s'] = fb(lambda: distillation_loss(agent.onestep, agent.flow, x, steps=cfg.flow_steps, generator=gd))
     out['model_s'] = fb(lambda: agent.model_losses(b))
-    out['rollout_s'] = median_seconds(lambda: agent.rollout(s[: cfg.rollout_batch], gd), max(reps // 2, 5), 2)
+    out['rollout_s'] = median_seconds(rollout, max(reps // 2, 5), 2)
     out['value_s'] = fb(lambda: agent.value_losses(ro)['value'])
     out['critic_s'] = fb(lambda: agent.value_losses(ro)['critic'])
     return out
@@ -125,16 +133,19 @@ def _component_times(agent, cfg: MACConfig, b: dict, gd, reps: int) -> dict:
 # %% [markdown]
 # `bench_agent` times one update as training runs it (eager, compiled, under bfloat16 autocast, or as a CUDA graph),
 # counts the update's matrix FLOPs (eager float32 only), adds the components above (eagerly, in float32; not beside a
-# bfloat16 or CUDA-graph timing), and times one action.
+# bfloat16 or CUDA-graph timing), and times one action. With `goal_dim` the agent is goal-conditioned (chapter 8): its
+# batches carry value and actor goals, its rollouts chase the value goals, and its policies read [s, g].
 
 # %%
 #| export
 def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim: int = 5, reps: int = 50, warmup: int = 3,
                 compile: bool | str = False, components: bool = True, device=None, bfloat16: bool = False, graph_safe: bool = False,
-                cuda_graph: bool = False) -> dict:
+                cuda_graph: bool = False, goal_dim: int = 0) -> dict:
     """Median seconds per update (eager, or compiled: True or a torch.compile mode; bfloat16 autocast if asked), per component, and per action.
-    cuda_graph: the whole step, batch sampling included, as one CUDA graph (chapter 10), and its eager twin (`step_eager_s`)."""
-    dev, agent, b, gd, g = _seeded_agent(cfg, batch, obs_dim, action_dim, device)
+    cuda_graph: the whole step, batch sampling included, as one CUDA graph (chapter 10), and its eager twin (`step_eager_s`).
+    goal_dim: a goal-conditioned agent, its batches carrying value and actor goals (not with cuda_graph)."""
+    if cuda_graph and goal_dim: raise ValueError('cuda_graph times single-task steps only (its batches carry no goals); time a goal-conditioned agent eagerly or compiled')
+    dev, agent, b, gd, g = _seeded_agent(cfg, batch, obs_dim, action_dim, device, goal_dim)
     graph_safe = graph_safe or cuda_graph
     out, losses, gu = {}, None, None if graph_safe else gd   # gu: the update's generator (graph_safe: the global RNG, chapter 10)
     if compile:  # the same update as training's `compile` option: compiled losses (forward + backward), eager Adam and EMA
@@ -156,8 +167,8 @@ def bench_agent(cfg: MACConfig, batch: int = 256, obs_dim: int = 28, action_dim:
         with FlopCounterMode(display=False) as fc: agent.update(b, gd)
         out['gflop'] = fc.get_total_flops() / 1e9; out['gflop_per_s'] = out['gflop'] / out['update_s']
     if components and not bfloat16 and not cuda_graph: out |= _component_times(agent, cfg, b, gd, reps)
-    obs1 = torch.randn(1, obs_dim, device=dev)
-    out['act_ms'] = 1e3 * median_seconds(lambda: agent.act(obs1, gd), max(reps * 4, 100), 10)
+    obs1, goal1 = torch.randn(1, obs_dim, device=dev), (torch.randn(1, goal_dim, device=dev) if goal_dim else None)
+    out['act_ms'] = 1e3 * median_seconds(lambda: agent.act(obs1, gd, goal1), max(reps * 4, 100), 10)
     return out
 
 
@@ -236,6 +247,9 @@ assert {'update_s', 'flow_bc_s', 'distill_s', 'model_s', 'rollout_s', 'value_s',
 test_fail(lambda: bench_agent(tiny, batch=16, reps=3, device='cpu', cuda_graph=True), contains='needs a CUDA device')   # the CUDA graph: GPU only
 test_fail(lambda: cuda_graph_agreement(tiny, batch=16, device='cpu'), contains='needs a CUDA device')
 test_fail(lambda: bench_many(tiny, 2, batch=16, device='cpu'), contains='needs a CUDA device')
+rg = bench_agent(tiny, batch=16, obs_dim=6, goal_dim=3, reps=3, device='cpu')   # goal-conditioned
+assert {'update_s', 'flow_bc_s', 'model_s', 'rollout_s', 'act_ms'} <= set(rg) and all(v > 0 for v in rg.values())
+test_fail(lambda: bench_agent(tiny, batch=16, goal_dim=3, reps=3, device='cpu', cuda_graph=True), contains='single-task steps only')
 
 
 # %% [markdown]
@@ -458,44 +472,78 @@ test_eq(_or_error(dict, a=1), {'a': 1})
 test_eq(_or_error(lambda: 1 / 0), {'error': 'ZeroDivisionError: division by zero'})
 
 
+# %% [markdown]
+# A preset's agent is timed at its environment's sizes: observation and action, and for a goal-conditioned preset
+# (an `*-oraclerep-v0` name) the oracle goal's, read from one reset of the environment. A goal-conditioned preset is
+# timed in the update modes only (eager, bf16, compiled); the CUDA-graph and K-agent paths, GELU and the floor build
+# single-task steps, so they skip it (a `cuda-graph` mode records why):
+
+# %%
+#| export
+def _preset_dims(tc) -> tuple[int, int, int]:
+    "(observation, action, goal) sizes of preset config `tc`'s environment (goal 0: single-task), from one reset."
+    spec = parse_name(tc.env)
+    env = _make_env(f'{spec.env}-v0', **(dict(use_oracle_rep=True) if spec.oraclerep else {}))
+    try:
+        obs, info = env.reset(seed=0)
+        return obs.shape[-1], env.action_space.shape[-1], (np.shape(info['goal'])[-1] if spec.oraclerep else 0)
+    finally: env.close()
+
+
+# %%
+test_eq(_preset_dims(make_config('cpu')), (28, 5, 0))          # cube-single: the sizes every earlier timing used
+test_eq(_preset_dims(make_config('gc-cpu')), (55, 5, 9))      # puzzle-3x3: 9 lights as the oracle goal
+
+
 # %%
 #| export
 def _bench_preset(a: _BenchArgs, name: str, dev, results: dict, save, record):
     "Every measurement `a` asks for on preset `name`, each printed, and recorded with the load as it is taken."
-    tc = make_config(name)
+    tc = make_config(name); S, d, G = _preset_dims(tc)
+    if G: print(f'{name}: goal-conditioned ({S} observation, {G} goal sizes): update modes only (the agreement checks, GELU, floor and K agents time single-task steps)', flush=True)
     modes = ({'eager': {}} | ({'eager-bf16': dict(bfloat16=True)} if a.bf16 else {}) | ({'compiled': dict(compile=True)} if a.compile else {})
              | {f'compiled-{m}': dict(compile=m) for m in a.compile_mode} | ({'cuda-graph': dict(cuda_graph=True)} if a.cuda_graph else {})
              | ({'cuda-graph-bf16': dict(cuda_graph=True, bfloat16=True)} if a.cuda_graph and a.bf16 else {}))
-    for b16 in ((False, True) if a.bf16 else (False,)) if a.cuda_graph else ():
+    for b16 in ((False, True) if a.bf16 else (False,)) if a.cuda_graph and not G else ():
         agree = _or_error(cuda_graph_agreement, tc.agent, tc.batch, device=dev, bfloat16=b16)
         key = f'{name}/cuda-graph{"-bf16" if b16 else ""}-agreement'
         results[key] = agree; save(); print(f'{key}: {agree}', flush=True)
-    if a.many:
+    if a.many and not G:
         agree = _or_error(many_agreement, tc.agent, max(2, min(4, max(a.many))), tc.batch, device=dev)
         results[f'{name}/many-agreement'] = agree; save(); print(f'{name:6s} agents stepped together against alone: {agree}', flush=True)
-    if a.gelu:
+    if a.gelu and not G:
         res = bench_gelu(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
         record(f'{name}/gelu', res)
         print(f"{name:6s} GELU ({res['rows']}x{res['width']}): PyTorch {res['call_ms_pytorch']:.3f} ms, fast {res['call_ms_fast']:.3f} ms "
               f"({res['call_speedup']:.2f}x, max diff {res['max_abs_diff']:.1e}); update {np.median(res['update_s_pytorch']):.4f} s -> "
               f"{np.median(res['update_s_fast']):.4f} s ({res['update_speedup']:.2f}x)", flush=True)
-    if a.floor:
+    if a.floor and not G:
         res = matmul_floor(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
         record(f'{name}/floor', res)
         print(f"{name:6s} matrix products alone: {res['floor_s']:.4f} s of {res['update_s']:.4f} s per update ({res['matmul_share']:.0%}; "
               f"{res['gemms']} products, {res['gflop']:.1f} GFLOP): at the products' replayed speed, at most {res['max_speedup']:.2f}x faster", flush=True)
-    for K in a.many:
+    for K in (() if G else a.many):
         res = _or_error(bench_many, tc.agent, K, tc.batch, reps=a.reps, device=dev)
         record(f'{name}/many-{K}', res)
         print(f'{name:6s} {K} agents as one graph: ' + (f"{1e3 * res['step_s']:.2f} ms per joint step" if 'error' not in res else res['error']), flush=True)
     for mode, kw in modes.items():
-        res = _or_error(bench_agent, tc.agent, tc.batch, reps=a.reps, components=mode == 'eager', device=dev,
-                        graph_safe=a.graph_safe and 'compile' in kw, **kw)
+        res = _or_error(bench_agent, tc.agent, tc.batch, S, d, reps=a.reps, components=mode == 'eager', device=dev,
+                        graph_safe=a.graph_safe and 'compile' in kw, goal_dim=G, **kw)
         record(f'{name}/{mode}', res)
         w = tc.agent.actor_hidden[0]
         print(f"{name:6s} {mode:8s} ({w}x{len(tc.agent.actor_hidden)}, B={tc.batch}, rollouts from {min(tc.batch, tc.agent.rollout_batch)}): " +
               ('  '.join(f'{k}={v:.4g}' for k, v in res.items() if isinstance(v, float)) if 'error' not in res else res['error']) +
               f"  load {results[f'{name}/{mode}']['load_avg']}", flush=True)
+
+
+# %%
+# a goal-conditioned preset is timed at its environment's sizes with goals, and only in the update modes
+calls, res, _real = [], {}, bench_agent
+def bench_agent(cfg, batch, S, d, **kw): calls.append((S, d, kw['goal_dim'])); return {'update_s': 1.0}   # a stand-in that records its call
+try: _bench_preset(_BenchArgs(configs=('gc-cpu',), many=(2,), gelu=True), 'gc-cpu', torch.device('cpu'), res, lambda: None,
+                   lambda k, r: res.__setitem__(k, r | {'load_avg': [0.0]}))
+finally: bench_agent = _real
+test_eq((calls, list(res)), ([(55, 5, 9)], ['gc-cpu/eager']))
 
 
 # %% [markdown]
