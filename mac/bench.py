@@ -301,25 +301,25 @@ def _bench_preset(a: _BenchArgs, name: str, dev, results: dict, save, record):
              | {f'compiled-{m}': dict(compile=m) for m in a.compile_mode} | ({'cuda-graph': dict(cuda_graph=True)} if a.cuda_graph else {})
              | ({'cuda-graph-bf16': dict(cuda_graph=True, bfloat16=True)} if a.cuda_graph and a.bf16 else {}))
     for b16 in ((False, True) if a.bf16 else (False,)) if a.cuda_graph and not G else ():
-        agree = _or_error(cuda_graph_agreement, tc.agent, tc.batch, device=dev, bfloat16=b16)
+        agree = _or_error(cuda_graph_agreement, tc.agent, tc.batch, S, d, device=dev, bfloat16=b16)
         key = f'{name}/cuda-graph{"-bf16" if b16 else ""}-agreement'
         results[key] = agree; save(); print(f'{key}: {agree}', flush=True)
     if a.many and not G:
-        agree = _or_error(many_agreement, tc.agent, max(2, min(4, max(a.many))), tc.batch, device=dev)
+        agree = _or_error(many_agreement, tc.agent, max(2, min(4, max(a.many))), tc.batch, S, d, device=dev)
         results[f'{name}/many-agreement'] = agree; save(); print(f'{name:6s} agents stepped together against alone: {agree}', flush=True)
     if a.gelu and not G:
-        res = bench_gelu(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
+        res = bench_gelu(tc.agent, tc.batch, S, d, reps=min(a.reps, 20), device=dev)
         record(f'{name}/gelu', res)
         print(f"{name:6s} GELU ({res['rows']}x{res['width']}): PyTorch {res['call_ms_pytorch']:.3f} ms, fast {res['call_ms_fast']:.3f} ms "
               f"({res['call_speedup']:.2f}x, max diff {res['max_abs_diff']:.1e}); update {np.median(res['update_s_pytorch']):.4f} s -> "
               f"{np.median(res['update_s_fast']):.4f} s ({res['update_speedup']:.2f}x)", flush=True)
     if a.floor and not G:
-        res = matmul_floor(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
+        res = matmul_floor(tc.agent, tc.batch, S, d, reps=min(a.reps, 20), device=dev)
         record(f'{name}/floor', res)
         print(f"{name:6s} matrix products alone: {res['floor_s']:.4f} s of {res['update_s']:.4f} s per update ({res['matmul_share']:.0%}; "
               f"{res['gemms']} products, {res['gflop']:.1f} GFLOP): at the products' replayed speed, at most {res['max_speedup']:.2f}x faster", flush=True)
     for K in (() if G else a.many):
-        res = _or_error(bench_many, tc.agent, K, tc.batch, reps=a.reps, device=dev)
+        res = _or_error(bench_many, tc.agent, K, tc.batch, S, d, reps=a.reps, device=dev)
         record(f'{name}/many-{K}', res)
         print(f'{name:6s} {K} agents as one graph: ' + (f"{1e3 * res['step_s']:.2f} ms per joint step" if 'error' not in res else res['error']), flush=True)
     for mode, kw in modes.items():

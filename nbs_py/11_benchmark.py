@@ -455,9 +455,9 @@ class _BenchArgs:
 
 # %% [markdown]
 # For each preset, the measurements the flags ask for, in this order: the CUDA-graph and K-agent agreement checks, GELU,
-# the matrix-product floor, K agents per graph, then each update mode (eager, bf16, compiled, graph):
-# A measurement that fails (a mode this device lacks, a graph that cannot be captured) is recorded as its error, and the
-# benchmark goes on to the next:
+# the matrix-product floor, K agents per graph, then each update mode (eager, bf16, compiled, graph). An agreement check,
+# a K-agent timing or an update mode that fails (a mode this device lacks, a graph that cannot be captured) is recorded
+# as its error, and the benchmark goes on to the next:
 
 # %%
 #| export
@@ -476,7 +476,8 @@ test_eq(_or_error(lambda: 1 / 0), {'error': 'ZeroDivisionError: division by zero
 # A preset's agent is timed at its environment's sizes: observation and action, and for a goal-conditioned preset
 # (an `*-oraclerep-v0` name) the oracle goal's, read from one reset of the environment. A goal-conditioned preset is
 # timed in the update modes only (eager, bf16, compiled); the CUDA-graph and K-agent paths, GELU and the floor build
-# single-task steps, so they skip it (a `cuda-graph` mode records why):
+# single-task steps, so they skip it (a `cuda-graph` mode records why). As for every preset, the update's time leaves out sampling the
+# batch, which for a goal-conditioned run reads the on-disk cache of chapter 2b:
 
 # %%
 #| export
@@ -505,25 +506,25 @@ def _bench_preset(a: _BenchArgs, name: str, dev, results: dict, save, record):
              | {f'compiled-{m}': dict(compile=m) for m in a.compile_mode} | ({'cuda-graph': dict(cuda_graph=True)} if a.cuda_graph else {})
              | ({'cuda-graph-bf16': dict(cuda_graph=True, bfloat16=True)} if a.cuda_graph and a.bf16 else {}))
     for b16 in ((False, True) if a.bf16 else (False,)) if a.cuda_graph and not G else ():
-        agree = _or_error(cuda_graph_agreement, tc.agent, tc.batch, device=dev, bfloat16=b16)
+        agree = _or_error(cuda_graph_agreement, tc.agent, tc.batch, S, d, device=dev, bfloat16=b16)
         key = f'{name}/cuda-graph{"-bf16" if b16 else ""}-agreement'
         results[key] = agree; save(); print(f'{key}: {agree}', flush=True)
     if a.many and not G:
-        agree = _or_error(many_agreement, tc.agent, max(2, min(4, max(a.many))), tc.batch, device=dev)
+        agree = _or_error(many_agreement, tc.agent, max(2, min(4, max(a.many))), tc.batch, S, d, device=dev)
         results[f'{name}/many-agreement'] = agree; save(); print(f'{name:6s} agents stepped together against alone: {agree}', flush=True)
     if a.gelu and not G:
-        res = bench_gelu(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
+        res = bench_gelu(tc.agent, tc.batch, S, d, reps=min(a.reps, 20), device=dev)
         record(f'{name}/gelu', res)
         print(f"{name:6s} GELU ({res['rows']}x{res['width']}): PyTorch {res['call_ms_pytorch']:.3f} ms, fast {res['call_ms_fast']:.3f} ms "
               f"({res['call_speedup']:.2f}x, max diff {res['max_abs_diff']:.1e}); update {np.median(res['update_s_pytorch']):.4f} s -> "
               f"{np.median(res['update_s_fast']):.4f} s ({res['update_speedup']:.2f}x)", flush=True)
     if a.floor and not G:
-        res = matmul_floor(tc.agent, tc.batch, reps=min(a.reps, 20), device=dev)
+        res = matmul_floor(tc.agent, tc.batch, S, d, reps=min(a.reps, 20), device=dev)
         record(f'{name}/floor', res)
         print(f"{name:6s} matrix products alone: {res['floor_s']:.4f} s of {res['update_s']:.4f} s per update ({res['matmul_share']:.0%}; "
               f"{res['gemms']} products, {res['gflop']:.1f} GFLOP): at the products' replayed speed, at most {res['max_speedup']:.2f}x faster", flush=True)
     for K in (() if G else a.many):
-        res = _or_error(bench_many, tc.agent, K, tc.batch, reps=a.reps, device=dev)
+        res = _or_error(bench_many, tc.agent, K, tc.batch, S, d, reps=a.reps, device=dev)
         record(f'{name}/many-{K}', res)
         print(f'{name:6s} {K} agents as one graph: ' + (f"{1e3 * res['step_s']:.2f} ms per joint step" if 'error' not in res else res['error']), flush=True)
     for mode, kw in modes.items():
@@ -540,10 +541,10 @@ def _bench_preset(a: _BenchArgs, name: str, dev, results: dict, save, record):
 # a goal-conditioned preset is timed at its environment's sizes with goals, and only in the update modes
 calls, res, _real = [], {}, bench_agent
 def bench_agent(cfg, batch, S, d, **kw): calls.append((S, d, kw['goal_dim'])); return {'update_s': 1.0}   # a stand-in that records its call
-try: _bench_preset(_BenchArgs(configs=('gc-cpu',), many=(2,), gelu=True), 'gc-cpu', torch.device('cpu'), res, lambda: None,
+try: _bench_preset(_BenchArgs(configs=('gc-cpu',), many=(2,), gelu=True, floor=True, cuda_graph=True), 'gc-cpu', torch.device('cpu'), res, lambda: None,
                    lambda k, r: res.__setitem__(k, r | {'load_avg': [0.0]}))
 finally: bench_agent = _real
-test_eq((calls, list(res)), ([(55, 5, 9)], ['gc-cpu/eager']))
+test_eq((calls, list(res)), ([(55, 5, 9)] * 2, ['gc-cpu/eager', 'gc-cpu/cuda-graph']))   # no agreement check, GELU, floor or K agents
 
 
 # %% [markdown]
@@ -678,7 +679,7 @@ for f in sorted(Path('../results/bench').glob('*.json')):
 # final evaluation), and three seeds sharing the GPU ran 57-66 steps/s each; their 15-episode evaluations at 14k steps
 # were 40, 60 and 80% (`results/gpu/h100_2026-11-28/README.md` has every curve). Between evaluations the loop
 # ran at the benchmark's replay rate (5.4 ms a step); each evaluation cost 12-15 s, of which the episodes took 2-3 s and
-# starting 15 env processes the rest, so the trainer now keeps its evaluation envs open across evaluations. The 2-core CPU runs the same preset at about 10 steps/s (`make main`: 20,000 steps in 29.6 minutes with its evaluations, about 11 steps/s).
+# starting 15 env processes the rest, so the trainer now keeps its evaluation envs open across evaluations. The 2-core CPU runs the same preset at about 11 steps/s (`make main`: 20,000 steps in 29.6 minutes with its evaluations).
 
 # %%
 import json
