@@ -55,6 +55,11 @@ from fastcore.test import test_eq, test_close, test_fail
 # before chapter 0's faster CPU GELU; the same comparison made since with `tools/jax_interleaved.py` (**Results**
 # below) puts `mac` at 0.98× of JAX's update rate at 256×4 and 0.97× at 512×4.
 
+# %% [markdown]
+# Every timing runs on synthetic inputs, seeded alike, so that two benchmarks time the same update: a random batch
+# (with goals for a goal-conditioned agent), a random one-episode dataset for steps that sample their own batch, and a
+# fresh agent:
+
 # %%
 #| export
 def _batch(B, S, nd, device, g, goal_dim: int = 0):
@@ -65,6 +70,28 @@ def _batch(B, S, nd, device, g, goal_dim: int = 0):
     if goal_dim: b |= {k: torch.randn(B, goal_dim, generator=g).to(device) for k in ('value_goals', 'actor_goals')}
     return b
 
+def _chunk_data(n, S, d, device, g, rows: int = 100_000):
+    "A random `rows`-row dataset of one long episode on `device`: what a step that samples its own batch samples from."
+    return ChunkDataset(torch.randn(rows, S, generator=g), torch.rand(rows, d, generator=g) * 2 - 1, np.r_[np.ones(rows - 1), 0],
+                        ret=ChunkReturn(n=n), device=device)
+
+def _seeded_agent(cfg: MACConfig, batch: int, obs_dim: int, action_dim: int, device, goal_dim: int = 0):
+    """The device, a fresh agent (goal-conditioned with `goal_dim`), a random batch, the update's generator and the CPU
+    generator that made the batch (for more data), all seeded as every timing here is, so that two benchmarks time the
+    same update."""
+    dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
+    agent = MACAgent(obs_dim, action_dim, cfg, dev, goal_dim)
+    return dev, agent, _batch(batch, obs_dim, cfg.n * action_dim, dev, g, goal_dim), torch.Generator(dev).manual_seed(0), g
+
+
+
+# %% [markdown]
+# Timings of different paths are compared by what they compute: the largest difference of two updates' losses or
+# two agents' weights (`_cuda` refuses a CPU to the paths that need a GPU). And the machine's own float32
+# matrix-product rate is the ceiling for any update:
+
+# %%
+#| export
 def _cuda(device, what: str):
     "The device, which must be CUDA for `what`."
     dev = get_device(device)
@@ -80,23 +107,10 @@ def _weight_diff(x: torch.nn.Module, y: torch.nn.Module) -> float:
     sx, sy = x.state_dict(), y.state_dict()
     return max((sx[n] - sy[n]).abs().max().item() for n in sx if sx[n].is_floating_point())
 
-def _chunk_data(n, S, d, device, g, rows: int = 100_000):
-    "A random `rows`-row dataset of one long episode on `device`: what a step that samples its own batch samples from."
-    return ChunkDataset(torch.randn(rows, S, generator=g), torch.rand(rows, d, generator=g) * 2 - 1, np.r_[np.ones(rows - 1), 0],
-                        ret=ChunkReturn(n=n), device=device)
-
 def matmul_gflops(device=None, n: int = 2048, reps: int = 5) -> float:
     "The machine's float32 matrix-product rate (GFLOP/s, median of `reps` n×n products): the ceiling for an update."
     dev = get_device(device); a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     return 2 * n ** 3 / median_seconds(lambda: a @ b, reps, 2) / 1e9
-
-def _seeded_agent(cfg: MACConfig, batch: int, obs_dim: int, action_dim: int, device, goal_dim: int = 0):
-    """The device, a fresh agent (goal-conditioned with `goal_dim`), a random batch, the update's generator and the CPU
-    generator that made the batch (for more data), all seeded as every timing here is, so that two benchmarks time the
-    same update."""
-    dev = get_device(device); seed_everything(0); g = torch.Generator().manual_seed(0)
-    agent = MACAgent(obs_dim, action_dim, cfg, dev, goal_dim)
-    return dev, agent, _batch(batch, obs_dim, cfg.n * action_dim, dev, g, goal_dim), torch.Generator(dev).manual_seed(0), g
 
 
 
