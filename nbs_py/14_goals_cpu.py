@@ -591,46 +591,51 @@ if (R / 'diagnose.csv').exists():   # readings, not the metric: 5 episodes per g
         'value_random_mean', 'value_current_mean'))))
 
 # %% [markdown]
-# **Reading** (seeds 0 and 1 of the registered 3; seed 2 is training, so the pooled figures are provisional). Seed 0
-# ends at **4% [2, 10]** on its 100 final episodes and seed 1 at **17% [11, 26]**; pooled so far **10% [7, 16]**
-# (21/200), against the paper's 100 ± 0 after 70× the steps on 100× the data. Both seeds succeed on goal 1 only
-# (4 and 17 of 20 episodes) and on none of goals 2-5 (0 of 80 episodes per seed); seed 1's 14 in-training evaluations
-# read 0-16%.
+# **Reading** (all three registered seeds). Seed 0 ends at **4%** on its 100 final episodes, seed 1 at **17%** and
+# seed 2 at **11%**; pooled **11% [8, 15]** (32/300), against the paper's 100 ± 0 after 70× the steps on 100× the data.
+# All three succeed on goal 1 only (4, 17 and 11 of 20 episodes: pooled 53% [41, 65]) and on none of goals 2-5 (0 of
+# 240 episodes); their in-training evaluations read 0-16%. Each ran 28,000 steps as one thread beside other runs
+# (seed 2: 13,148 s of training and evaluation, summed over its processes; not representative of a run alone on two
+# cores). A `gc-cpu` update does the same arithmetic as a `cpu` one to within 1% (9.23 against 9.16 GFLOP,
+# `results/bench/gc_vs_cpu/`), so alone on two cores a run costs about what the `cpu` preset's 28k steps cost (47 minutes
+# on chapter 10a's faster CPU), plus its five-goal evaluations.
 # Their diagnoses (final checkpoints; 5 episodes per goal on env seeds 1000-1004, 4,096 held-out chunks;
 # `diagnose.csv`) say where they stop:
 #
 # - *Only the two-press goal is solved.* Goal 1 needs two button presses from its start; goals 2-5 need five,
-#   eight, nine and seven (the section on presses above). Both seeds reach only the two-press goal, seed 1 in 85% of
+#   eight, nine and seven (the section on presses above). All three seeds reach only the two-press goal, seed 1 in 85% of
 #   its final episodes there and in 5 of its 5 diagnostic ones (the behaviour policy alone: 0 of 5, so rejection
-#   sampling makes that success), and neither reaches a goal that needs five presses or more.
+#   sampling makes that success; seed 2: 2 of 5, its behaviour policy 1 of 5), and none reaches a goal that needs five
+#   presses or more.
 # - *Not for want of the goals in the data.* Each goal's lights appear in 1,720-2,363 of the dataset's 1,001,000 rows,
 #   inside the range of all 512 light patterns (1,156-2,911 rows, median 1,954; `coverage.json`, `mac_goals_report
 #   --coverage`): the play data shows every evaluation goal about as often as any other pattern, so the unsolved goals
 #   are not ones the data never reaches; what they need is a long path from their particular start.
-# - *The success net is not what is short*, in either seed. On held-out chunks it says "reached" on 92% of the chunks
-#   that show their goal's lights and on none of those that do not; the two seeds' nets give the same verdict on every
-#   one of the 4,096 chunks (checked chunk by chunk, their logits differ). By the training's own row labels it
+# - *The success net is not what is short*, in any seed. On held-out chunks it says "reached" on 92% of the chunks
+#   that show their goal's lights and on none of those that do not (seed 2: 92.4% and 0%); seeds 0 and 1's nets give the
+#   same verdict on every one of the 4,096 chunks (checked chunk by chunk, their logits differ). By the training's own row labels it
 #   reads 98% and 3%: the 3% are chunks that show the goal's lights without holding the goal's own row, which the
 #   environment would count as reached.
 # - *The value tells near from far, and undervalues the data's own paths.* On goals from a chunk's own future it
-#   correlates 0.77 (seed 0) and 0.76 (seed 1) with the return of the dataset's path to them. With the chunk's own
-#   state as goal it is about 0 (−0.07, 0.06), as it should be, and on random goals −9.8 in both. On the trajectory
-#   goals it averages −8.3 and −8.4 against the data path's −6.7: it is the value of the agent's own policy in its
+#   correlates 0.77, 0.76 and 0.77 (seeds 0, 1, 2) with the return of the dataset's path to them. With the chunk's own
+#   state as goal it is about 0 (−0.07, 0.06, −0.08), as it should be, and on random goals −9.8 in all three. On the
+#   trajectory goals it averages −8.3, −8.4 and −8.4 against the data path's −6.7: it is the value of the agent's own policy in its
 #   model, and that policy reaches those goals more slowly than the data did.
 # - *At the evaluation's goals everything is far, the solved one included.* The value at the start is −9.8 to −10.3
-#   across both seeds, within 0.7 of the floor −1/(1 − Γ) = −10.5 (Γ = 0.99^10), for every goal: seed 1 values goal 1,
+#   across the three seeds, within 0.7 of the floor −1/(1 − Γ) = −10.5 (Γ = 0.99^10), for every goal: seed 1 values goal 1,
 #   which it solves, at −9.84, barely above goals 2 and 5 (−9.91, −9.96), which it never solves. `chunks_to_goal`
 #   reads these values as 26-51 chunks, in the range where it can only say "far".
 # - *The model does not explain it.* Inside its own model seed 1 reaches goal 1 in 1 of 5 episodes (in MuJoCo: 5 of 5)
-#   and goal 4 in 2 of 5 (in MuJoCo: 0); seed 0 reaches goal 1 in 1 of 5 and goal 3 in 2 of 5 (in MuJoCo: none). The
-#   model flatters some unsolved goals a little, and for seed 1 it underrates the one goal that is solved.
+#   and goal 4 in 2 of 5 (in MuJoCo: 0); seed 0 reaches goal 1 in 1 of 5 and goal 3 in 2 of 5 (in MuJoCo: none). Seed 2 reaches goals 1 and 3 in 2 of 5 and goals 2 and 5 in 1 of 5 in its model (in MuJoCo: goal 1
+#   in 2 of 5, the rest none). The model flatters some unsolved goals a little, and for seed 1 it underrates the one
+#   goal that is solved.
 #
-# So, as far as two seeds show, the runs are limited at this budget by the horizon: the agent learns the goal two
+# So, as the three seeds show, the runs are limited at this budget by the horizon: the agent learns the goal two
 # presses away and nothing five or more away, while the learned pieces measured on held-out chunks (the success net;
-# the value near against far) work alike in both seeds. This is an inference from the points above, not a measured
+# the value near against far) work alike in all three. This is an inference from the points above, not a measured
 # cause: the model's error on the agent's own chunks is not measured for goal-conditioned runs (chapter 13's
 # `model_on_own_chunks` is reward-based only). The behaviour policy, trained for 1.4% of the paper's steps on 1% of
-# its data, reached no goal alone in its 25 diagnostic episodes (either seed), and rejection sampling can only choose
+# its data, reached a goal alone in 1 of the 75 diagnostic episodes (seed 2, goal 1), and rejection sampling can only choose
 # among its chunks. The discount
 # that `gc-cpu` inherits from the `cpu` preset (γ = 0.99, where the paper uses 0.999: Γ ≈ 0.99 and a floor of −100)
 # crowds the values of all far states against the floor, as the start values show; that likely leaves the critic

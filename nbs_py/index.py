@@ -71,8 +71,8 @@
 # found as above, cached once beside the file, and evaluated on the environment's five goals; `--preset gc` holds
 # Tables 6 and 8 (`gc-puzzle-4x5` their exceptions), `--preset gc-cpu` the `cpu` preset's networks and schedule for it, and
 # `--dataset-path FOLDER` trains on a folder of file pairs (OGBench's 100M sets; `--cache-floats float16` halves the
-# cache, so that 100M puzzle-3x3 rows fit in 24 GB of RAM: chapter 2b). Two CPU-scale goal-conditioned seeds of three have finished (a row of the results
-# below; chapter 14 reads the registered runs as they finish, `mac_goals_report`; they use `--preset gc-cpu`
+# cache, so that 100M puzzle-3x3 rows fit in 24 GB of RAM: chapter 2b). The three registered CPU-scale goal-conditioned seeds have finished (a row of the results
+# below; chapter 14 reads and diagnoses them, `mac_goals_report`; they use `--preset gc-cpu`
 # with `--dataset-path` on a 1M-transition folder). `--preset gc` is the paper's size, for a GPU:
 #
 # ```bash
@@ -107,7 +107,7 @@
 #   pieces exist (the goal-conditioned agent, chapter 8; oracle goals, Table 6's goal sampling from a memory-mapped
 #   cache of many files and the five-goal evaluation, chapters 2b and 9b; `mac_train` on `*-oraclerep-v0`), and on a
 #   toy with four goals the agent reaches all of them (chapter 9b). At CPU scale (puzzle-3x3, 1M generated transitions,
-#   28k steps) two of three registered seeds end at 4% [2, 10] and 17% [11, 26] (paper: 100 ± 0 with 100M and 2M steps): both
+#   28k steps) the three registered seeds end at 4%, 17% and 11%, pooled 11% [8, 15] (paper: 100 ± 0 with 100M and 2M steps): all
 #   reach only the one evaluation goal that is two button presses away, none of those five to nine presses away; chapter 14
 #   diagnoses them (the success net and the value near against far work, so we infer that the horizon is what they lack; a follow-up with the paper's γ = 0.999 is registered); nothing at 100M transitions; the long-chunk end of Figure 3 at CPU scale (n = 25 is training, no seed finished yet; n = 1, 5 and 10 are done: 11% [7, 17], 45% [38, 53] and 75% [68, 82] over 150 episodes each, as are Tables 3 and 15: chapter 13 and the results below);
 #   GPU-scale runs of Table 2; an update within 3 ms on a GPU (one CUDA graph brings it to 8.7 ms at the paper's
@@ -187,7 +187,8 @@ if (GC / 'runs.csv').exists():
     rows.append("| goal-conditioned MAC (chapter 14): puzzle-3x3-play-oraclerep-v0, 1M generated transitions, `--preset gc-cpu` (28k steps) | final success "
                 "over the five evaluation goals, 20 episodes per goal and seed, 95% Wilson | " + (f"{len(done)} of 3 seeds done: {100 * float(al['success']):.0f}% "
                 f"[{100 * float(al['ci_low']):.0f}, {100 * float(al['ci_high']):.0f}] ({al['successes']}/{al['episodes']})" if done else 'no seed done')
-                + '; ' + ', '.join(f"seed {r['seed']} {r['status']}" for r in gr if r['status'] != 'done') + " | 100 ± 0 (100M transitions, 2M steps) | `results/gc_puzzle3x3/` |")
+                + (f"; per seed {al['per_seed']}" if done else '') + ''.join(f"; seed {r['seed']} {r['status']}" for r in gr if r['status'] != 'done')
+                + " | 100 ± 0 (100M transitions, 2M steps) | `results/gc_puzzle3x3/` |")
 if (R / 'bench' / 'bench.json').exists():
     b = json.loads((R / 'bench' / 'bench.json').read_text())
     p_, c_ = b.get('paper/eager', {}), b.get('cpu/eager', {})
