@@ -597,8 +597,8 @@ if (R / 'diagnose.csv').exists():   # readings, not the metric: 5 episodes per g
 # 240 episodes); their in-training evaluations read 0-16%. Each ran 28,000 steps as one thread beside other runs
 # (seed 2: 13,148 s of training and evaluation, summed over its processes; not representative of a run alone on two
 # cores). A `gc-cpu` update does the same arithmetic as a `cpu` one to within 1% (9.23 against 9.16 GFLOP,
-# `results/bench/gc_vs_cpu/`), so alone on two cores a run costs about what the `cpu` preset's 28k steps cost (47 minutes
-# on chapter 10a's faster CPU), plus its five-goal evaluations.
+# `results/bench/gc_vs_cpu/`), so alone on two cores a run costs about what the `cpu` preset's 28k steps cost (the main job
+# at 28k took 47 minutes, `results/quickstart_28k/`), plus its five-goal evaluations; no run here was timed alone.
 # Their diagnoses (final checkpoints; 5 episodes per goal on env seeds 1000-1004, 4,096 held-out chunks;
 # `diagnose.csv`) say where they stop:
 #
