@@ -321,8 +321,8 @@ def _read_npz(path: Path) -> dict:
 # %% ../nbs/02_data.ipynb #f0c8f587
 REQUIRED = {'observations': np.float32, 'actions': np.float32, 'terminals': np.bool_, 'qpos': np.float32, 'qvel': np.float32}
 
-def _check_arrays(path: Path, data: dict):
-    "The keys OGBench's files hold, each with one row per transition, its dtype, and only finite floats."
+def _check_arrays(path: Path, data: dict) -> int:
+    "The keys OGBench's files hold, each with one row per transition, its dtype, and only finite floats; returns the rows."
     def bad(msg): raise DatasetError(f'{path}: {msg}')
     missing = [k for k in REQUIRED if k not in data]
     if missing: bad(f'missing keys {missing} (has {sorted(data)})')
@@ -333,15 +333,15 @@ def _check_arrays(path: Path, data: dict):
         if k == 'button_states' and v.dtype != np.int64: bad(f"'button_states' has dtype {v.dtype}, expected int64")
         if v.dtype.kind == 'f' and not np.isfinite(v).all(): bad(f'{k!r} has {int((~np.isfinite(v)).sum())} non-finite values')
     if N == 0: bad('is empty')
+    return N
 
 
 # %% ../nbs/02_data.ipynb #150e090f
 def validate_dataset(path, action_dim: int = 5) -> dict:
     "Check keys, dtypes, shapes, episode boundaries and finiteness of an OGBench .npz file; return a summary."
     path = Path(path)
-    data = _read_npz(path); _check_arrays(path, data)
+    data = _read_npz(path); N = _check_arrays(path, data)
     def bad(msg): raise DatasetError(f'{path}: {msg}')
-    N = len(data['terminals'])
     if data['observations'].ndim != 2: bad(f"observations should be (N, S), got {data['observations'].shape}")
     if data['actions'].shape[1:] != (action_dim,): bad(f"actions should be (N, {action_dim}), got {data['actions'].shape}")
     if np.abs(data['actions']).max() > 1: bad('actions outside [-1, 1]')
@@ -359,11 +359,15 @@ def _is_valid(path) -> bool:
 def ensure_dataset(name: str, episodes: int, dataset_dir=DEFAULT_DATASET_DIR, workers: int = 1, progress: bool = True, **kw) -> dict:
     "Use a valid existing train/val pair for `name`, or generate one with `episodes` episodes; return a summary of the train file."
     train, val = dataset_paths(name, dataset_dir)
-    if not (train.exists() and val.exists() and _is_valid(train) and _is_valid(val)):
-        generate_dataset(name, episodes, dataset_dir, workers=workers, progress=progress, **kw)
-    elif progress: print(f'using the existing {train} ({validate_dataset(train)["episodes"]} episodes)')
+    s = None
+    if train.exists() and val.exists() and _is_valid(val):
+        try: s = validate_dataset(train)                  # read once: the check and the summary
+        except DatasetError: pass
+    if s is None:
+        generate_dataset(name, episodes, dataset_dir, workers=workers, progress=progress, **kw); s = validate_dataset(train)
+    elif progress: print(f'using the existing {train} ({s["episodes"]} episodes)')
     return dict(file=str(train), made_by=(_read_json(train.with_suffix('.json')) or {}).get('generator', 'unknown (downloaded?)'),
-                **{k: v for k, v in validate_dataset(train).items() if k != 'keys'})
+                **{k: v for k, v in s.items() if k != 'keys'})
 
 # %% ../nbs/02_data.ipynb #0d0a614b
 def load_ogbench(name: str, dataset_dir=DEFAULT_DATASET_DIR, **env_kw):
