@@ -321,18 +321,19 @@ def _read_npz(path: Path) -> dict:
 # %% ../nbs/02_data.ipynb #f0c8f587
 REQUIRED = {'observations': np.float32, 'actions': np.float32, 'terminals': np.bool_, 'qpos': np.float32, 'qvel': np.float32}
 
+def _bad(path, msg): raise DatasetError(f'{path}: {msg}')
+
 def _check_arrays(path: Path, data: dict) -> int:
     "The keys OGBench's files hold, each with one row per transition, its dtype, and only finite floats; returns the rows."
-    def bad(msg): raise DatasetError(f'{path}: {msg}')
     missing = [k for k in REQUIRED if k not in data]
-    if missing: bad(f'missing keys {missing} (has {sorted(data)})')
+    if missing: _bad(path, f'missing keys {missing} (has {sorted(data)})')
     N = len(data['terminals'])
     for k, v in data.items():
-        if len(v) != N: bad(f'{k!r} has {len(v)} rows but terminals has {N}')
-        if k in REQUIRED and v.dtype != REQUIRED[k]: bad(f'{k!r} has dtype {v.dtype}, expected {np.dtype(REQUIRED[k])}')
-        if k == 'button_states' and v.dtype != np.int64: bad(f"'button_states' has dtype {v.dtype}, expected int64")
-        if v.dtype.kind == 'f' and not np.isfinite(v).all(): bad(f'{k!r} has {int((~np.isfinite(v)).sum())} non-finite values')
-    if N == 0: bad('is empty')
+        if len(v) != N: _bad(path, f'{k!r} has {len(v)} rows but terminals has {N}')
+        if k in REQUIRED and v.dtype != REQUIRED[k]: _bad(path, f'{k!r} has dtype {v.dtype}, expected {np.dtype(REQUIRED[k])}')
+        if k == 'button_states' and v.dtype != np.int64: _bad(path, f"'button_states' has dtype {v.dtype}, expected int64")
+        if v.dtype.kind == 'f' and not np.isfinite(v).all(): _bad(path, f'{k!r} has {int((~np.isfinite(v)).sum())} non-finite values')
+    if N == 0: _bad(path, 'is empty')
     return N
 
 
@@ -341,13 +342,12 @@ def validate_dataset(path, action_dim: int = 5) -> dict:
     "Check keys, dtypes, shapes, episode boundaries and finiteness of an OGBench .npz file; return a summary."
     path = Path(path)
     data = _read_npz(path); N = _check_arrays(path, data)
-    def bad(msg): raise DatasetError(f'{path}: {msg}')
-    if data['observations'].ndim != 2: bad(f"observations should be (N, S), got {data['observations'].shape}")
-    if data['actions'].shape[1:] != (action_dim,): bad(f"actions should be (N, {action_dim}), got {data['actions'].shape}")
-    if np.abs(data['actions']).max() > 1: bad('actions outside [-1, 1]')
-    if not data['terminals'][-1]: bad('the last step is not a terminal: the file ends mid-episode')
+    if data['observations'].ndim != 2: _bad(path, f"observations should be (N, S), got {data['observations'].shape}")
+    if data['actions'].shape[1:] != (action_dim,): _bad(path, f"actions should be (N, {action_dim}), got {data['actions'].shape}")
+    if np.abs(data['actions']).max() > 1: _bad(path, 'actions outside [-1, 1]')
+    if not data['terminals'][-1]: _bad(path, 'the last step is not a terminal: the file ends mid-episode')
     ends = np.flatnonzero(data['terminals']); lengths = np.diff(np.concatenate([[-1], ends]))
-    if lengths.min() < 2: bad(f'episode of length {lengths.min()} at row {ends[lengths.argmin()]}: consecutive terminals')
+    if lengths.min() < 2: _bad(path, f'episode of length {lengths.min()} at row {ends[lengths.argmin()]}: consecutive terminals')
     return dict(transitions=N, episodes=len(ends), episode_length=(int(lengths.min()), int(lengths.max())),
                 obs_dim=data['observations'].shape[1], keys=sorted(data))
 
