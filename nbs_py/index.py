@@ -109,7 +109,7 @@
 #   toy with four goals the agent reaches all of them (chapter 9b). At CPU scale (puzzle-3x3, 1M generated transitions,
 #   28k steps) the three registered seeds end at 4%, 17% and 11%, pooled 11% [8, 15] (paper: 100 ± 0 with 100M and 2M steps): all
 #   reach only the one evaluation goal that is two button presses away, none of those five to nine presses away; chapter 14
-#   diagnoses them (the success net and the value near against far work, so we infer that the horizon is what they lack; a follow-up with the paper's γ = 0.999 is registered); nothing at 100M transitions; the long-chunk end of Figure 3 at CPU scale (n = 25 is training, no seed finished yet; n = 1, 5 and 10 are done: 11% [7, 17], 45% [38, 53] and 75% [68, 82] over 150 episodes each, as are Tables 3 and 15: chapter 13 and the results below);
+#   diagnoses them (the success net and the value near against far work, so we infer that the horizon is what they lack; a registered follow-up with the paper's γ = 0.999 is training its first seed of three); nothing at 100M transitions; the third seed of Figure 3's n = 25 at CPU scale (two seeds: 21% [14, 30] over 100 episodes, below n = 10's 75% [68, 82], the fall at long chunks that the paper's Figure 3 shows; n = 1 and 5 are done, 11% [7, 17] and 45% [38, 53] over 150 episodes each, as are Tables 3 and 15: chapter 13 and the results below);
 #   GPU-scale runs of Table 2; an update within 3 ms on a GPU (one CUDA graph brings it to 8.7 ms at the paper's
 #   size) and many agents per process. Each is an open issue.
 #
