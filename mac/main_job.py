@@ -16,13 +16,13 @@ import tyro
 from .config import config_to_dict, make_config
 from .core import EXIT_DIVERGED, EXIT_USAGE, atomic_write, provenance, read_csv, run_cli, write_json
 from .batches import ChunkDataset
-from .data import load_ogbench
+from .data import load_ogbench, parse_name
 from .evaluate import _make_env, eval_env_name
 from .evaluate import evaluate as evaluate_agent
 from .train import FINAL_EVAL_SEED, NonFiniteLoss, RunFolderBusy, Trainer, check_fresh_seeds, load_agent
 
 # %% auto #0
-__all__ = ['MAIN_STEPS', 'diagnose', 'quickstart', 'quickstart_cli']
+__all__ = ['SUCCESS_RADIUS', 'PHASES', 'MAIN_STEPS', 'diagnose', 'episode_phase', 'cube_phases', 'quickstart', 'quickstart_cli']
 
 # %% ../nbs/10a_main_job.ipynb #8e66a15b
 def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dict:
@@ -55,6 +55,44 @@ def diagnose(run_dir, episodes: int = 15, seed: int = 1000, device='cpu') -> dic
     return out | dict(value_mean=float(V.mean()), data_return_mean=float(G[idx].mean()), value_return_corr=float(np.corrcoef(V, G[idx])[0, 1]),
                       value_near_success=float(V_near.mean()),  # states whose next chunk solves the task: should be the highest
                       q_std_across_32=float(q.std(1).mean()), q_mean=float(q.mean()), data_solved_rate=float(solved.mean()))
+
+# %% ../nbs/10a_main_job.ipynb #b95fa73f
+SUCCESS_RADIUS = 0.04      # OGBench's cube success: the cube's centre within 4 cm of its target (cube_env._compute_successes)
+PHASES = {'solved': 'solved', 'unmoved': 'never moved the cube', 'pushed': 'moved the cube, never lifted it',
+          'far': 'lifted it, never within 8 cm of the target', 'near': 'came within 8 cm, not placed'}
+
+def episode_phase(block, goal, success: bool, moved: float = 0.01) -> dict:
+    "One episode's cube positions (T+1, 3), from the reset on, and its target (3,): the phase it ended in (a `PHASES` key) and its distances."
+    block, goal = np.asarray(block, float), np.asarray(goal, float)
+    dist, rise = np.linalg.norm(block - goal, axis=1), block[:, 2].max() - block[0, 2]
+    shift = np.linalg.norm(block - block[0], axis=1).max()
+    phase = ('solved' if success else 'unmoved' if shift <= moved else 'pushed' if rise <= moved
+             else 'far' if dist.min() > 2 * SUCCESS_RADIUS else 'near')
+    return dict(phase=phase, start_dist=float(dist[0]), min_dist=float(dist.min()), end_dist=float(dist[-1]), max_rise=float(rise))
+
+
+# %% ../nbs/10a_main_job.ipynb #c23dbcd2
+def cube_phases(run_dir, episodes: int = 50, seed: int = 1000, device='cpu', keep: bool = False) -> dict:
+    "Where a cube-single run's episodes end: the count of each `PHASES` class, the failures' closest approach (`keep`: every episode's row)."
+    ag, norm, cfg, ck = load_agent(run_dir, device)
+    if parse_name(cfg.env).env != 'cube-single': raise ValueError(f'cube_phases follows one cube; {run_dir} trains on {cfg.env}: pass a cube-single run')
+    check_fresh_seeds(cfg, seed, episodes)                                     # episodes the run's evaluations did not play
+    rp, d, g = cfg.actions_per_plan, ag.action_dim, torch.Generator(device).manual_seed(seed)
+    env, rows = _make_env(eval_env_name(cfg.env)), []
+    try:
+        for i in range(episodes):
+            obs, info = env.reset(seed=seed + i); goal = env.unwrapped.cur_task_info['goal_xyzs'][0]
+            block, done, t = [info['privileged/block_0_pos']], False, 0
+            while not done:
+                if t % rp == 0: plan = ag.act(norm(torch.as_tensor(obs, dtype=torch.float32, device=device)[None]), g)[0].cpu().numpy().reshape(-1, d)
+                obs, _, term, trunc, info = env.step(np.clip(plan[t % rp], -1, 1)); t += 1
+                block.append(info['privileged/block_0_pos']); done = term or trunc
+            rows.append(dict(seed=seed + i, length=t) | episode_phase(block, goal, bool(info['success'])))
+    finally: env.close()
+    fails = [r['min_dist'] for r in rows if r['phase'] != 'solved']
+    out = dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}', replan_every=rp) | {k: sum(r['phase'] == k for r in rows) for k in PHASES}
+    return out | dict(failures_min_dist_median=float(np.median(fails)) if fails else float('nan')) | (dict(episodes=rows) if keep else {})
+
 
 # %% ../nbs/10a_main_job.ipynb #709a935b
 MAIN_STEPS = 20_000   # the smallest budget at which 4 of 5 seeds reach 50% (the budget study below); the `cpu` preset trains 28k

@@ -20,7 +20,7 @@ import tyro
 from mac.config import config_to_dict, make_config
 from mac.core import EXIT_DIVERGED, EXIT_USAGE, atomic_write, provenance, read_csv, run_cli, write_json
 from mac.batches import ChunkDataset
-from mac.data import load_ogbench
+from mac.data import load_ogbench, parse_name
 from mac.evaluate import _make_env, eval_env_name
 from mac.evaluate import evaluate as evaluate_agent
 from mac.train import FINAL_EVAL_SEED, NonFiniteLoss, RunFolderBusy, Trainer, check_fresh_seeds, load_agent
@@ -110,6 +110,88 @@ for logit, expected in ((50.0, 1.0), (-50.0, 0.0)):
     ck['agent'][last_bias] = torch.full_like(ck['agent'][last_bias], logit); (tmp / f'forged{expected}').mkdir(exist_ok=True)
     torch.save(ck, tmp / f'forged{expected}' / 'checkpoint.pt')
     test_eq(diagnose(tmp / f'forged{expected}', episodes=2)['imagined_success_N4'], expected)
+
+# %% [markdown]
+# ## Where a cube episode fails: `cube_phases`
+#
+# `diagnose` says *that* the agent succeeds inside its model far more often than in MuJoCo; it does not say where a
+# real episode goes wrong. On cube-single the task has three stages, pick the cube up, carry it, put it down within 4 cm
+# of the target (OGBench's success test: the cube's centre within 0.04 of its target), and the cube's position, which
+# OGBench reports at every step (`info['privileged/block_0_pos']`), tells how far each episode got. A failed episode
+# falls in the first stage it never completed: it never moved the cube (by more than 1 cm), moved it without lifting
+# it (by more than 1 cm; pushed or knocked), lifted it but never brought it within 8 cm (twice the success radius) of
+# the target, or came that close without placing it. The cube's position alone decides, not the gripper's contact
+# sensor, which also fires on the table and on the other pad.
+
+# %%
+#| export
+SUCCESS_RADIUS = 0.04      # OGBench's cube success: the cube's centre within 4 cm of its target (cube_env._compute_successes)
+PHASES = {'solved': 'solved', 'unmoved': 'never moved the cube', 'pushed': 'moved the cube, never lifted it',
+          'far': 'lifted it, never within 8 cm of the target', 'near': 'came within 8 cm, not placed'}
+
+def episode_phase(block, goal, success: bool, moved: float = 0.01) -> dict:
+    "One episode's cube positions (T+1, 3), from the reset on, and its target (3,): the phase it ended in (a `PHASES` key) and its distances."
+    block, goal = np.asarray(block, float), np.asarray(goal, float)
+    dist, rise = np.linalg.norm(block - goal, axis=1), block[:, 2].max() - block[0, 2]
+    shift = np.linalg.norm(block - block[0], axis=1).max()
+    phase = ('solved' if success else 'unmoved' if shift <= moved else 'pushed' if rise <= moved
+             else 'far' if dist.min() > 2 * SUCCESS_RADIUS else 'near')
+    return dict(phase=phase, start_dist=float(dist[0]), min_dist=float(dist.min()), end_dist=float(dist[-1]), max_rise=float(rise))
+
+
+
+# %% [markdown]
+# Each class on a made-up trace: the cube starts 15 cm from its target (task 2's), stays put, slides 3 cm, is lifted
+# 5 cm and carried halfway, or carried to 5 cm above the target.
+
+# %%
+goal, start = np.array([0.5, 0, 0.02]), np.array([0.35, 0, 0.02])
+path = lambda *pts: np.array([start, *pts])
+test_eq(episode_phase(path(start, start), goal, False)['phase'], 'unmoved')
+test_eq(episode_phase(path([0.38, 0, 0.02]), goal, False)['phase'], 'pushed')
+test_eq(episode_phase(path([0.35, 0, 0.07], [0.42, 0, 0.07], [0.42, 0, 0.02]), goal, False)['phase'], 'far')
+near = episode_phase(path([0.35, 0, 0.07], [0.5, 0, 0.07]), goal, False)
+test_eq(near['phase'], 'near'); test_close(near['min_dist'], 0.05); test_close(near['start_dist'], 0.15); test_close(near['max_rise'], 0.05)
+test_eq(episode_phase(path([0.5, 0, 0.02]), goal, True)['phase'], 'solved')
+
+
+# %% [markdown]
+# `cube_phases` plays a run's agent as its evaluations do (N_test candidates, re-planning at the run's interval) on
+# fresh environment seeds, one episode at a time so that it can read each step's info, and counts the phases. Its
+# policy noise is drawn in a different order from `evaluate`'s (one env instead of a batch of them), so its episodes are
+# new draws of the same agent, not replays of the evaluation's.
+
+# %%
+#| export
+def cube_phases(run_dir, episodes: int = 50, seed: int = 1000, device='cpu', keep: bool = False) -> dict:
+    "Where a cube-single run's episodes end: the count of each `PHASES` class, the failures' closest approach (`keep`: every episode's row)."
+    ag, norm, cfg, ck = load_agent(run_dir, device)
+    if parse_name(cfg.env).env != 'cube-single': raise ValueError(f'cube_phases follows one cube; {run_dir} trains on {cfg.env}: pass a cube-single run')
+    check_fresh_seeds(cfg, seed, episodes)                                     # episodes the run's evaluations did not play
+    rp, d, g = cfg.actions_per_plan, ag.action_dim, torch.Generator(device).manual_seed(seed)
+    env, rows = _make_env(eval_env_name(cfg.env)), []
+    try:
+        for i in range(episodes):
+            obs, info = env.reset(seed=seed + i); goal = env.unwrapped.cur_task_info['goal_xyzs'][0]
+            block, done, t = [info['privileged/block_0_pos']], False, 0
+            while not done:
+                if t % rp == 0: plan = ag.act(norm(torch.as_tensor(obs, dtype=torch.float32, device=device)[None]), g)[0].cpu().numpy().reshape(-1, d)
+                obs, _, term, trunc, info = env.step(np.clip(plan[t % rp], -1, 1)); t += 1
+                block.append(info['privileged/block_0_pos']); done = term or trunc
+            rows.append(dict(seed=seed + i, length=t) | episode_phase(block, goal, bool(info['success'])))
+    finally: env.close()
+    fails = [r['min_dist'] for r in rows if r['phase'] != 'solved']
+    out = dict(step=ck['step'], eval_seeds=f'{seed}..{seed + episodes - 1}', replan_every=rp) | {k: sum(r['phase'] == k for r in rows) for k in PHASES}
+    return out | dict(failures_min_dist_median=float(np.median(fails)) if fails else float('nan')) | (dict(episodes=rows) if keep else {})
+
+
+
+# %%
+# the tiny run: one row per episode, every episode in one class, and the counts add up to the episodes played
+ph = cube_phases(tmp / 'full', episodes=2, keep=True)
+test_eq(sum(ph[k] for k in PHASES), 2); test_eq([r['seed'] for r in ph['episodes']], [1000, 1001])
+test_eq(ph['solved'], sum(r['phase'] == 'solved' for r in ph['episodes'])); test_eq(ph['replan_every'], cfg.actions_per_plan)
+assert all(r['length'] == 200 or r['phase'] == 'solved' for r in ph['episodes'])   # only a success ends an episode early
 
 # %% [markdown]
 # ## The main job: `make main`

@@ -462,6 +462,7 @@ class _AblationArgs:
     study: str = 'results/cpu_study/preset'     # the CPU study's `cpu` preset runs: the MAC arm
     diagnose: bool = False                      # also run `diagnose` on every finished run not yet diagnosed (minutes each)
     model_check: bool = False                   # also run `model_on_own_chunks` (5 episodes) on every finished run not yet checked: model_check.csv
+    phases: bool = False                        # also run `cube_phases` (50 episodes) on every finished run not yet placed: phases.csv
     debug: bool = False                         # show the traceback of an error
 
 def ablations_cli(argv=None):
@@ -474,6 +475,10 @@ def ablations_cli(argv=None):
         if a.model_check:
             rows = diagnose_runs(a.root, a.study, model_on_own_chunks, 5, 'model_check.csv', skip_missing=True)
             print(f'{a.root}/model_check.csv: {len(rows)} runs' if rows else 'no finished run has its checkpoint on this machine: nothing checked')
+        if a.phases:
+            from mac.main_job import cube_phases
+            rows = diagnose_runs(a.root, a.study, cube_phases, 50, 'phases.csv', skip_missing=True)
+            print(f'{a.root}/phases.csv: {len(rows)} runs' if rows else 'no finished run has its checkpoint on this machine: nothing placed')
         return 0
     return run_cli('mac_ablations', body, a.debug)
 
@@ -506,6 +511,8 @@ if (R / 'diagnose.csv').exists():     # readings, not the metric: 15 episodes on
 if (R / 'model_check.csv').exists():  # the model on the agent's own chunks: 5 episodes (env seeds 1000-1004), runs whose checkpoint was at hand
     show_csv(R / 'model_check.csv', ('arms', 'seed', 'chunks', 'own_dyn_mse', 'data_dyn_mse', 'own_over_data', 'own_pred_success',
                                      'own_real_success', 'own_false_success', 'data_false_success'))
+if (R / 'phases.csv').exists():       # where real episodes end (chapter 10a's cube_phases): 50 episodes (env seeds 1000-1049)
+    show_csv(R / 'phases.csv', ('arms', 'seed', 'final_success', 'solved', 'unmoved', 'pushed', 'far', 'near', 'failures_min_dist_median'))
 
 # %% [markdown]
 # **Reading.** (Written from the committed table; each statement names the arms it rests on. An arm with fewer than
@@ -608,7 +615,13 @@ if (R / 'model_check.csv').exists():  # the model on the agent's own chunks: 5 e
 # those chunks; 6% and 3% succeed). A 25-step chunk runs open-loop, and the one the critic
 # ranks first is one the model predicts badly: the paper's account fits. So does its appendix's second reason
 # (paraphrased: a longer chunk's larger action space, 125 numbers here, makes the policy and the Q-function harder to
-# learn), which these runs do not separate from the first. Seed 2 will complete the arm.
+# learn), which these runs do not separate from the first. Where the real episodes end says which stage breaks
+# (`mac_ablations --phases`: chapter 10a's `cube_phases` on 50 fresh episodes per seed, env seeds 1000-1049). The two
+# seeds solve 13 and 14 of them; of the 73 failures, 25 never moved the cube, 37 moved it without lifting it, 9 lifted it
+# but never brought it within 8 cm of the target, and 2 came that close without placing it, and the failures' closest
+# approach to the target is a median 14.5-14.7 cm, about where the cube starts (15 cm). So n = 25 fails at the grasp:
+# the stage where a 25-step chunk, run without feedback, has to meet a cube it may already have nudged. The other
+# arms' checkpoints are no longer on this machine, so their phases are not measured. Seed 2 will complete the arm.
 #
 # ## Implementation details
 #
@@ -640,9 +653,9 @@ if (R / 'model_check.csv').exists():  # the model on the agent's own chunks: 5 e
 #    on rollout states, as in the official `mbfql.py`), so it is untouched until step 5,000, the first rollouts come
 #    from an untrained actor, and it trains for 23,000 of the 28,000 steps. The protocol runs the arm as registered;
 #    the reading weighs whether this can explain its result.
-# 8. `model_on_own_chunks` runs with the current code, not the pinned one: it only reads the runs' checkpoints (the
-#    GELU change moves activations by float rounding), and needs the checkpoint on the machine (they are not
-#    committed), so it covers the runs that finished on the machine where it ran.
+# 8. `model_on_own_chunks` and `cube_phases` run with the current code, not the pinned one: they only read the runs'
+#    checkpoints (the GELU change moves activations by float rounding), and need the checkpoint on the machine (they
+#    are not committed), so they cover the runs that finished on the machine where they ran.
 
 # %%
 #| hide

@@ -244,6 +244,7 @@ class _AblationArgs:
     study: str = 'results/cpu_study/preset'     # the CPU study's `cpu` preset runs: the MAC arm
     diagnose: bool = False                      # also run `diagnose` on every finished run not yet diagnosed (minutes each)
     model_check: bool = False                   # also run `model_on_own_chunks` (5 episodes) on every finished run not yet checked: model_check.csv
+    phases: bool = False                        # also run `cube_phases` (50 episodes) on every finished run not yet placed: phases.csv
     debug: bool = False                         # show the traceback of an error
 
 def ablations_cli(argv=None):
@@ -256,5 +257,9 @@ def ablations_cli(argv=None):
         if a.model_check:
             rows = diagnose_runs(a.root, a.study, model_on_own_chunks, 5, 'model_check.csv', skip_missing=True)
             print(f'{a.root}/model_check.csv: {len(rows)} runs' if rows else 'no finished run has its checkpoint on this machine: nothing checked')
+        if a.phases:
+            from mac.main_job import cube_phases
+            rows = diagnose_runs(a.root, a.study, cube_phases, 50, 'phases.csv', skip_missing=True)
+            print(f'{a.root}/phases.csv: {len(rows)} runs' if rows else 'no finished run has its checkpoint on this machine: nothing placed')
         return 0
     return run_cli('mac_ablations', body, a.debug)
