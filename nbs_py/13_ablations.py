@@ -601,27 +601,28 @@ if (R / 'phases.csv').exists():       # where real episodes end (chapter 10a's c
 #
 # n = 25 (two of three seeds finished; seed 2 trains): 20% and 22% on the final episodes, pooled **21% [14, 30]**
 # (21/100), below n = 5 and n = 10 with the intervals apart, and above n = 1 (11% [7, 17]) by less than the intervals
-# resolve. So at this budget success rises from n = 1 to n = 10 and falls again at n = 25, the shape of the paper's
-# Figure 3:
+# resolve. So at this budget success rises from n = 1 to n = 10 and falls again at n = 25, the shape that the paper's
+# Figure 3 shows on its goal-conditioned cube tasks:
 #
 # > However, Figure 3 also shows that too long action chunks can degrade performance, mainly due to the difficulty of
 # > open-loop multi-step future prediction.
 #
-# The two seeds' diagnostics agree with each other. Inside its own model each agent succeeds in all 15 imagined
-# episodes; in MuJoCo its behaviour policy alone solves none of the 15 and rejection sampling over 32 candidates 4
-# (27%; n = 10: 73-87%). On the chunks it picks, its dynamics model errs 53-62× more than on the dataset's chunks
-# (squared error 0.16-0.19 per model call, normalised states, against 0.003; on their own chunks n = 1 errs
-# 0.013-0.030 and n = 5 0.018-0.023), while its success net is hardly fooled (it predicts success on 9% and 3% of
-# those chunks; 6% and 3% succeed). A 25-step chunk runs open-loop, and the one the critic
-# ranks first is one the model predicts badly: the paper's account fits. So does its appendix's second reason
-# (paraphrased: a longer chunk's larger action space, 125 numbers here, makes the policy and the Q-function harder to
-# learn), which these runs do not separate from the first. Where the real episodes end says which stage breaks
-# (`mac_ablations --phases`: chapter 10a's `cube_phases` on 50 fresh episodes per seed, env seeds 1000-1049). The two
-# seeds solve 13 and 14 of them; of the 73 failures, 25 never moved the cube, 37 moved it without lifting it, 9 lifted it
-# but never brought it within 8 cm of the target, and 2 came that close without placing it, and the failures' closest
-# approach to the target is a median 14.5-14.7 cm, about where the cube starts (15 cm). So n = 25 fails at the grasp:
-# the stage where a 25-step chunk, run without feedback, has to meet a cube it may already have nudged. The other
-# arms' checkpoints are no longer on this machine, so their phases are not measured. Seed 2 will complete the arm.
+# The paper's appendix (its Figure 8, paraphrased) gives a different account: there, n = 25 models err *less* along a
+# rollout than shorter chunks, yet the agents do worse, because a larger action space (125 numbers here) makes the
+# policy and the Q-function harder to learn. These runs cannot decide between the two. The two seeds' diagnostics agree
+# with each other. Inside its own model each agent succeeds in all 15 imagined episodes; in MuJoCo its behaviour policy
+# alone solves none of the 15 and rejection sampling over 32 candidates 4 (27%; n = 10: 73-87%). On the chunks it
+# picks, its dynamics model errs 53-62× more than on the dataset's chunks (squared error 0.16-0.19 per model call,
+# normalised states, against 0.003), a ratio inside n = 1's range (26-69×; n = 5: 14-19×); one model call covers 25
+# steps here and one step for n = 1, so these ratios do not rank the arms' models. The success net predicts success on
+# 3 of its 33 and 1 of its 35 chunks where 2 and 1 succeed: too few chunks to say whether it is fooled. Where the real
+# episodes end says which stage breaks (`mac_ablations --phases`: chapter 10a's `cube_phases` on 50 fresh episodes per
+# seed, env seeds 1000-1049). The two seeds solve 13 and 14 of them; of the 73 failures, 25 never moved the cube, 37
+# moved it without lifting it, 9 lifted it but never brought it within 8 cm of the target, and 2 came that close
+# without placing it. So n = 25 fails at the grasp: 62 of 73 failures never lift the cube. Why is not measured; one
+# candidate is that every arm here executes whole chunks (implementation detail 3), so a 25-step chunk runs 25 steps
+# without feedback near the cube. The other arms' checkpoints are no longer on this machine, so their phases are not
+# measured. Seed 2 will complete the arm.
 #
 # ## Implementation details
 #
