@@ -269,7 +269,7 @@ Markdown('\n'.join(rows))
 # | `09a_config` | `mac.config` | a run's configuration: the paper's defaults, the `cpu` and `tiny` presets, checked overrides |
 # | `09b_goals` | `mac.goals` | goal-conditioned data and evaluation: oracle goals, Table 6's goal mixes, batches from the cache, the five evaluation goals |
 # | `10_training` | `mac.train` | the training loop (single-task and goal-conditioned), checkpoints and exact resume, logs, `mac_train` |
-# | `10a_main_job` | `mac.main_job` | the main job (`make main`), `diagnose`, and the CPU study behind the `cpu` preset |
+# | `10a_main_job` | `mac.main_job` | the main job (`make main`), `diagnose` and `cube_phases` (where a cube episode fails), and the CPU study behind the `cpu` preset |
 # | `11_benchmark` | `mac.bench` | update and action timings, eager and compiled (`mac_bench`) |
 # | `12_sweeps` | `mac.sweep` | grids of training runs (Tables 2, 3, 15, Figure 3) and sharded datasets on Ray, resumable, aggregated as the paper (`mac_sweep`) |
 # | `13_ablations` | `mac.experiments.ablations` | the paper's ablations at CPU scale: Gaussian policy, FQL extraction, no distillation, chunk length (`mac_ablations`) |
