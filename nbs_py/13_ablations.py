@@ -511,8 +511,8 @@ if (R / 'diagnose.csv').exists():     # readings, not the metric: 15 episodes on
 if (R / 'model_check.csv').exists():  # the model on the agent's own chunks: 5 episodes (env seeds 1000-1004), runs whose checkpoint was at hand
     show_csv(R / 'model_check.csv', ('arms', 'seed', 'chunks', 'own_dyn_mse', 'data_dyn_mse', 'own_over_data', 'own_pred_success',
                                      'own_real_success', 'own_false_success', 'data_false_success'))
-if (R / 'phases.csv').exists():       # where real episodes end (chapter 10a's cube_phases): 50 episodes (env seeds 1000-1049)
-    show_csv(R / 'phases.csv', ('arms', 'seed', 'final_success', 'solved', 'unmoved', 'pushed', 'far', 'near', 'failures_min_dist_median'))
+if (R / 'phases.csv').exists():       # where real episodes end (chapter 10a's cube_phases and PHASES): 50 episodes (env seeds 1000-1049)
+    show_csv(R / 'phases.csv', ('arms', 'seed', 'final_success', 'solved', 'unmoved', 'pushed', 'far', 'near'))
 
 # %% [markdown]
 # **Reading.** (Written from the committed table; each statement names the arms it rests on. An arm with fewer than
@@ -619,7 +619,7 @@ if (R / 'phases.csv').exists():       # where real episodes end (chapter 10a's c
 # episodes end says which stage breaks (`mac_ablations --phases`: chapter 10a's `cube_phases` on 50 fresh episodes per
 # seed, env seeds 1000-1049). The two seeds solve 13 and 14 of them; of the 73 failures, 25 never moved the cube, 37
 # moved it without lifting it, 9 lifted it but never brought it within 8 cm of the target, and 2 came that close
-# without placing it. So n = 25 fails at the grasp: 62 of 73 failures never lift the cube. Why is not measured; one
+# without placing it (the table's `unmoved`, `pushed`, `far` and `near`). So n = 25 fails at the grasp: 62 of 73 failures never lift the cube. Why is not measured; one
 # candidate is that every arm here executes whole chunks (implementation detail 3), so a 25-step chunk runs 25 steps
 # without feedback near the cube. The other arms' checkpoints are no longer on this machine, so their phases are not
 # measured. Seed 2 will complete the arm.
