@@ -159,7 +159,9 @@ test_eq(episode_phase(path([0.5, 0, 0.02]), goal, True)['phase'], 'solved')
 # `cube_phases` plays a run's agent as its evaluations do (N_test candidates, re-planning at the run's interval) on
 # fresh environment seeds, one episode at a time so that it can read each step's info, and counts the phases. Its
 # policy noise is drawn in a different order from `evaluate`'s (one env instead of a batch of them), so its episodes are
-# new draws of the same agent, not replays of the evaluation's.
+# new draws of the same agent, not replays of the evaluation's. Chapter 13 reads it on the ablations' n = 25 arm
+# (`mac_ablations --phases`), whose failures are nearly all at the grasp; the main job's own phases are a registered
+# study (`results/cpu_study/PROTOCOL.md`, 2026-11-29) whose runs have not finished.
 
 # %%
 #| export
